@@ -1,1 +1,18 @@
-//! placeholder
+//! fleetcache node: the HTTP gateway (public and admin listeners), metrics,
+//! and the `fleetcache` command line.
+//!
+//! The public listener serves content-addressed objects from the local store
+//! by hash (`GET|HEAD /blake3/<hash>`), with RFC 9110 ranges and conditional
+//! requests; the admin listener ingests, deletes and pins objects and exposes
+//! health, stats and Prometheus metrics. See ARCHITECTURE.md at the
+//! repository root for the map.
+
+mod admin;
+pub mod cli;
+mod error;
+mod http;
+mod metrics;
+mod node;
+mod public;
+
+pub use node::{Node, StartError};

@@ -1,1 +1,5 @@
-fn main() {}
+//! `fleetcache`: see `fleetcache --help`.
+
+fn main() -> std::process::ExitCode {
+    fleetcache_gateway::cli::main()
+}

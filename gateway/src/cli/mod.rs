@@ -1,0 +1,262 @@
+//! The `fleetcache` command line: `serve`, `put`, `get`, `fsck`, `config print`.
+//!
+//! Exit codes follow sysexits: 0 success, 1 a runtime failure (or fsck found
+//! damage), 64 bad usage or configuration.
+
+mod client;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use fleetcache_config::{Config, LogFormat, Sources};
+
+use crate::node::{Node, StartError};
+
+/// Exit code for bad usage or configuration (EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "fleetcache", version, about = "Peer-to-peer content-addressed edge cache")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (with no config file: the embedded defaults, loopback only).
+    Serve(NodeArgs),
+    /// Upload a file to a node's admin API and print its BLAKE3 hash.
+    Put(client::PutArgs),
+    /// Download an object by hash from a node, verifying it.
+    Get(client::GetArgs),
+    /// Verify every stored object against its hash; quarantine bad ones.
+    /// The node must be stopped.
+    Fsck(FsckArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (defaults, file, env and flags merged).
+    Print(NodeArgs),
+}
+
+/// Where the configuration comes from; each flag overrides its config key.
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// TOML config file; without one, the embedded defaults apply.
+    #[arg(long, short = 'c', env = "FLEETCACHE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Public HTTP address (http.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Admin HTTP address (admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Swarm QUIC address (swarm.listen).
+    #[arg(long, value_name = "ADDR")]
+    swarm_listen: Option<String>,
+    /// Data directory (store.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct FsckArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Only report; do not quarantine anything.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Runs the command line with the process's arguments and environment.
+pub fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+/// Runs the command line with the given arguments.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Put(args) => client::put(&args),
+        Command::Get(args) => client::get(&args),
+        Command::Fsck(args) => fsck(&args),
+        Command::Config {
+            action: ConfigAction::Print(args),
+        } => match load_config(&args) {
+            Ok(config) => {
+                print!("{}", config.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+/// Loads the layered configuration, or prints why not and returns exit 64.
+fn load_config(args: &NodeArgs) -> Result<Config, ExitCode> {
+    let flags: Vec<(&str, String)> = [
+        ("http.listen", &args.listen),
+        ("admin.listen", &args.admin_listen),
+        ("swarm.listen", &args.swarm_listen),
+        ("store.data_dir", &args.data_dir),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
+    .collect();
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("FLEETCACHE_"))
+        .collect();
+    fleetcache_config::load(Sources {
+        file: args.config.as_deref(),
+        env,
+        flags,
+    })
+    .map_err(|err| {
+        eprintln!("fleetcache: {err}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn serve(args: &NodeArgs) -> ExitCode {
+    let config = match load_config(args) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if let Err(err) = init_tracing(&config) {
+        eprintln!("fleetcache: invalid config: log.level: {err}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fleetcache")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("fleetcache: starting the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let node = match Node::start(&config).await {
+            Ok(node) => node,
+            Err(err) => {
+                eprintln!("fleetcache: {err}");
+                tracing::error!("start-up failed: {err}");
+                return match err {
+                    StartError::Config(_) => ExitCode::from(EXIT_USAGE),
+                    _ => ExitCode::FAILURE,
+                };
+            }
+        };
+        let signal = wait_for_signal().await;
+        tracing::info!("{signal}: shutting down");
+        if node.shutdown().await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the only way out is a kill; say so.
+        tracing::warn!("could not install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn init_tracing(config: &Config) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .map_err(|err| format!("{:?}: {err}", config.log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // Already initialised (tests running several nodes) is fine.
+    let _ = result;
+    Ok(())
+}
+
+fn fsck(args: &FsckArgs) -> ExitCode {
+    let config = match load_config(&args.node) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let report = match fleetcache_store::fsck(&config.store.data_dir, !args.dry_run) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("fleetcache fsck: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_fsck(&config.store.data_dir, &report, args.dry_run);
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_fsck(data_dir: &Path, report: &fleetcache_store::FsckReport, dry_run: bool) {
+    println!(
+        "fsck {}: {} objects checked, {} ok",
+        data_dir.display(),
+        report.checked,
+        report.ok
+    );
+    for (hash, reason) in &report.corrupt {
+        println!("corrupt {hash}: {reason}");
+    }
+    for hash in &report.missing {
+        println!("missing {hash}: index entry without its data file");
+    }
+    for path in &report.orphan_files {
+        println!("orphan {}: file not in the index", path.display());
+    }
+    if report.is_clean() {
+        println!("clean");
+    } else if dry_run {
+        println!("problems found (dry run: nothing changed)");
+    } else {
+        println!(
+            "problems found: {} objects quarantined under {}",
+            report.quarantined,
+            data_dir.join("quarantine").display()
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Errors that end a request, each knowing whose fault it was and which
+//! status code that means.
+
+use http::StatusCode;
+
+/// Who caused a request to fail. Peers and the origin join when the swarm and
+/// origin modes land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The client sent something we will not act on (4xx).
+    Client,
+    /// Something inside this node failed (5xx).
+    Internal,
+}
+
+/// A request that cannot be answered normally.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// The request is malformed; the message says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such object or route.
+    #[error("not found")]
+    NotFound,
+    /// The route exists but not for this method.
+    #[error("method not allowed; allowed: {allow}")]
+    MethodNotAllowed {
+        /// Value for the `Allow` header.
+        allow: &'static str,
+    },
+    /// Missing or wrong bearer token on the admin listener.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// The upload is larger than the node accepts.
+    #[error("body larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The client stopped sending the request body.
+    #[error("client aborted the request body: {0}")]
+    ClientAborted(String),
+    /// The store's disk is full.
+    #[error("insufficient storage: {0}")]
+    StorageFull(String),
+    /// The node is shutting down or the store is closed.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A failure inside the node (store IO, database, a panicked task).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RequestError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            RequestError::BadRequest(_) | RequestError::ClientAborted(_) => StatusCode::BAD_REQUEST,
+            RequestError::NotFound => StatusCode::NOT_FOUND,
+            RequestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::Unauthorized => StatusCode::UNAUTHORIZED,
+            RequestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub(crate) fn side(&self) -> Side {
+        if self.status().is_client_error() {
+            Side::Client
+        } else {
+            Side::Internal
+        }
+    }
+
+    /// Short token for the `detail` parameter of `Cache-Status`.
+    pub(crate) fn detail(&self) -> &'static str {
+        match self {
+            RequestError::BadRequest(_) | RequestError::ClientAborted(_) => "bad-request",
+            RequestError::NotFound => "not-found",
+            RequestError::MethodNotAllowed { .. } => "method",
+            RequestError::Unauthorized => "unauthorized",
+            RequestError::PayloadTooLarge { .. } => "too-large",
+            RequestError::StorageFull(_) => "storage-full",
+            RequestError::Unavailable(_) => "unavailable",
+            RequestError::Internal(_) => "error",
+        }
+    }
+}
+
+impl From<fleetcache_store::ReadError> for RequestError {
+    fn from(err: fleetcache_store::ReadError) -> Self {
+        RequestError::Internal(err.to_string())
+    }
+}
+
+impl From<fleetcache_store::WriteError> for RequestError {
+    fn from(err: fleetcache_store::WriteError) -> Self {
+        match err {
+            fleetcache_store::WriteError::Closed => RequestError::Unavailable(err.to_string()),
+            other => RequestError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<fleetcache_store::IngestError> for RequestError {
+    fn from(err: fleetcache_store::IngestError) -> Self {
+        use fleetcache_store::IngestError as E;
+        match err {
+            E::StorageFull => RequestError::StorageFull(err.to_string()),
+            E::TooLarge { capacity, .. } => RequestError::PayloadTooLarge { limit: capacity },
+            E::Closed => RequestError::Unavailable(err.to_string()),
+            other => RequestError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The response body type: empty, a buffer, or bytes streamed out of a stored
+//! blob (whole, one range, or multipart byteranges).
+//!
+//! Blob bytes are read with verification on the blocking pool, one chunk
+//! ahead of the socket so disk reads overlap network writes. Memory per
+//! response is bounded by two chunks whatever the object size.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use fleetcache_store::{Blob, ReadError};
+use http_body::{Frame, SizeHint};
+use tokio::task::JoinHandle;
+
+use crate::metrics::ResponseObserver;
+
+/// Bytes read from a blob per blocking read: large enough to amortise the
+/// thread hop and verification setup, small enough to keep memory flat.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Why a response body stopped early. Hyper closes the connection on this, so
+/// the client sees a truncated response, never wrong bytes.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// Reading or verifying the stored blob failed.
+    #[error("reading blob: {0}")]
+    Read(#[from] ReadError),
+    /// The blocking read task died (runtime shutting down).
+    #[error("blob read task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// One piece of a body built from a blob.
+#[derive(Debug, Clone)]
+pub(crate) enum Segment {
+    /// Literal bytes, such as a multipart part header.
+    Literal(Bytes),
+    /// A byte range of the blob.
+    Blob(Range<u64>),
+}
+
+/// A hyper response body.
+#[derive(Debug)]
+pub(crate) struct ResponseBody {
+    kind: Kind,
+    observer: Option<ResponseObserver>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Blob(BlobStream),
+}
+
+impl ResponseBody {
+    pub(crate) fn empty() -> Self {
+        Self {
+            kind: Kind::Empty,
+            observer: None,
+        }
+    }
+
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        let kind = if bytes.is_empty() {
+            Kind::Empty
+        } else {
+            Kind::Full(Some(bytes))
+        };
+        Self {
+            kind,
+            observer: None,
+        }
+    }
+
+    /// Streams `segments` out of `blob`.
+    pub(crate) fn blob(blob: Blob, segments: Vec<Segment>) -> Self {
+        let remaining = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(b) => b.len() as u64,
+                Segment::Blob(r) => r.end - r.start,
+            })
+            .sum();
+        Self {
+            kind: Kind::Blob(BlobStream {
+                blob,
+                segments: segments.into(),
+                in_flight: None,
+                remaining,
+            }),
+            observer: None,
+        }
+    }
+
+    /// Attaches the per-request observer that records bytes and duration
+    /// when the body finishes or is dropped.
+    pub(crate) fn observed(mut self, observer: ResponseObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let next = match &mut this.kind {
+            Kind::Empty => None,
+            Kind::Full(bytes) => bytes.take().map(Ok),
+            Kind::Blob(stream) => ready!(stream.poll_next(cx)),
+        };
+        if let (Some(Ok(bytes)), Some(observer)) = (&next, &mut this.observer) {
+            observer.add_bytes(bytes.len() as u64);
+        }
+        if let (Some(Err(err)), Some(observer)) = (&next, &mut this.observer) {
+            observer.failed(err);
+        }
+        Poll::Ready(next.map(|r| r.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Blob(stream) => stream.remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Blob(stream) => SizeHint::with_exact(stream.remaining),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BlobStream {
+    blob: Blob,
+    segments: VecDeque<Segment>,
+    /// The next blob chunk being read on the blocking pool.
+    in_flight: Option<JoinHandle<Result<Bytes, ReadError>>>,
+    /// Bytes still to yield, across all segments.
+    remaining: u64,
+}
+
+impl BlobStream {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        let chunk = match self.segments.front_mut() {
+            None => return Poll::Ready(None),
+            Some(Segment::Literal(bytes)) => {
+                let bytes = std::mem::take(bytes);
+                self.segments.pop_front();
+                bytes
+            }
+            Some(Segment::Blob(range)) if range.is_empty() => {
+                self.segments.pop_front();
+                return self.poll_next(cx);
+            }
+            Some(Segment::Blob(range)) => {
+                if let Some(inline) = self.blob.inline_bytes() {
+                    // Inline blobs are small, in memory and verified on load.
+                    let (start, end) = (range.start as usize, range.end as usize);
+                    self.segments.pop_front();
+                    inline.slice(start.min(inline.len())..end.min(inline.len()))
+                } else {
+                    let handle = match &mut self.in_flight {
+                        Some(handle) => handle,
+                        None => self
+                            .in_flight
+                            .insert(spawn_read(&self.blob, range.start, range.end)),
+                    };
+                    let result = ready!(Pin::new(handle).poll(cx));
+                    self.in_flight = None;
+                    let bytes = match result {
+                        Ok(Ok(bytes)) => bytes,
+                        Ok(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
+                        Err(err) => return Poll::Ready(Some(Err(err.into()))),
+                    };
+                    if bytes.is_empty() {
+                        // The store returned less than the index promised.
+                        return Poll::Ready(Some(Err(BodyError::Read(ReadError::OutOfRange {
+                            offset: range.start,
+                            size: self.blob.size(),
+                        }))));
+                    }
+                    range.start += bytes.len() as u64;
+                    if range.is_empty() {
+                        self.segments.pop_front();
+                    }
+                    self.prefetch();
+                    bytes
+                }
+            }
+        };
+        self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+        Poll::Ready(Some(Ok(chunk)))
+    }
+
+    /// Starts reading the next blob chunk while the current one is written.
+    fn prefetch(&mut self) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let next = self.segments.iter().find_map(|s| match s {
+            Segment::Blob(r) if !r.is_empty() => Some(r.clone()),
+            _ => None,
+        });
+        if let Some(range) = next {
+            self.in_flight = Some(spawn_read(&self.blob, range.start, range.end));
+        }
+    }
+}
+
+impl Drop for BlobStream {
+    fn drop(&mut self) {
+        if let Some(handle) = self.in_flight.take() {
+            handle.abort();
+        }
+    }
+}
+
+fn spawn_read(blob: &Blob, start: u64, end: u64) -> JoinHandle<Result<Bytes, ReadError>> {
+    let blob = blob.clone();
+    let len = usize::try_from(end - start).unwrap_or(usize::MAX).min(READ_CHUNK);
+    tokio::task::spawn_blocking(move || blob.read_verified(start, len))
+}

@@ -1,0 +1,54 @@
+//! HTTP plumbing shared by the public and admin listeners.
+
+pub(crate) mod body;
+pub(crate) mod conditional;
+pub(crate) mod range;
+pub(crate) mod server;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::error::RequestError;
+use body::ResponseBody;
+
+/// A short plain-text response, the shape of every error we send.
+pub(crate) fn text_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The response for a request that failed, with the headers its status needs.
+pub(crate) fn error_response(err: &RequestError) -> Response<ResponseBody> {
+    let mut response = text_response(err.status(), &err.to_string());
+    let headers = response.headers_mut();
+    match err {
+        RequestError::MethodNotAllowed { allow } => {
+            headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        RequestError::Unauthorized => {
+            headers.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+        _ => {}
+    }
+    response
+}
+
+/// A JSON response from any serialisable value.
+pub(crate) fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
+    body.push(b'\n');
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,303 @@
+//! Prometheus metrics, all named `fleetcache_*`, rendered at `/metrics`.
+//!
+//! HTTP metrics are recorded by a [`ResponseObserver`] carried inside each
+//! response body, so a request is counted once it has finished (or been cut
+//! off), with the bytes that actually went out. Store figures are read from
+//! the store's own counters at scrape time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use fleetcache_store::Store;
+use prometheus::core::{Collector, Desc};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder, proto,
+};
+
+/// The node's metrics registry and the handles the request paths use.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    response_bytes: IntCounterVec,
+    connections: IntCounterVec,
+    connections_active: IntGaugeVec,
+    connections_refused: IntCounterVec,
+}
+
+/// Which listener a connection or request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Public,
+    Admin,
+}
+
+impl Listener {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Listener::Public => "public",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new(store: Store) -> Result<Arc<Self>, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "fleetcache_http_requests_total",
+                "HTTP requests completed, by route, status and cache result",
+            ),
+            &["route", "status", "cache"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "fleetcache_http_request_duration_seconds",
+                "Time from request head to the last response byte, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["route"],
+        )?;
+        let response_bytes = IntCounterVec::new(
+            Opts::new(
+                "fleetcache_http_response_bytes_total",
+                "Response body bytes sent, by where they came from",
+            ),
+            &["source"],
+        )?;
+        let connections = IntCounterVec::new(
+            Opts::new(
+                "fleetcache_http_connections_total",
+                "HTTP connections accepted, by listener",
+            ),
+            &["listener"],
+        )?;
+        let connections_active = IntGaugeVec::new(
+            Opts::new(
+                "fleetcache_http_connections_active",
+                "HTTP connections open now, by listener",
+            ),
+            &["listener"],
+        )?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "fleetcache_http_connections_refused_total",
+                "HTTP connections closed at once because the listener was at max_connections",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(response_bytes.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(connections_active.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(StoreCollector::new(store)?))?;
+        Ok(Arc::new(Self {
+            registry,
+            requests,
+            request_duration,
+            response_bytes,
+            connections,
+            connections_active,
+            connections_refused,
+        }))
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on metric families that violate the
+        // format, which our fixed set never does; an empty page is the
+        // harmless fallback.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            out.clear();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    pub(crate) fn observer(self: &Arc<Self>, route: &'static str) -> ResponseObserver {
+        ResponseObserver {
+            metrics: Arc::clone(self),
+            route,
+            status: 0,
+            cache: "none",
+            source: "local",
+            bytes: 0,
+            start: Instant::now(),
+            failed: false,
+        }
+    }
+
+    /// Records a new connection; the returned guard records its end.
+    pub(crate) fn connection_opened(&self, listener: Listener) -> ConnectionGuard {
+        let label = [listener.as_str()];
+        self.connections.with_label_values(&label).inc();
+        let active = self.connections_active.with_label_values(&label);
+        active.inc();
+        ConnectionGuard { active }
+    }
+
+    pub(crate) fn connection_refused(&self, listener: Listener) {
+        self.connections_refused
+            .with_label_values(&[listener.as_str()])
+            .inc();
+    }
+}
+
+/// Decrements the active-connections gauge when the connection ends.
+#[derive(Debug)]
+pub(crate) struct ConnectionGuard {
+    active: IntGauge,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
+}
+
+/// Follows one request to its end and records it in the metrics on drop.
+#[derive(Debug)]
+pub(crate) struct ResponseObserver {
+    metrics: Arc<Metrics>,
+    route: &'static str,
+    status: u16,
+    cache: &'static str,
+    source: &'static str,
+    bytes: u64,
+    start: Instant,
+    failed: bool,
+}
+
+impl ResponseObserver {
+    pub(crate) fn set_outcome(&mut self, status: u16, cache: &'static str) {
+        self.status = status;
+        self.cache = cache;
+    }
+
+    pub(crate) fn add_bytes(&mut self, n: u64) {
+        self.bytes += n;
+    }
+
+    pub(crate) fn failed(&mut self, err: &dyn std::fmt::Display) {
+        self.failed = true;
+        tracing::warn!(route = self.route, bytes_sent = self.bytes, "response aborted: {err}");
+    }
+}
+
+impl Drop for ResponseObserver {
+    fn drop(&mut self) {
+        let status = self.status.to_string();
+        let m = &self.metrics;
+        m.requests
+            .with_label_values(&[self.route, status.as_str(), self.cache])
+            .inc();
+        m.request_duration
+            .with_label_values(&[self.route])
+            .observe(self.start.elapsed().as_secs_f64());
+        if self.bytes > 0 {
+            m.response_bytes
+                .with_label_values(&[self.source])
+                .inc_by(self.bytes);
+        }
+    }
+}
+
+/// Exposes the store's own counters at scrape time.
+struct StoreCollector {
+    store: Store,
+    gauges: [(IntGauge, fn(&fleetcache_store::StoreStats) -> u64); 4],
+    counters: Mutex<[(IntCounter, fn(&fleetcache_store::StoreStats) -> u64); 5]>,
+    descs: Vec<Desc>,
+}
+
+impl StoreCollector {
+    fn new(store: Store) -> Result<Self, prometheus::Error> {
+        use fleetcache_store::StoreStats as S;
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help);
+        let counter = |name: &str, help: &str| IntCounter::new(name, help);
+        let gauges: [(IntGauge, fn(&S) -> u64); 4] = [
+            (gauge("fleetcache_store_bytes", "Bytes of objects in the store")?, |s| s.bytes),
+            (gauge("fleetcache_store_objects", "Objects in the store")?, |s| s.objects),
+            (
+                gauge("fleetcache_store_capacity_bytes", "Configured store capacity")?,
+                |s| s.capacity,
+            ),
+            (
+                gauge("fleetcache_store_pinned_objects", "Pinned objects (never evicted)")?,
+                |s| s.pinned_objects,
+            ),
+        ];
+        let counters: [(IntCounter, fn(&S) -> u64); 5] = [
+            (
+                counter("fleetcache_store_evictions_total", "Objects evicted to stay under capacity")?,
+                |s| s.evictions,
+            ),
+            (
+                counter("fleetcache_store_evicted_bytes_total", "Bytes evicted to stay under capacity")?,
+                |s| s.evicted_bytes,
+            ),
+            (
+                counter("fleetcache_store_ingests_total", "Objects written into the store")?,
+                |s| s.ingests,
+            ),
+            (
+                counter("fleetcache_ingest_bytes_total", "Bytes written into the store")?,
+                |s| s.ingested_bytes,
+            ),
+            (
+                counter(
+                    "fleetcache_store_corrupt_detected_total",
+                    "Objects found corrupt on read and quarantined",
+                )?,
+                |s| s.corrupt_detected,
+            ),
+        ];
+        let descs = gauges
+            .iter()
+            .flat_map(|(g, _)| g.desc().into_iter().cloned())
+            .chain(counters.iter().flat_map(|(c, _)| c.desc().into_iter().cloned()))
+            .collect();
+        Ok(Self {
+            store,
+            gauges,
+            counters: Mutex::new(counters),
+            descs,
+        })
+    }
+}
+
+impl Collector for StoreCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<proto::MetricFamily> {
+        let stats = self.store.stats();
+        let mut families = Vec::new();
+        for (gauge, read) in &self.gauges {
+            gauge.set(i64::try_from(read(&stats)).unwrap_or(i64::MAX));
+            families.extend(gauge.collect());
+        }
+        // Counters only move forward; bring each up to the store's figure.
+        let counters = match self.counters.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (counter, read) in counters.iter() {
+            counter.inc_by(read(&stats).saturating_sub(counter.get()));
+            families.extend(counter.collect());
+        }
+        families
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests against real nodes: real listeners on 127.0.0.1:0, real
+//! redb stores in temp dirs, real HTTP; and the real `fleetcache` binary as a
+//! child process where a crash, a signal or memory use is under test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod support;
+
+mod admin;
+mod blobs;
+mod limits;
+mod process;
+mod ranges;

@@ -1,0 +1,341 @@
+//! Test harness: real nodes on 127.0.0.1:0 with real stores in temp dirs,
+//! plain HTTP clients, and helpers to run the `fleetcache` binary.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fleetcache_config::Sources;
+use fleetcache_gateway::Node;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tempfile::TempDir;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("json body")
+    }
+}
+
+/// A node running in this process.
+pub struct TestNode {
+    node: Option<Node>,
+    pub data: TempDir,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub client: HttpClient,
+}
+
+impl TestNode {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a node with extra settings given as FLEETCACHE_* env pairs.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let data = TempDir::new().expect("tempdir");
+        Self::start_in(data, env).await
+    }
+
+    /// Starts a node on an existing data dir (restart tests).
+    pub async fn start_in(data: TempDir, env: &[(&str, &str)]) -> Self {
+        let config = test_config(data.path(), env).expect("valid test config");
+        let node = Node::start(&config).await.expect("node starts");
+        TestNode {
+            public: node.public_addr(),
+            admin: node.admin_addr(),
+            node: Some(node),
+            data,
+            client: client(),
+        }
+    }
+
+    /// Shuts down and hands back the data dir.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(node) = self.node.take() {
+            assert!(node.shutdown().await, "node drained within its grace period");
+        }
+        self.data
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, &self.url(path), &[], Bytes::new()).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request(Method::GET, &self.url(path), headers, Bytes::new()).await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        request(&self.client, method, url, headers, body).await
+    }
+
+    /// Ingests through the admin API; returns the hash.
+    pub async fn put(&self, data: impl Into<Bytes>) -> String {
+        let reply = self
+            .request(Method::POST, &self.admin_url("/blobs"), &[], data.into())
+            .await;
+        assert!(
+            reply.status == StatusCode::CREATED || reply.status == StatusCode::OK,
+            "ingest failed: {reply:?}"
+        );
+        reply.json()["hash"].as_str().expect("hash").to_owned()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let reply = self
+            .request(Method::GET, &self.admin_url("/metrics"), &[], Bytes::new())
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        String::from_utf8(reply.body.to_vec()).expect("utf-8 metrics")
+    }
+}
+
+pub fn test_config(data: &Path, env: &[(&str, &str)]) -> Result<fleetcache_config::Config, fleetcache_config::ConfigError> {
+    fleetcache_config::load(Sources {
+        file: None,
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        flags: vec![
+            ("http.listen", "127.0.0.1:0".to_owned()),
+            ("admin.listen", "127.0.0.1:0".to_owned()),
+            ("store.data_dir", data.display().to_string()),
+        ],
+    })
+}
+
+pub async fn request(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client
+        .request(builder.body(Full::new(body)).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends raw bytes and reads until the server closes or `timeout` passes.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    // The server may close before reading everything (e.g. after 431).
+    let _ = stream.write_all(request);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u64).wrapping_mul(2654435761).wrapping_add(u64::from(seed)) as u8 ^ ((i >> 13) as u8))
+        .collect()
+}
+
+pub fn blake3_hex(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// Polls `f` until it returns true or the deadline passes.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads a metric sample's value from Prometheus text, e.g.
+/// `metric_value(text, "fleetcache_store_objects")`.
+pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok())?
+        })
+}
+
+/// A `fleetcache` child process.
+pub struct Proc {
+    pub child: Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fleetcache"))
+}
+
+impl Proc {
+    /// Starts `fleetcache serve` on `data` with loopback port-0 listeners and
+    /// waits for its start-up log line to learn the addresses.
+    pub fn serve(data: &Path, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("FLEETCACHE_LOG_FORMAT", "json")
+            .env("FLEETCACHE_LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn fleetcache");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut sent = false;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent && line.contains("fleetcache node started") {
+                    let _ = tx.send(line.clone());
+                    sent = true;
+                }
+                if std::env::var_os("FLEETCACHE_TEST_VERBOSE").is_some() {
+                    eprintln!("[child] {line}");
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("fleetcache did not start: {:?}", child.try_wait()));
+        let json: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+        let field = |name: &str| -> SocketAddr {
+            json["fields"][name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+                .parse()
+                .expect("addr")
+        };
+        Proc {
+            public: field("public_addr"),
+            admin: field("admin_addr"),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for exit; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Peak resident set size in bytes (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+            * 1024
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion; returns (exit code, stdout, stderr).
+pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run fleetcache");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -44,11 +44,7 @@ where
     };
     let response = result.unwrap_or_else(|err| {
         let _entered = span.enter();
-        if err.status().is_server_error() {
-            tracing::error!("{err}");
-        } else {
-            tracing::debug!("{err}");
-        }
+        err.log();
         error_response(&err)
     });
     observer.set_outcome(response.status().as_u16(), "none");

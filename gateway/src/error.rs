@@ -73,6 +73,15 @@ impl RequestError {
         }
     }
 
+    /// Logs at the level the side deserves: a client's mistake is routine,
+    /// a failure of ours needs attention.
+    pub(crate) fn log(&self) {
+        match self.side() {
+            Side::Client => tracing::debug!(status = self.status().as_u16(), "{self}"),
+            Side::Internal => tracing::error!(status = self.status().as_u16(), "{self}"),
+        }
+    }
+
     /// Short token for the `detail` parameter of `Cache-Status`.
     pub(crate) fn detail(&self) -> &'static str {
         match self {

@@ -45,11 +45,7 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
     let (mut response, cache) = match result {
         Ok(response) => (response, "hit"),
         Err(err) => {
-            if err.status().is_server_error() {
-                tracing::error!("{err}");
-            } else {
-                tracing::debug!("{err}");
-            }
+            err.log();
             let mut response = error_response(&err);
             let status = format!("fleetcache; fwd=miss; detail={}", err.detail());
             if let Ok(value) = HeaderValue::from_str(&status) {

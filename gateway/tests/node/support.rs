@@ -266,7 +266,7 @@ impl Proc {
                     let _ = tx.send(line.clone());
                     sent = true;
                 }
-                if std::env::var_os("FLEETCACHE_TEST_VERBOSE").is_some() {
+                if std::env::var_os("TEST_CHILD_LOGS").is_some() {
                     eprintln!("[child] {line}");
                 }
             }

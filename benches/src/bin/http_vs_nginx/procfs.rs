@@ -1,0 +1,212 @@
+//! What `/proc` tells us about a server process (CPU time, resident memory)
+//! and about the machine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// `AT_CLKTCK` in the ELF auxiliary vector: the kernel's `USER_HZ`.
+const AT_CLKTCK: usize = 17;
+
+/// Clock ticks per second for `/proc/<pid>/stat` times, and where the number
+/// came from. Read from `/proc/self/auxv` (what `sysconf(_SC_CLK_TCK)`
+/// returns, without `unsafe`); 100 if that fails.
+pub(crate) fn clock_ticks_per_second() -> (u64, &'static str) {
+    match auxv_value(AT_CLKTCK) {
+        Some(hz) if hz > 0 => (hz as u64, "AT_CLKTCK from /proc/self/auxv"),
+        _ => (
+            100,
+            "assumed 100 (could not read AT_CLKTCK from /proc/self/auxv)",
+        ),
+    }
+}
+
+fn auxv_value(key: usize) -> Option<usize> {
+    let bytes = std::fs::read("/proc/self/auxv").ok()?;
+    let word = std::mem::size_of::<usize>();
+    bytes.chunks_exact(2 * word).find_map(|pair| {
+        let (k, v) = pair.split_at(word);
+        let k = usize::from_ne_bytes(k.try_into().ok()?);
+        let v = usize::from_ne_bytes(v.try_into().ok()?);
+        (k == key).then_some(v)
+    })
+}
+
+/// utime + stime of the whole process (all threads, live and exited), in
+/// clock ticks: fields 14 and 15 of `/proc/<pid>/stat`.
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat_ticks(&text).with_context(|| format!("parsing {path}: {text:?}"))
+}
+
+/// cutime + cstime of this process: CPU ticks of the children it has waited
+/// for (fields 16 and 17 of `/proc/self/stat`). The delta across one wrk run
+/// is wrk's CPU time, since the servers are only reaped at the end.
+pub(crate) fn waited_children_cpu_ticks() -> Result<u64> {
+    let path = "/proc/self/stat";
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let fields = stat_fields_after_comm(&text)?;
+    Ok(stat_field(&fields, 16)? + stat_field(&fields, 17)?)
+}
+
+fn stat_fields_after_comm(text: &str) -> Result<Vec<&str>> {
+    // Field 2 (comm) is in parentheses and may hold spaces or ')': split
+    // after the last ')'. What follows starts at field 3 (state).
+    let (_, rest) = text.rsplit_once(')').context("no ')' after comm")?;
+    Ok(rest.split_whitespace().collect())
+}
+
+/// Field `n` (1-based, as in proc(5)) from [`stat_fields_after_comm`].
+fn stat_field(fields: &[&str], n: usize) -> Result<u64> {
+    let raw = fields
+        .get(n.checked_sub(3).context("fields 1 and 2 are not numbers")?)
+        .with_context(|| format!("no field {n}"))?;
+    raw.parse().with_context(|| format!("field {n} = {raw:?}"))
+}
+
+fn parse_stat_ticks(text: &str) -> Result<u64> {
+    let fields = stat_fields_after_comm(text)?;
+    Ok(stat_field(&fields, 14)? + stat_field(&fields, 15)?)
+}
+
+/// VmRSS of a process in bytes (`/proc/<pid>/status`).
+pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .with_context(|| format!("no VmRSS in {path}"))?;
+    let kib: u64 = line
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("bad VmRSS line {line:?}"))?;
+    Ok(kib * 1024)
+}
+
+/// Samples a process's VmRSS on a thread every `interval` until stopped.
+#[derive(Debug)]
+pub(crate) struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    /// Starts sampling; sampling also ends by itself after `max_duration`.
+    pub(crate) fn start(pid: u32, interval: Duration, max_duration: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + max_duration;
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                // A failed read means the process is gone; the caller notices.
+                if let Ok(rss) = rss_bytes(pid) {
+                    peak = peak.max(rss);
+                }
+                std::thread::sleep(interval);
+            }
+            peak
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling and returns the peak VmRSS seen, in bytes.
+    pub(crate) fn finish(mut self) -> Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let peak = match self.thread.take() {
+            Some(thread) => match thread.join() {
+                Ok(peak) => peak,
+                Err(_) => bail!("the RSS sampling thread panicked"),
+            },
+            None => 0,
+        };
+        Ok(peak)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), as text.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// A description of the machine for the report.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    /// CPUs this process may run on (what `nproc` prints).
+    pub(crate) nproc: usize,
+    /// `model name` from `/proc/cpuinfo`.
+    pub(crate) cpu_model: String,
+    /// `/proc/sys/kernel/osrelease`.
+    pub(crate) kernel: String,
+}
+
+impl Machine {
+    pub(crate) fn detect() -> Self {
+        let nproc = std::thread::available_parallelism().map_or(0, usize::from);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                matches!(key.trim(), "model name" | "Model" | "cpu model")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".to_owned());
+        Self {
+            nproc,
+            cpu_model,
+            kernel,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_tricky_comm() -> Result<()> {
+        let line = "1234 (a b) c) S 1 2 3 4 5 6 7 8 9 10 111 222 13 14 15 16 17";
+        assert_eq!(parse_stat_ticks(line)?, 333);
+        Ok(())
+    }
+
+    #[test]
+    fn own_process_is_readable() -> Result<()> {
+        let pid = std::process::id();
+        cpu_ticks(pid)?;
+        waited_children_cpu_ticks()?;
+        assert!(rss_bytes(pid)? > 0);
+        assert!(clock_ticks_per_second().0 > 0);
+        Ok(())
+    }
+}

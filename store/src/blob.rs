@@ -1,0 +1,244 @@
+//! Handles to stored blobs: loaded with one read transaction, read with verification.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::ReadableDatabase;
+
+use crate::error::ReadError;
+use crate::hash::Hash;
+use crate::index::{BLOBS, Entry, INLINE};
+use crate::store::Shared;
+use crate::tree::outboard_size;
+use crate::verify::{VerifiedFile, VerifyError};
+
+/// Keeps a hash out of eviction while it lives.
+pub(crate) struct Protection {
+    shared: Arc<Shared>,
+    hash: Hash,
+}
+
+impl Protection {
+    pub(crate) fn new(shared: Arc<Shared>, hash: Hash) -> Self {
+        shared.protect(hash);
+        Protection { shared, hash }
+    }
+}
+
+impl Drop for Protection {
+    fn drop(&mut self) {
+        self.shared.unprotect(&self.hash);
+    }
+}
+
+/// A stored object. Cheap to clone; while any clone lives the object is not evicted, and
+/// its files stay readable even if it is deleted meanwhile.
+#[derive(Clone)]
+pub struct Blob {
+    inner: Arc<BlobInner>,
+}
+
+struct BlobInner {
+    protection: Protection,
+    size: u64,
+    content_type: Option<String>,
+    pinned: bool,
+    body: Body,
+}
+
+enum Body {
+    Inline(Bytes),
+    File(VerifiedFile),
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blob")
+            .field("hash", &self.hash())
+            .field("size", &self.size())
+            .field("content_type", &self.content_type())
+            .field("pinned", &self.is_pinned())
+            .field("inline", &self.inline_bytes().is_some())
+            .finish()
+    }
+}
+
+impl Blob {
+    /// Looks the protected hash up. Corruption found on the way quarantines the object.
+    pub(crate) fn load(protection: Protection) -> Result<Option<Blob>, ReadError> {
+        let shared = &protection.shared;
+        let hash = protection.hash;
+        let db = shared.db().ok_or(ReadError::Closed)?;
+        let txn = db.begin_read().map_err(ReadError::database)?;
+        let blobs = txn.open_table(BLOBS).map_err(ReadError::database)?;
+        let raw = match blobs.get(hash.as_bytes()).map_err(ReadError::database)? {
+            Some(raw) => raw.value().to_vec(),
+            None => return Ok(None),
+        };
+        let entry = match Entry::decode(&raw) {
+            Ok(entry) => entry,
+            Err(reason) => return Err(corrupt(shared, hash, 0, &reason)),
+        };
+        let body = if entry.is_inline() {
+            let inline = txn.open_table(INLINE).map_err(ReadError::database)?;
+            let bytes = inline
+                .get(hash.as_bytes())
+                .map_err(ReadError::database)?
+                .map(|b| Bytes::copy_from_slice(b.value()));
+            match bytes {
+                Some(b) if b.len() as u64 == entry.size && blake3::hash(&b) == *hash.as_bytes() => {
+                    Body::Inline(b)
+                }
+                _ => return Err(corrupt(shared, hash, 0, "inline bytes missing or wrong")),
+            }
+        } else {
+            drop((blobs, txn));
+            match open_files(shared, &hash, &entry)? {
+                Some(file) => Body::File(file),
+                None => return Ok(None),
+            }
+        };
+        Ok(Some(Blob {
+            inner: Arc::new(BlobInner {
+                protection,
+                size: entry.size,
+                content_type: entry.content_type,
+                pinned: entry.pinned,
+                body,
+            }),
+        }))
+    }
+
+    /// The blob's hash.
+    pub fn hash(&self) -> Hash {
+        self.inner.protection.hash
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// The content type given at ingest, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.inner.content_type.as_deref()
+    }
+
+    /// Whether the blob was pinned when this handle was loaded.
+    pub fn is_pinned(&self) -> bool {
+        self.inner.pinned
+    }
+
+    /// The bytes of a small (at most 16 KiB) blob, kept in the index and verified when
+    /// loaded; `None` for blobs stored in files.
+    pub fn inline_bytes(&self) -> Option<&Bytes> {
+        match &self.inner.body {
+            Body::Inline(bytes) => Some(bytes),
+            Body::File(_) => None,
+        }
+    }
+
+    /// Reads up to `max_len` bytes from `offset`, every byte verified against the hash
+    /// first. Returns fewer only at the end of the blob; `offset == size` gives an empty
+    /// buffer. Blocks on disk reads. A mismatch quarantines the blob and returns
+    /// [`ReadError::Corrupt`].
+    pub fn read_verified(&self, offset: u64, max_len: usize) -> Result<Bytes, ReadError> {
+        let size = self.inner.size;
+        if offset > size {
+            return Err(ReadError::OutOfRange { offset, size });
+        }
+        let len = (size - offset).min(max_len as u64);
+        match &self.inner.body {
+            Body::Inline(bytes) => Ok(bytes.slice(offset as usize..(offset + len) as usize)),
+            Body::File(file) => file.read(offset, len as usize).map_err(|err| {
+                let shared = &self.inner.protection.shared;
+                let hash = self.hash();
+                match err {
+                    VerifyError::Data(source) => ReadError::Io {
+                        path: shared.layout.data(&hash),
+                        source,
+                    },
+                    VerifyError::Outboard(source) => ReadError::Io {
+                        path: shared.layout.outboard(&hash),
+                        source,
+                    },
+                    VerifyError::Corrupt { offset } => {
+                        corrupt(shared, hash, offset, "data does not match the hash tree")
+                    }
+                }
+            }),
+        }
+    }
+}
+
+fn corrupt(shared: &Shared, hash: Hash, offset: u64, reason: &str) -> ReadError {
+    shared.quarantine(hash, reason);
+    ReadError::Corrupt { hash, offset }
+}
+
+/// Opens a file blob's data and outboard. The descriptors keep the bytes readable after a
+/// concurrent eviction or delete unlinks the files. `None` if the blob vanished between
+/// the index lookup and the open.
+fn open_files(
+    shared: &Shared,
+    hash: &Hash,
+    entry: &Entry,
+) -> Result<Option<VerifiedFile>, ReadError> {
+    let data_path = shared.layout.data(hash);
+    let outboard_path = shared.layout.outboard(hash);
+    let open = |path: &std::path::Path| match File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ReadError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    };
+    let (Some(data), Some(outboard)) = (open(&data_path)?, open(&outboard_path)?) else {
+        if !shared.contains(hash)? {
+            return Ok(None);
+        }
+        shared.quarantine(*hash, "blob file missing");
+        return Err(ReadError::Io {
+            path: data_path,
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                "blob file missing; blob quarantined",
+            ),
+        });
+    };
+    let len = |file: &File, path: &std::path::Path| {
+        file.metadata()
+            .map(|m| m.len())
+            .map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })
+    };
+    let data_len = len(&data, &data_path)?;
+    if data_len != entry.size {
+        return Err(corrupt(
+            shared,
+            *hash,
+            data_len.min(entry.size),
+            "data file has the wrong size",
+        ));
+    }
+    if len(&outboard, &outboard_path)? != outboard_size(entry.size) {
+        return Err(corrupt(
+            shared,
+            *hash,
+            0,
+            "outboard file has the wrong size",
+        ));
+    }
+    Ok(Some(VerifiedFile::new(
+        data,
+        outboard,
+        entry.size,
+        *hash.as_bytes(),
+    )))
+}

@@ -1,0 +1,153 @@
+//! The content address of a blob: a BLAKE3 hash, shown as 64 lowercase hex digits.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A BLAKE3 hash identifying a blob by its content.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hash([u8; 32]);
+
+impl Hash {
+    /// Wraps raw hash bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Hash(bytes)
+    }
+
+    /// The raw hash bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for byte in self.0 {
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        }
+        out
+    }
+}
+
+impl From<blake3::Hash> for Hash {
+    fn from(hash: blake3::Hash) -> Self {
+        Hash(*hash.as_bytes())
+    }
+}
+
+impl From<Hash> for blake3::Hash {
+    fn from(hash: Hash) -> Self {
+        blake3::Hash::from_bytes(hash.0)
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Why a string is not a hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseHashError {
+    /// wrong number of characters
+    #[error("a blake3 hash has 64 hex characters, not {0}")]
+    WrongLength(usize),
+    /// a character that is not a hex digit
+    #[error("a blake3 hash contains only hex digits (0-9, a-f)")]
+    InvalidHex,
+}
+
+impl FromStr for Hash {
+    type Err = ParseHashError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let chars = s.chars().count();
+        if chars != 64 {
+            return Err(ParseHashError::WrongLength(chars));
+        }
+        // 64 chars in 64 bytes means all ASCII, so byte pairs are digit pairs.
+        if s.len() != 64 {
+            return Err(ParseHashError::InvalidHex);
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+            *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+        }
+        Ok(Hash(out))
+    }
+}
+
+fn hex_value(c: u8) -> Result<u8, ParseHashError> {
+    match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        b'A'..=b'F' => Ok(c - b'A' + 10),
+        _ => Err(ParseHashError::InvalidHex),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_hex() {
+        let hash = Hash::from(blake3::hash(b"hello"));
+        let hex = hash.to_string();
+        assert_eq!(hex, blake3::hash(b"hello").to_hex().as_str());
+        assert_eq!(hex.parse::<Hash>().unwrap(), hash);
+        assert_eq!(hex.to_uppercase().parse::<Hash>().unwrap(), hash);
+        assert_eq!(format!("{hash:?}"), format!("Hash({hex})"));
+        assert_eq!(Hash::from_bytes(*hash.as_bytes()), hash);
+        assert_eq!(blake3::Hash::from(hash), blake3::hash(b"hello"));
+    }
+
+    #[test]
+    fn rejects_malformed_strings() {
+        assert_eq!("".parse::<Hash>(), Err(ParseHashError::WrongLength(0)));
+        assert_eq!(
+            "ab".repeat(31).parse::<Hash>(),
+            Err(ParseHashError::WrongLength(62))
+        );
+        assert_eq!(
+            "ab".repeat(33).parse::<Hash>(),
+            Err(ParseHashError::WrongLength(66))
+        );
+        let mut bad = "ab".repeat(32);
+        bad.replace_range(10..11, "g");
+        assert_eq!(bad.parse::<Hash>(), Err(ParseHashError::InvalidHex));
+        // Multi-byte characters count as one character each.
+        let unicode = format!("{}é", "a".repeat(63));
+        assert_eq!(unicode.parse::<Hash>(), Err(ParseHashError::InvalidHex));
+        let long_unicode = format!("{}é", "a".repeat(64));
+        assert_eq!(
+            long_unicode.parse::<Hash>(),
+            Err(ParseHashError::WrongLength(65))
+        );
+        assert_eq!(
+            format!(" {}", "a".repeat(63)).parse::<Hash>(),
+            Err(ParseHashError::InvalidHex)
+        );
+        assert_eq!(
+            "+".repeat(64).parse::<Hash>(),
+            Err(ParseHashError::InvalidHex)
+        );
+    }
+
+    #[test]
+    fn orders_by_bytes() {
+        let a = Hash::from_bytes([0; 32]);
+        let mut b = [0; 32];
+        b[0] = 1;
+        assert!(a < Hash::from_bytes(b));
+    }
+}

@@ -1,0 +1,282 @@
+//! Streaming ingest: bytes are hashed and the outboard built in the same pass that writes
+//! them to a temp file, so memory stays at one buffer whatever the object size.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::IngestError;
+use crate::hash::Hash;
+use crate::index::INLINE_MAX;
+use crate::store::Shared;
+use crate::tree::OutboardBuilder;
+use crate::writer::{Command, PendingBody, PendingObject};
+
+/// Bytes gathered before hashing and writing: 16 chunk groups, so BLAKE3 gets whole
+/// groups to hash in parallel and the disk gets large writes.
+const WRITE_BUF: usize = 256 * 1024;
+/// Outboard bytes gathered before writing them out.
+const PAIRS_BUF: usize = 64 * 1024;
+
+/// An object being written. Finish it with [`finish`](Self::finish); dropping it
+/// unfinished removes its temp files.
+pub struct Ingest {
+    shared: Arc<Shared>,
+    content_type: Option<String>,
+    builder: OutboardBuilder,
+    buf: Vec<u8>,
+    files: Option<TempFiles>,
+    written: u64,
+    failed: bool,
+}
+
+impl fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ingest")
+            .field("bytes_written", &self.written)
+            .field("content_type", &self.content_type)
+            .field("temp_file", &self.files.as_ref().map(|f| &f.guard.paths[0]))
+            .finish()
+    }
+}
+
+/// Temp files that are removed when this is dropped: by an abandoned ingest, or by the
+/// writer once the object is committed (their hard links under `blobs/` remain) or failed.
+#[derive(Debug)]
+pub(crate) struct TempGuard {
+    pub(crate) paths: [PathBuf; 2],
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            if let Err(err) = crate::layout::remove_if_exists(path) {
+                tracing::warn!(path = %path.display(), "removing temp file: {err}");
+            }
+        }
+    }
+}
+
+struct TempFiles {
+    data: File,
+    outboard: File,
+    guard: TempGuard,
+}
+
+impl Ingest {
+    pub(crate) fn new(shared: Arc<Shared>, content_type: Option<String>) -> Self {
+        Ingest {
+            shared,
+            content_type,
+            builder: OutboardBuilder::new(),
+            buf: Vec::new(),
+            files: None,
+            written: 0,
+            failed: false,
+        }
+    }
+
+    /// Appends bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), IngestError> {
+        self.check_usable()?;
+        let total = self.written.saturating_add(data.len() as u64);
+        if total > self.shared.capacity {
+            self.abandon();
+            return Err(IngestError::TooLarge {
+                size: total,
+                capacity: self.shared.capacity,
+            });
+        }
+        let result = if self.buf.is_empty() && data.len() >= WRITE_BUF {
+            self.store(data)
+        } else {
+            let mut data = data;
+            let mut result = Ok(());
+            while !data.is_empty() && result.is_ok() {
+                if self.buf.capacity() == 0 {
+                    self.buf.reserve_exact(WRITE_BUF);
+                }
+                let take = (WRITE_BUF - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.buf.len() == WRITE_BUF {
+                    result = self.flush_buf();
+                }
+            }
+            result
+        };
+        if result.is_err() {
+            self.abandon();
+        }
+        self.written = total;
+        result
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    /// Makes the object durable and adds it to the index (or finds it already there).
+    pub fn finish(mut self) -> Result<IngestOutcome, IngestError> {
+        self.check_usable()?;
+        let size = self.written;
+        let content_type = self.content_type.take();
+        if size <= INLINE_MAX && self.files.is_none() {
+            let bytes = Bytes::from(std::mem::take(&mut self.buf));
+            let mut builder = std::mem::take(&mut self.builder);
+            builder.update(&bytes);
+            let (root, _) = builder.finalize();
+            let hash = Hash::from(root);
+            if let Some(outcome) = self.already_present(hash, size) {
+                return Ok(outcome);
+            }
+            return self.commit(PendingObject {
+                hash,
+                size,
+                content_type,
+                body: PendingBody::Inline(bytes),
+            });
+        }
+        self.flush_buf()?;
+        let builder = std::mem::take(&mut self.builder);
+        let (root, pairs) = builder.finalize();
+        let hash = Hash::from(root);
+        let Some(mut files) = self.files.take() else {
+            return Err(IngestError::Io {
+                path: self.shared.layout.tmp_dir(),
+                source: io::Error::other("ingest lost its temp files"),
+            });
+        };
+        write_file(&mut files.outboard, &pairs, &files.guard.paths[1])?;
+        if let Some(outcome) = self.already_present(hash, size) {
+            return Ok(outcome);
+        }
+        sync(&files.data, &files.guard.paths[0])?;
+        sync(&files.outboard, &files.guard.paths[1])?;
+        drop((files.data, files.outboard));
+        // Renamed to carry the hash: a crash after the writer links them under `blobs/`
+        // but before the commit leaves a marker naming the uncommitted link.
+        let mut guard = files.guard;
+        for path in &mut guard.paths {
+            let marker = self.shared.layout.marker(&hash, path);
+            fs::rename(&*path, &marker).map_err(|e| IngestError::io(&*path, e))?;
+            *path = marker;
+        }
+        self.commit(PendingObject {
+            hash,
+            size,
+            content_type,
+            body: PendingBody::File(guard),
+        })
+    }
+
+    fn commit(&self, object: PendingObject) -> Result<IngestOutcome, IngestError> {
+        self.shared
+            .request(|reply| Command::Ingest { object, reply })
+            .unwrap_or(Err(IngestError::Closed))
+    }
+
+    /// A duplicate skips the fsyncs and the writer: it only counts as a read.
+    fn already_present(&self, hash: Hash, size: u64) -> Option<IngestOutcome> {
+        match self.shared.contains(&hash) {
+            Ok(true) => {
+                self.shared.touch(hash);
+                Some(IngestOutcome {
+                    hash,
+                    size,
+                    already_present: true,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), IngestError> {
+        if self.failed {
+            return Err(IngestError::Io {
+                path: self.shared.layout.tmp_dir(),
+                source: io::Error::other("an earlier write to this ingest failed"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes the temp files after a failure; the ingest refuses further use.
+    fn abandon(&mut self) {
+        self.failed = true;
+        self.files = None;
+        self.buf = Vec::new();
+    }
+
+    fn flush_buf(&mut self) -> Result<(), IngestError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.store(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        result
+    }
+
+    /// Hashes and writes bytes past the inline limit.
+    fn store(&mut self, data: &[u8]) -> Result<(), IngestError> {
+        self.builder.update(data);
+        let files = match &mut self.files {
+            Some(files) => files,
+            None => self.files.insert(create_temp_files(&self.shared)?),
+        };
+        write_file(&mut files.data, data, &files.guard.paths[0])?;
+        if self.builder.pending_pairs_len() >= PAIRS_BUF {
+            let pairs = self.builder.take_pairs();
+            write_file(&mut files.outboard, &pairs, &files.guard.paths[1])?;
+        }
+        Ok(())
+    }
+}
+
+fn create_temp_files(shared: &Shared) -> Result<TempFiles, IngestError> {
+    let (data_path, outboard_path) = shared.layout.new_temp();
+    let create = |path: &PathBuf| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| IngestError::io(path, e))
+    };
+    let data = create(&data_path)?;
+    let outboard = create(&outboard_path).inspect_err(|_| {
+        let _ = crate::layout::remove_if_exists(&data_path);
+    })?;
+    Ok(TempFiles {
+        data,
+        outboard,
+        guard: TempGuard {
+            paths: [data_path, outboard_path],
+        },
+    })
+}
+
+fn write_file(file: &mut File, bytes: &[u8], path: &PathBuf) -> Result<(), IngestError> {
+    file.write_all(bytes).map_err(|e| IngestError::io(path, e))
+}
+
+fn sync(file: &File, path: &PathBuf) -> Result<(), IngestError> {
+    file.sync_data().map_err(|e| IngestError::io(path, e))
+}
+
+/// The result of a finished ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOutcome {
+    /// The object's BLAKE3 hash.
+    pub hash: Hash,
+    /// Its size in bytes.
+    pub size: u64,
+    /// True if the store already had it (nothing was counted twice).
+    pub already_present: bool,
+}

@@ -1,0 +1,423 @@
+//! The store handle: opening, lookups, and the state shared with blobs, ingests and the
+//! writer thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase};
+
+use crate::blob::{Blob, Protection};
+use crate::error::{IngestError, OpenError, ReadError, WriteError};
+use crate::hash::Hash;
+use crate::index::{BLOBS, Totals, sanitize_content_type};
+use crate::ingest::Ingest;
+use crate::layout::Layout;
+use crate::startup;
+use crate::writer::{self, Command, Limits};
+
+/// Pending LRU touches that make `get` nudge the writer to flush early.
+const TOUCH_NUDGE: usize = 16 * 1024;
+/// Pending touches kept at most (32 MiB) should the writer fall behind; later reads then
+/// go unrecorded, which only makes the LRU order approximate.
+const TOUCH_MAX: usize = 1 << 20;
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Directory holding the index, blob files, temp files and quarantine.
+    pub data_dir: PathBuf,
+    /// Bytes of objects the store may hold.
+    pub capacity: u64,
+    /// Fraction of `capacity` above which a commit triggers eviction.
+    pub high_watermark: f64,
+    /// Fraction of `capacity` eviction brings usage down to.
+    pub low_watermark: f64,
+}
+
+impl StoreOptions {
+    fn validate(&self) -> Result<Limits, OpenError> {
+        let invalid = |msg: String| Err(OpenError::InvalidOptions(msg));
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir is empty".into());
+        }
+        if self.capacity == 0 {
+            return invalid("capacity must be greater than 0 bytes".into());
+        }
+        let (low, high) = (self.low_watermark, self.high_watermark);
+        if !(high > 0.0 && high <= 1.0) {
+            return invalid(format!("high_watermark {high} must be in (0, 1]"));
+        }
+        if !(low > 0.0 && low < high) {
+            return invalid(format!(
+                "low_watermark {low} must be greater than 0 and less than high_watermark {high}"
+            ));
+        }
+        let cap = self.capacity as f64;
+        Ok(Limits {
+            capacity: self.capacity,
+            high_bytes: ((cap * high) as u64).min(self.capacity),
+            low_bytes: ((cap * low) as u64).min(self.capacity),
+        })
+    }
+}
+
+/// A snapshot of the store's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Bytes of objects stored.
+    pub bytes: u64,
+    /// Objects stored.
+    pub objects: u64,
+    /// The configured capacity in bytes.
+    pub capacity: u64,
+    /// Objects pinned (never evicted).
+    pub pinned_objects: u64,
+    /// Objects evicted to stay under capacity, since the store was created.
+    pub evictions: u64,
+    /// Bytes evicted, since the store was created.
+    pub evicted_bytes: u64,
+    /// New objects ingested (duplicates not counted), since the store was created.
+    pub ingests: u64,
+    /// Bytes of new objects ingested, since the store was created.
+    pub ingested_bytes: u64,
+    /// Objects found corrupt and quarantined while serving, since the store was created.
+    pub corrupt_detected: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct AtomicStats {
+    bytes: AtomicU64,
+    objects: AtomicU64,
+    pinned_objects: AtomicU64,
+    evictions: AtomicU64,
+    evicted_bytes: AtomicU64,
+    ingests: AtomicU64,
+    ingested_bytes: AtomicU64,
+    corrupt_detected: AtomicU64,
+}
+
+impl AtomicStats {
+    pub(crate) fn publish(&self, t: &Totals) {
+        let set = |a: &AtomicU64, v| a.store(v, Ordering::Relaxed);
+        set(&self.bytes, t.bytes);
+        set(&self.objects, t.objects);
+        set(&self.pinned_objects, t.pinned_objects);
+        set(&self.evictions, t.evictions);
+        set(&self.evicted_bytes, t.evicted_bytes);
+        set(&self.ingests, t.ingests);
+        set(&self.ingested_bytes, t.ingested_bytes);
+        set(&self.corrupt_detected, t.corrupt_detected);
+    }
+
+    fn snapshot(&self, capacity: u64) -> StoreStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreStats {
+            bytes: get(&self.bytes),
+            objects: get(&self.objects),
+            capacity,
+            pinned_objects: get(&self.pinned_objects),
+            evictions: get(&self.evictions),
+            evicted_bytes: get(&self.evicted_bytes),
+            ingests: get(&self.ingests),
+            ingested_bytes: get(&self.ingested_bytes),
+            corrupt_detected: get(&self.corrupt_detected),
+        }
+    }
+}
+
+/// State shared by the store handle, its blobs and ingests, and the writer thread.
+pub(crate) struct Shared {
+    pub(crate) layout: Layout,
+    pub(crate) capacity: u64,
+    db: RwLock<Option<Arc<Database>>>,
+    tx: Mutex<Option<Sender<Command>>>,
+    /// Hashes with live `Blob` handles, with handle counts: never evicted.
+    protected: Mutex<HashMap<Hash, u32>>,
+    /// Reads not yet recorded in the LRU table, oldest first.
+    touches: Mutex<Vec<Hash>>,
+    pub(crate) stats: AtomicStats,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("data_dir", &self.layout.root())
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// The database, unless the store is closed.
+    pub(crate) fn db(&self) -> Option<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends a command to the writer and waits for its answer; `None` once closed.
+    pub(crate) fn request<T>(&self, make: impl FnOnce(SyncSender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = sync_channel(1);
+        {
+            let tx = lock(&self.tx);
+            tx.as_ref()?.send(make(reply)).ok()?;
+        }
+        answer.recv().ok()
+    }
+
+    fn nudge(&self) {
+        if let Some(tx) = lock(&self.tx).as_ref() {
+            let _ = tx.send(Command::Nudge);
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.tx).is_none()
+    }
+
+    pub(crate) fn protect(&self, hash: Hash) {
+        *lock(&self.protected).entry(hash).or_insert(0) += 1;
+    }
+
+    pub(crate) fn unprotect(&self, hash: &Hash) {
+        let mut protected = lock(&self.protected);
+        if let Some(count) = protected.get_mut(hash) {
+            *count -= 1;
+            if *count == 0 {
+                protected.remove(hash);
+            }
+        }
+    }
+
+    /// Held by the writer while it picks eviction victims.
+    pub(crate) fn protected(&self) -> MutexGuard<'_, HashMap<Hash, u32>> {
+        lock(&self.protected)
+    }
+
+    /// Records a read for the LRU order; the writer applies it in its next transaction.
+    pub(crate) fn touch(&self, hash: Hash) {
+        let len = {
+            let mut touches = lock(&self.touches);
+            if touches.len() < TOUCH_MAX {
+                touches.push(hash);
+            }
+            touches.len()
+        };
+        if len == TOUCH_NUDGE {
+            self.nudge();
+        }
+    }
+
+    pub(crate) fn take_touches(&self) -> Vec<Hash> {
+        std::mem::take(&mut *lock(&self.touches))
+    }
+
+    pub(crate) fn has_touches(&self) -> bool {
+        !lock(&self.touches).is_empty()
+    }
+
+    /// Takes a corrupt object out of service; waits until the index no longer has it.
+    pub(crate) fn quarantine(&self, hash: Hash, reason: &str) {
+        tracing::warn!(%hash, reason, "corrupt blob detected; quarantining it");
+        if self
+            .request(|reply| Command::Quarantine { hash, reply })
+            .is_none()
+        {
+            tracing::warn!(%hash, "store closed before the corrupt blob could be quarantined");
+        }
+    }
+
+    pub(crate) fn contains(&self, hash: &Hash) -> Result<bool, ReadError> {
+        let db = self.db().ok_or(ReadError::Closed)?;
+        let txn = db.begin_read().map_err(ReadError::database)?;
+        let blobs = txn.open_table(BLOBS).map_err(ReadError::database)?;
+        let found = blobs.get(hash.as_bytes()).map_err(ReadError::database)?;
+        Ok(found.is_some())
+    }
+}
+
+/// A content-addressed blob store. Cheap to clone; the last clone dropped closes it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.inner.shared.layout.root())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `options.data_dir`. Blocks while it takes
+    /// the index lock, finishes interrupted deletes and removes leftover temp files; it
+    /// does not scan the objects.
+    pub fn open(options: StoreOptions) -> Result<Store, OpenError> {
+        let limits = options.validate()?;
+        let layout = Layout::new(&options.data_dir);
+        startup::create_dirs(&layout)?;
+        let db = startup::open_database(&layout.index(), true).map_err(|e| e.into_open())?;
+        let totals = startup::init_tables(&db).map_err(|e| e.into_open())?;
+        startup::recover(&db, &layout).map_err(|e| e.into_open())?;
+
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            layout,
+            capacity: options.capacity,
+            db: RwLock::new(Some(Arc::clone(&db))),
+            tx: Mutex::new(None),
+            protected: Mutex::new(HashMap::new()),
+            touches: Mutex::new(Vec::new()),
+            stats: AtomicStats::default(),
+        });
+        shared.stats.publish(&totals);
+        let (tx, handle) =
+            writer::spawn(Arc::clone(&shared), db, totals, limits).map_err(|source| {
+                OpenError::Io {
+                    path: options.data_dir.clone(),
+                    source,
+                }
+            })?;
+        *lock(&shared.tx) = Some(tx);
+        tracing::info!(
+            data_dir = %options.data_dir.display(),
+            objects = totals.objects,
+            bytes = totals.bytes,
+            "store opened"
+        );
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                shared,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Looks a blob up (one read transaction) and records the read for LRU order. The
+    /// returned handle keeps the blob's files open and protects it from eviction.
+    pub fn get(&self, hash: &Hash) -> Result<Option<Blob>, ReadError> {
+        let shared = &self.inner.shared;
+        // Protect before looking, so eviction cannot pick the blob between the lookup and
+        // the handle existing.
+        let protection = Protection::new(Arc::clone(shared), *hash);
+        let blob = Blob::load(protection)?;
+        if blob.is_some() {
+            shared.touch(*hash);
+        }
+        Ok(blob)
+    }
+
+    /// Whether the index has the blob (no LRU touch).
+    pub fn contains(&self, hash: &Hash) -> Result<bool, ReadError> {
+        self.inner.shared.contains(hash)
+    }
+
+    /// Starts writing a new object. `content_type` is stored if it is at most 255 bytes
+    /// of printable ASCII, and dropped (stored as none) otherwise.
+    pub fn ingest(&self, content_type: Option<&str>) -> Result<Ingest, IngestError> {
+        let shared = &self.inner.shared;
+        if shared.is_closed() {
+            return Err(IngestError::Closed);
+        }
+        Ok(Ingest::new(
+            Arc::clone(shared),
+            sanitize_content_type(content_type),
+        ))
+    }
+
+    /// Removes a blob; false if it was not stored. Open handles keep reading it.
+    pub fn delete(&self, hash: &Hash) -> Result<bool, WriteError> {
+        let hash = *hash;
+        self.inner
+            .shared
+            .request(|reply| Command::Delete { hash, reply })
+            .unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// Pins (never evicted) or unpins a blob; false if it is not stored.
+    pub fn set_pinned(&self, hash: &Hash, pinned: bool) -> Result<bool, WriteError> {
+        let hash = *hash;
+        self.inner
+            .shared
+            .request(|reply| Command::SetPinned {
+                hash,
+                pinned,
+                reply,
+            })
+            .unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// Counters, from memory.
+    pub fn stats(&self) -> StoreStats {
+        let shared = &self.inner.shared;
+        shared.stats.snapshot(shared.capacity)
+    }
+
+    /// Records pending LRU touches and finishes pending file removals now instead of within
+    /// the next second.
+    pub fn flush(&self) -> Result<(), WriteError> {
+        self.inner
+            .shared
+            .request(|reply| Command::Flush { reply })
+            .unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// Flushes LRU touches, stops the writer thread and releases the index lock.
+    /// Idempotent; also done when the last clone is dropped. Open `Blob`s keep working.
+    pub fn close(&self) -> Result<(), WriteError> {
+        self.inner.close()
+    }
+}
+
+impl StoreInner {
+    fn close(&self) -> Result<(), WriteError> {
+        let Some(tx) = lock(&self.shared.tx).take() else {
+            return Ok(());
+        };
+        let (reply, answer) = sync_channel(1);
+        let result = match tx.send(Command::Shutdown { reply }) {
+            Ok(()) => answer.recv().unwrap_or(Err(WriteError::Closed)),
+            Err(_) => Ok(()),
+        };
+        drop(tx);
+        let writer = lock(&self.writer).take();
+        if let Some(handle) = writer
+            && handle.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+        self.shared
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        tracing::info!(data_dir = %self.shared.layout.root().display(), "store closed");
+        result
+    }
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        if let Err(err) = self.close() {
+            tracing::warn!("closing the store on drop: {err}");
+        }
+    }
+}

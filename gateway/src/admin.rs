@@ -144,7 +144,9 @@ async fn blob_action(
     let found = match (action, method) {
         (None, &Method::DELETE) => blocking(move || store.delete(&hash)).await??,
         (Some("pin"), &Method::POST) => blocking(move || store.set_pinned(&hash, true)).await??,
-        (Some("unpin"), &Method::POST) => blocking(move || store.set_pinned(&hash, false)).await??,
+        (Some("unpin"), &Method::POST) => {
+            blocking(move || store.set_pinned(&hash, false)).await??
+        }
         (None, _) => return Err(RequestError::MethodNotAllowed { allow: "DELETE" }),
         (Some("pin" | "unpin"), _) => return Err(RequestError::MethodNotAllowed { allow: "POST" }),
         (Some(_), _) => return Err(RequestError::NotFound),
@@ -173,7 +175,10 @@ enum Chunk {
 /// `POST /blobs`: streams the body into the store. The socket reader and the
 /// store writer run concurrently with a short queue between them, so memory
 /// stays flat whatever the upload size; an aborted upload leaves nothing.
-async fn ingest<B>(state: &Arc<NodeState>, req: Request<B>) -> Result<Response<ResponseBody>, RequestError>
+async fn ingest<B>(
+    state: &Arc<NodeState>,
+    req: Request<B>,
+) -> Result<Response<ResponseBody>, RequestError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
@@ -201,16 +206,17 @@ where
     let store = state.store.clone();
     // `Ok(None)`: the upload was abandoned; dropping the unfinished ingest
     // removes its temp file.
-    let writer = tokio::task::spawn_blocking(move || -> Result<Option<IngestOutcome>, IngestError> {
-        let mut ingest = store.ingest(content_type.as_deref())?;
-        while let Some(chunk) = rx.blocking_recv() {
-            match chunk {
-                Chunk::Data(bytes) => ingest.write(&bytes)?,
-                Chunk::End => return ingest.finish().map(Some),
+    let writer =
+        tokio::task::spawn_blocking(move || -> Result<Option<IngestOutcome>, IngestError> {
+            let mut ingest = store.ingest(content_type.as_deref())?;
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    Chunk::Data(bytes) => ingest.write(&bytes)?,
+                    Chunk::End => return ingest.finish().map(Some),
+                }
             }
-        }
-        Ok(None)
-    });
+            Ok(None)
+        });
 
     let mut body = req.into_body();
     let mut received: u64 = 0;
@@ -222,7 +228,9 @@ where
             }
             Some(Err(err)) => break Some(RequestError::ClientAborted(err.to_string())),
             Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 received += data.len() as u64;
                 if received > limit {
                     break Some(RequestError::PayloadTooLarge { limit });
@@ -241,9 +249,8 @@ where
     if let Some(err) = read_error {
         return Err(err);
     }
-    let outcome = outcome?.ok_or_else(|| {
-        RequestError::Internal("upload ended without its end marker".into())
-    })?;
+    let outcome = outcome?
+        .ok_or_else(|| RequestError::Internal("upload ended without its end marker".into()))?;
     tracing::info!(hash = %outcome.hash, size = outcome.size, existed = outcome.already_present, "ingested");
     let status = if outcome.already_present {
         StatusCode::OK

@@ -191,7 +191,11 @@ impl ResponseObserver {
 
     pub(crate) fn failed(&mut self, err: &dyn std::fmt::Display) {
         self.failed = true;
-        tracing::warn!(route = self.route, bytes_sent = self.bytes, "response aborted: {err}");
+        tracing::warn!(
+            route = self.route,
+            bytes_sent = self.bytes,
+            "response aborted: {err}"
+        );
     }
 }
 
@@ -213,46 +217,72 @@ impl Drop for ResponseObserver {
     }
 }
 
+/// Reads one figure out of the store's stats.
+type StatField = fn(&fleetcache_store::StoreStats) -> u64;
+
 /// Exposes the store's own counters at scrape time.
 struct StoreCollector {
     store: Store,
-    gauges: [(IntGauge, fn(&fleetcache_store::StoreStats) -> u64); 4],
-    counters: Mutex<[(IntCounter, fn(&fleetcache_store::StoreStats) -> u64); 5]>,
+    gauges: [(IntGauge, StatField); 4],
+    counters: Mutex<[(IntCounter, StatField); 5]>,
     descs: Vec<Desc>,
 }
 
 impl StoreCollector {
     fn new(store: Store) -> Result<Self, prometheus::Error> {
-        use fleetcache_store::StoreStats as S;
         let gauge = |name: &str, help: &str| IntGauge::new(name, help);
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
-        let gauges: [(IntGauge, fn(&S) -> u64); 4] = [
-            (gauge("fleetcache_store_bytes", "Bytes of objects in the store")?, |s| s.bytes),
-            (gauge("fleetcache_store_objects", "Objects in the store")?, |s| s.objects),
+        let gauges: [(IntGauge, StatField); 4] = [
             (
-                gauge("fleetcache_store_capacity_bytes", "Configured store capacity")?,
+                gauge("fleetcache_store_bytes", "Bytes of objects in the store")?,
+                |s| s.bytes,
+            ),
+            (
+                gauge("fleetcache_store_objects", "Objects in the store")?,
+                |s| s.objects,
+            ),
+            (
+                gauge(
+                    "fleetcache_store_capacity_bytes",
+                    "Configured store capacity",
+                )?,
                 |s| s.capacity,
             ),
             (
-                gauge("fleetcache_store_pinned_objects", "Pinned objects (never evicted)")?,
+                gauge(
+                    "fleetcache_store_pinned_objects",
+                    "Pinned objects (never evicted)",
+                )?,
                 |s| s.pinned_objects,
             ),
         ];
-        let counters: [(IntCounter, fn(&S) -> u64); 5] = [
+        let counters: [(IntCounter, StatField); 5] = [
             (
-                counter("fleetcache_store_evictions_total", "Objects evicted to stay under capacity")?,
+                counter(
+                    "fleetcache_store_evictions_total",
+                    "Objects evicted to stay under capacity",
+                )?,
                 |s| s.evictions,
             ),
             (
-                counter("fleetcache_store_evicted_bytes_total", "Bytes evicted to stay under capacity")?,
+                counter(
+                    "fleetcache_store_evicted_bytes_total",
+                    "Bytes evicted to stay under capacity",
+                )?,
                 |s| s.evicted_bytes,
             ),
             (
-                counter("fleetcache_store_ingests_total", "Objects written into the store")?,
+                counter(
+                    "fleetcache_store_ingests_total",
+                    "Objects written into the store",
+                )?,
                 |s| s.ingests,
             ),
             (
-                counter("fleetcache_ingest_bytes_total", "Bytes written into the store")?,
+                counter(
+                    "fleetcache_ingest_bytes_total",
+                    "Bytes written into the store",
+                )?,
                 |s| s.ingested_bytes,
             ),
             (
@@ -266,7 +296,11 @@ impl StoreCollector {
         let descs = gauges
             .iter()
             .flat_map(|(g, _)| g.desc().into_iter().cloned())
-            .chain(counters.iter().flat_map(|(c, _)| c.desc().into_iter().cloned()))
+            .chain(
+                counters
+                    .iter()
+                    .flat_map(|(c, _)| c.desc().into_iter().cloned()),
+            )
             .collect();
         Ok(Self {
             store,

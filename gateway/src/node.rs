@@ -170,7 +170,10 @@ impl Node {
     }
 }
 
-async fn bind(listener: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+async fn bind(
+    listener: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind {

@@ -63,7 +63,10 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
     Response::from_parts(parts, body.observed(observer))
 }
 
-fn serve_blob<B>(state: &NodeState, req: &Request<B>) -> Result<Response<ResponseBody>, RequestError> {
+fn serve_blob<B>(
+    state: &NodeState,
+    req: &Request<B>,
+) -> Result<Response<ResponseBody>, RequestError> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -100,10 +103,14 @@ fn blob_response<B>(blob: &Blob, req: &Request<B>, head: bool) -> Response<Respo
     match conditional::evaluate(req.headers(), &etag) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
-            return finish(builder.status(StatusCode::NOT_MODIFIED), ResponseBody::empty());
+            return finish(
+                builder.status(StatusCode::NOT_MODIFIED),
+                ResponseBody::empty(),
+            );
         }
         Precondition::Failed => {
-            let mut response = text_response(StatusCode::PRECONDITION_FAILED, "precondition failed");
+            let mut response =
+                text_response(StatusCode::PRECONDITION_FAILED, "precondition failed");
             response.headers_mut().insert(ETAG, header_value(&etag));
             return response;
         }
@@ -136,7 +143,11 @@ fn blob_response<B>(blob: &Blob, req: &Request<B>, head: bool) -> Response<Respo
             builder = builder
                 .header(CONTENT_TYPE, content_type)
                 .header(CONTENT_RANGE, content_range(&range, size));
-            (StatusCode::PARTIAL_CONTENT, range.end - range.start, vec![Segment::Blob(range)])
+            (
+                StatusCode::PARTIAL_CONTENT,
+                range.end - range.start,
+                vec![Segment::Blob(range)],
+            )
         }
         RangeRequest::Partial(ranges) => {
             let boundary = format!("fleetcache-{:016x}", rand::random::<u64>());
@@ -189,7 +200,9 @@ fn multipart_segments(
         segments.push(Segment::Literal(Bytes::from(head)));
         segments.push(Segment::Blob(range.clone()));
     }
-    segments.push(Segment::Literal(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
+    segments.push(Segment::Literal(Bytes::from(format!(
+        "\r\n--{boundary}--\r\n"
+    ))));
     segments
 }
 

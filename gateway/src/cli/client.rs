@@ -250,9 +250,13 @@ impl Progress {
             let start = Instant::now();
             loop {
                 let n = done.load(Ordering::Relaxed);
-                let pct = if total > 0 { n * 100 / total } else { 100 };
+                let pct = n.saturating_mul(100).checked_div(total).unwrap_or(100);
                 let rate = n as f64 / start.elapsed().as_secs_f64().max(0.001) / 1e6;
-                eprint!("\r{pct:3}%  {} / {} MB  {rate:.1} MB/s   ", n / 1_000_000, total / 1_000_000);
+                eprint!(
+                    "\r{pct:3}%  {} / {} MB  {rate:.1} MB/s   ",
+                    n / 1_000_000,
+                    total / 1_000_000
+                );
                 tokio::select! {
                     _ = &mut stopped => break,
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}

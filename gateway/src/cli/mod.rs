@@ -18,7 +18,11 @@ use crate::node::{Node, StartError};
 const EXIT_USAGE: u8 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleetcache", version, about = "Peer-to-peer content-addressed edge cache")]
+#[command(
+    name = "fleetcache",
+    version,
+    about = "Peer-to-peer content-addressed edge cache"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

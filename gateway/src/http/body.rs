@@ -177,9 +177,10 @@ impl BlobStream {
                 } else {
                     let handle = match &mut self.in_flight {
                         Some(handle) => handle,
-                        None => self
-                            .in_flight
-                            .insert(spawn_read(&self.blob, range.start, range.end)),
+                        None => {
+                            self.in_flight
+                                .insert(spawn_read(&self.blob, range.start, range.end))
+                        }
                     };
                     let result = ready!(Pin::new(handle).poll(cx));
                     self.in_flight = None;
@@ -233,6 +234,8 @@ impl Drop for BlobStream {
 
 fn spawn_read(blob: &Blob, start: u64, end: u64) -> JoinHandle<Result<Bytes, ReadError>> {
     let blob = blob.clone();
-    let len = usize::try_from(end - start).unwrap_or(usize::MAX).min(READ_CHUNK);
+    let len = usize::try_from(end - start)
+        .unwrap_or(usize::MAX)
+        .min(READ_CHUNK);
     tokio::task::spawn_blocking(move || blob.read_verified(start, len))
 }

@@ -128,7 +128,13 @@ mod tests {
 
     #[test]
     fn if_none_match() {
-        for value in ["\"abc\"", "*", "\"x\", \"abc\"", "W/\"abc\"", "\"x\",W/\"abc\""] {
+        for value in [
+            "\"abc\"",
+            "*",
+            "\"x\", \"abc\"",
+            "W/\"abc\"",
+            "\"x\",W/\"abc\"",
+        ] {
             assert_eq!(
                 evaluate(&headers(&[("if-none-match", value)]), ETAG),
                 Precondition::NotModified,
@@ -184,8 +190,14 @@ mod tests {
     fn if_range() {
         assert!(if_range_allows(&headers(&[]), ETAG));
         assert!(if_range_allows(&headers(&[("if-range", "\"abc\"")]), ETAG));
-        assert!(!if_range_allows(&headers(&[("if-range", "W/\"abc\"")]), ETAG));
-        assert!(!if_range_allows(&headers(&[("if-range", "\"other\"")]), ETAG));
+        assert!(!if_range_allows(
+            &headers(&[("if-range", "W/\"abc\"")]),
+            ETAG
+        ));
+        assert!(!if_range_allows(
+            &headers(&[("if-range", "\"other\"")]),
+            ETAG
+        ));
         assert!(!if_range_allows(
             &headers(&[("if-range", "Tue, 24 Nov 2026 10:00:00 GMT")]),
             ETAG

@@ -42,7 +42,10 @@ pub(crate) fn error_response(err: &RequestError) -> Response<ResponseBody> {
 }
 
 /// A JSON response from any serialisable value.
-pub(crate) fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
+pub(crate) fn json_response(
+    status: StatusCode,
+    value: &impl serde::Serialize,
+) -> Response<ResponseBody> {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
     body.push(b'\n');
     let mut response = Response::new(ResponseBody::full(body));

@@ -154,6 +154,7 @@ fn header_has_nonzero_suffix(header: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 
@@ -193,7 +194,10 @@ mod tests {
 
     #[test]
     fn unsatisfiable() {
-        assert_eq!(parse_range(b"bytes=1000-", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(
+            parse_range(b"bytes=1000-", 1000),
+            RangeRequest::Unsatisfiable
+        );
         assert_eq!(
             parse_range(b"bytes=1000-2000", 1000),
             RangeRequest::Unsatisfiable
@@ -253,10 +257,7 @@ mod tests {
             parse_range(b"bytes=0-99,50-149,150-199", 1000),
             partial(&[0..200])
         );
-        assert_eq!(
-            parse_range(b"bytes=0-9,0-9,0-9", 1000),
-            partial(&[0..10])
-        );
+        assert_eq!(parse_range(b"bytes=0-9,0-9,0-9", 1000), partial(&[0..10]));
         assert_eq!(
             parse_range(b"bytes=-100,0-10", 1000),
             partial(&[0..11, 900..1000])

@@ -10,23 +10,39 @@ async fn ingest_returns_hash_size_and_location() {
     let node = TestNode::start().await;
     let data = pattern(70_000, 3);
     let reply = node
-        .request(Method::POST, &node.admin_url("/blobs"), &[], Bytes::from(data.clone()))
+        .request(
+            Method::POST,
+            &node.admin_url("/blobs"),
+            &[],
+            Bytes::from(data.clone()),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let json = reply.json();
     let hash = blake3_hex(&data);
     assert_eq!(json["hash"], hash.as_str());
     assert_eq!(json["size"], 70_000);
-    assert_eq!(reply.header("location"), Some(format!("/blake3/{hash}").as_str()));
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("/blake3/{hash}").as_str())
+    );
     assert_eq!(reply.header("content-type"), Some("application/json"));
 
     // The same bytes again: already there, nothing counted twice.
     let again = node
-        .request(Method::POST, &node.admin_url("/blobs"), &[], Bytes::from(data))
+        .request(
+            Method::POST,
+            &node.admin_url("/blobs"),
+            &[],
+            Bytes::from(data),
+        )
         .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json()["hash"], hash.as_str());
-    let stats = node.request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new()).await.json();
+    let stats = node
+        .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
+        .await
+        .json();
     assert_eq!(stats["store"]["objects"], 1);
     assert_eq!(stats["store"]["bytes"], 70_000);
 }
@@ -38,29 +54,89 @@ async fn delete_and_pin() {
     let admin = |path: String| node.admin_url(&path);
 
     for action in ["pin", "unpin"] {
-        let reply = node.request(Method::POST, &admin(format!("/blobs/{hash}/{action}")), &[], Bytes::new()).await;
+        let reply = node
+            .request(
+                Method::POST,
+                &admin(format!("/blobs/{hash}/{action}")),
+                &[],
+                Bytes::new(),
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{action}");
     }
-    let reply = node.request(Method::POST, &admin(format!("/blobs/{hash}/pin")), &[], Bytes::new()).await;
+    let reply = node
+        .request(
+            Method::POST,
+            &admin(format!("/blobs/{hash}/pin")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    let stats = node.request(Method::GET, &admin("/stats".into()), &[], Bytes::new()).await.json();
+    let stats = node
+        .request(Method::GET, &admin("/stats".into()), &[], Bytes::new())
+        .await
+        .json();
     assert_eq!(stats["store"]["pinned_objects"], 1);
 
-    let reply = node.request(Method::DELETE, &admin(format!("/blobs/{hash}")), &[], Bytes::new()).await;
+    let reply = node
+        .request(
+            Method::DELETE,
+            &admin(format!("/blobs/{hash}")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    assert_eq!(node.get(&format!("/blake3/{hash}")).await.status, StatusCode::NOT_FOUND);
-    let reply = node.request(Method::DELETE, &admin(format!("/blobs/{hash}")), &[], Bytes::new()).await;
+    assert_eq!(
+        node.get(&format!("/blake3/{hash}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let reply = node
+        .request(
+            Method::DELETE,
+            &admin(format!("/blobs/{hash}")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    let reply = node.request(Method::POST, &admin(format!("/blobs/{hash}/pin")), &[], Bytes::new()).await;
+    let reply = node
+        .request(
+            Method::POST,
+            &admin(format!("/blobs/{hash}/pin")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
-    let reply = node.request(Method::DELETE, &admin("/blobs/nothex".into()), &[], Bytes::new()).await;
+    let reply = node
+        .request(
+            Method::DELETE,
+            &admin("/blobs/nothex".into()),
+            &[],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    let reply = node.request(Method::GET, &admin(format!("/blobs/{hash}/pin")), &[], Bytes::new()).await;
+    let reply = node
+        .request(
+            Method::GET,
+            &admin(format!("/blobs/{hash}/pin")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
-    let reply = node.request(Method::GET, &admin("/blobs".into()), &[], Bytes::new()).await;
+    let reply = node
+        .request(Method::GET, &admin("/blobs".into()), &[], Bytes::new())
+        .await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
-    let stats = node.request(Method::GET, &admin("/stats".into()), &[], Bytes::new()).await.json();
+    let stats = node
+        .request(Method::GET, &admin("/stats".into()), &[], Bytes::new())
+        .await
+        .json();
     assert_eq!(stats["store"]["objects"], 0);
     assert_eq!(stats["store"]["bytes"], 0);
 }
@@ -69,7 +145,9 @@ async fn delete_and_pin() {
 async fn health_and_metrics() {
     let node = TestNode::start().await;
     for path in ["/healthz", "/readyz"] {
-        let reply = node.request(Method::GET, &node.admin_url(path), &[], Bytes::new()).await;
+        let reply = node
+            .request(Method::GET, &node.admin_url(path), &[], Bytes::new())
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
     }
     let data = pattern(50_000, 7);
@@ -81,10 +159,19 @@ async fn health_and_metrics() {
 
     let text = node.metrics().await;
     let v = |s: &str| metric_value(&text, s).unwrap_or_else(|| panic!("no sample {s} in\n{text}"));
-    assert_eq!(v(r#"fleetcache_http_requests_total{cache="hit",route="blob",status="200"}"#), 2.0);
-    assert_eq!(v(r#"fleetcache_http_requests_total{cache="miss",route="blob",status="404"}"#), 1.0);
-    assert_eq!(v(r#"fleetcache_http_requests_total{cache="miss",route="blob",status="400"}"#), 1.0);
-    assert_eq!(v(r#"fleetcache_http_response_bytes_total{source="local"}"#) as u64 >= 100_000, true);
+    assert_eq!(
+        v(r#"fleetcache_http_requests_total{cache="hit",route="blob",status="200"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(r#"fleetcache_http_requests_total{cache="miss",route="blob",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"fleetcache_http_requests_total{cache="miss",route="blob",status="400"}"#),
+        1.0
+    );
+    assert!(v(r#"fleetcache_http_response_bytes_total{source="local"}"#) >= 100_000.0);
     assert_eq!(v("fleetcache_store_objects"), 1.0);
     assert_eq!(v("fleetcache_store_bytes"), 50_000.0);
     assert_eq!(v("fleetcache_ingest_bytes_total"), 50_000.0);
@@ -98,11 +185,18 @@ async fn health_and_metrics() {
 async fn token_is_required_when_configured() {
     let node = TestNode::start_with(&[("FLEETCACHE_ADMIN_TOKEN", "s3cret-token")]).await;
     let url = node.admin_url("/blobs");
-    let reply = node.request(Method::POST, &url, &[], Bytes::from_static(b"x")).await;
+    let reply = node
+        .request(Method::POST, &url, &[], Bytes::from_static(b"x"))
+        .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
     let reply = node
-        .request(Method::POST, &url, &[("authorization", "Bearer wrong-token!")], Bytes::from_static(b"x"))
+        .request(
+            Method::POST,
+            &url,
+            &[("authorization", "Bearer wrong-token!")],
+            Bytes::from_static(b"x"),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let reply = node
@@ -110,11 +204,18 @@ async fn token_is_required_when_configured() {
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let reply = node
-        .request(Method::POST, &url, &[("authorization", "Bearer s3cret-token")], Bytes::from_static(b"x"))
+        .request(
+            Method::POST,
+            &url,
+            &[("authorization", "Bearer s3cret-token")],
+            Bytes::from_static(b"x"),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     // Probes need no token.
-    let reply = node.request(Method::GET, &node.admin_url("/healthz"), &[], Bytes::new()).await;
+    let reply = node
+        .request(Method::GET, &node.admin_url("/healthz"), &[], Bytes::new())
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
 
@@ -138,10 +239,18 @@ async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
     let node = TestNode::start_with(&[("FLEETCACHE_ADMIN_MAX_UPLOAD_SIZE", "100KiB")]).await;
     // Declared too large.
     let reply = node
-        .request(Method::POST, &node.admin_url("/blobs"), &[], Bytes::from(pattern(200 * 1024, 1)))
+        .request(
+            Method::POST,
+            &node.admin_url("/blobs"),
+            &[],
+            Bytes::from(pattern(200 * 1024, 1)),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let stats = node.request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new()).await.json();
+    let stats = node
+        .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
+        .await
+        .json();
     assert_eq!(stats["store"]["objects"], 0);
     let tmp = node.data.path().join("tmp");
     let leftovers = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
@@ -164,11 +273,16 @@ async fn an_upload_cut_off_mid_body_stores_nothing() {
         stream.write_all(&request).unwrap();
     }
     let tmp = node.data.path().join("tmp");
-    eventually("temp file removed", std::time::Duration::from_secs(10), async || {
-        std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0
-    })
+    eventually(
+        "temp file removed",
+        std::time::Duration::from_secs(10),
+        async || std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0,
+    )
     .await;
-    let stats = node.request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new()).await.json();
+    let stats = node
+        .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
+        .await
+        .json();
     assert_eq!(stats["store"]["objects"], 0);
     assert_eq!(stats["store"]["bytes"], 0);
 }

@@ -8,7 +8,14 @@ use crate::support::*;
 #[tokio::test]
 async fn get_returns_the_object_with_cache_headers() {
     let node = TestNode::start().await;
-    for (len, seed) in [(0usize, 0u8), (1, 1), (4096, 2), (16 * 1024, 3), (16 * 1024 + 1, 4), (3 << 20, 5)] {
+    for (len, seed) in [
+        (0usize, 0u8),
+        (1, 1),
+        (4096, 2),
+        (16 * 1024, 3),
+        (16 * 1024 + 1, 4),
+        (3 << 20, 5),
+    ] {
         let data = pattern(len, seed);
         let hash = node.put(data.clone()).await;
         assert_eq!(hash, blake3_hex(&data), "hash of {len} bytes");
@@ -16,14 +23,20 @@ async fn get_returns_the_object_with_cache_headers() {
         let reply = node.get(&format!("/blake3/{hash}")).await;
         assert_eq!(reply.status, StatusCode::OK, "{len} bytes");
         assert_eq!(reply.body, Bytes::from(data), "{len} bytes");
-        assert_eq!(reply.header("content-length"), Some(len.to_string().as_str()));
+        assert_eq!(
+            reply.header("content-length"),
+            Some(len.to_string().as_str())
+        );
         assert_eq!(reply.header("etag"), Some(format!("\"{hash}\"").as_str()));
         assert_eq!(
             reply.header("cache-control"),
             Some("public, max-age=31536000, immutable")
         );
         assert_eq!(reply.header("accept-ranges"), Some("bytes"));
-        assert_eq!(reply.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/octet-stream")
+        );
         assert_eq!(reply.header("cache-status"), Some("fleetcache; hit"));
     }
 }
@@ -38,8 +51,19 @@ async fn head_matches_get_without_a_body() {
         let head = node.request(Method::HEAD, &url, &[], Bytes::new()).await;
         assert_eq!(head.status, StatusCode::OK);
         assert!(head.body.is_empty());
-        for name in ["content-length", "content-type", "etag", "cache-control", "accept-ranges", "cache-status"] {
-            assert_eq!(head.header(name), get.header(name), "{name} for {len} bytes");
+        for name in [
+            "content-length",
+            "content-type",
+            "etag",
+            "cache-control",
+            "accept-ranges",
+            "cache-status",
+        ] {
+            assert_eq!(
+                head.header(name),
+                get.header(name),
+                "{name} for {len} bytes"
+            );
         }
     }
 }
@@ -67,7 +91,10 @@ async fn unknown_and_malformed_hashes() {
     let missing = "0".repeat(64);
     let reply = node.get(&format!("/blake3/{missing}")).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    assert_eq!(reply.header("cache-status"), Some("fleetcache; fwd=miss; detail=not-found"));
+    assert_eq!(
+        reply.header("cache-status"),
+        Some("fleetcache; fwd=miss; detail=not-found")
+    );
 
     for bad in [
         "/blake3/",
@@ -82,7 +109,12 @@ async fn unknown_and_malformed_hashes() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
         let text = String::from_utf8_lossy(&reply.body);
         assert!(text.contains("malformed hash"), "{bad}: {text}");
-        assert!(reply.header("cache-status").unwrap().starts_with("fleetcache; fwd=miss"));
+        assert!(
+            reply
+                .header("cache-status")
+                .unwrap()
+                .starts_with("fleetcache; fwd=miss")
+        );
     }
 
     // Upper-case hex names the same object.
@@ -120,8 +152,14 @@ async fn objects_survive_a_restart() {
     let data = node.stop().await;
 
     let node = TestNode::start_in(data, &[]).await;
-    assert_eq!(node.get(&format!("/blake3/{h_small}")).await.body, Bytes::from(small));
-    assert_eq!(node.get(&format!("/blake3/{h_large}")).await.body, Bytes::from(large));
+    assert_eq!(
+        node.get(&format!("/blake3/{h_small}")).await.body,
+        Bytes::from(small)
+    );
+    assert_eq!(
+        node.get(&format!("/blake3/{h_large}")).await.body,
+        Bytes::from(large)
+    );
     let stats = node
         .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
         .await
@@ -147,10 +185,18 @@ async fn eviction_follows_recent_use_and_spares_pinned_objects() {
     }
     // Oldest first: 0,1,2,3. Pin 0, touch 1 so 2 becomes the least recent unpinned.
     let pin = node
-        .request(Method::POST, &node.admin_url(&format!("/blobs/{}/pin", hashes[0])), &[], Bytes::new())
+        .request(
+            Method::POST,
+            &node.admin_url(&format!("/blobs/{}/pin", hashes[0])),
+            &[],
+            Bytes::new(),
+        )
         .await;
     assert_eq!(pin.status, StatusCode::NO_CONTENT);
-    assert_eq!(node.get(&format!("/blake3/{}", hashes[1])).await.status, StatusCode::OK);
+    assert_eq!(
+        node.get(&format!("/blake3/{}", hashes[1])).await.status,
+        StatusCode::OK
+    );
     // 5 × 200 KiB = 1000 KiB > 0.95 MiB: evict down to 0.6 MiB, which takes
     // two objects. Recorded reads are flushed before eviction picks victims.
     let h4 = node.put(pattern(200 * 1024, 4)).await;
@@ -159,15 +205,37 @@ async fn eviction_follows_recent_use_and_spares_pinned_objects() {
         let node = &node;
         async move { node.get(&format!("/blake3/{h}")).await.status }
     };
-    assert_eq!(status(&hashes[0]).await, StatusCode::OK, "pinned object kept");
+    assert_eq!(
+        status(&hashes[0]).await,
+        StatusCode::OK,
+        "pinned object kept"
+    );
     assert_eq!(status(&h4).await, StatusCode::OK, "newest object kept");
-    assert_eq!(status(&hashes[2]).await, StatusCode::NOT_FOUND, "least recently used evicted");
-    assert_eq!(status(&hashes[3]).await, StatusCode::NOT_FOUND, "next least recently used evicted");
-    assert_eq!(status(&hashes[1]).await, StatusCode::OK, "recently read object kept");
+    assert_eq!(
+        status(&hashes[2]).await,
+        StatusCode::NOT_FOUND,
+        "least recently used evicted"
+    );
+    assert_eq!(
+        status(&hashes[3]).await,
+        StatusCode::NOT_FOUND,
+        "next least recently used evicted"
+    );
+    assert_eq!(
+        status(&hashes[1]).await,
+        StatusCode::OK,
+        "recently read object kept"
+    );
 
     let metrics = node.metrics().await;
-    assert_eq!(metric_value(&metrics, "fleetcache_store_evictions_total"), Some(2.0));
-    assert_eq!(metric_value(&metrics, "fleetcache_store_objects"), Some(3.0));
+    assert_eq!(
+        metric_value(&metrics, "fleetcache_store_evictions_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, "fleetcache_store_objects"),
+        Some(3.0)
+    );
     assert!(metric_value(&metrics, "fleetcache_store_bytes").unwrap() <= 0.6 * 1024.0 * 1024.0);
     node.stop().await;
 }

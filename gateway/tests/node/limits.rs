@@ -19,12 +19,21 @@ async fn oversized_heads_get_431() {
     let node = TestNode::start_with(&[("FLEETCACHE_HTTP_MAX_HEADER_BYTES", "16KiB")]).await;
     let addr = node.public;
     let huge = tokio::task::spawn_blocking(move || {
-        let request = format!("GET /blake3/{} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "0".repeat(64), "a".repeat(64 * 1024));
+        let request = format!(
+            "GET /blake3/{} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+            "0".repeat(64),
+            "a".repeat(64 * 1024)
+        );
         raw_exchange(addr, request.as_bytes(), Duration::from_secs(5))
     })
     .await
     .unwrap();
-    assert_eq!(status_of(&huge), Some(431), "{}", String::from_utf8_lossy(&huge));
+    assert_eq!(
+        status_of(&huge),
+        Some(431),
+        "{}",
+        String::from_utf8_lossy(&huge)
+    );
 
     let many = tokio::task::spawn_blocking(move || {
         let mut request = format!("GET /blake3/{} HTTP/1.1\r\nhost: x\r\n", "0".repeat(64));
@@ -36,10 +45,20 @@ async fn oversized_heads_get_431() {
     })
     .await
     .unwrap();
-    assert_eq!(status_of(&many), Some(431), "{}", String::from_utf8_lossy(&many));
+    assert_eq!(
+        status_of(&many),
+        Some(431),
+        "{}",
+        String::from_utf8_lossy(&many)
+    );
 
     // Still serving.
-    assert_eq!(node.get(&format!("/blake3/{}", "0".repeat(64))).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        node.get(&format!("/blake3/{}", "0".repeat(64)))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -54,9 +73,11 @@ async fn garbage_requests_get_400_and_the_node_carries_on() {
         b"GET /blake3/x HTTP/1.1\r\ncontent-length: -1\r\n\r\n",
         b"GET /blake3/x HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
     ] {
-        let reply = tokio::task::spawn_blocking(move || raw_exchange(addr, garbage, Duration::from_secs(5)))
-            .await
-            .unwrap();
+        let reply = tokio::task::spawn_blocking(move || {
+            raw_exchange(addr, garbage, Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
         let status = status_of(&reply);
         assert!(
             matches!(status, Some(400..=499)) || reply.is_empty(),
@@ -65,7 +86,10 @@ async fn garbage_requests_get_400_and_the_node_carries_on() {
             String::from_utf8_lossy(&reply)
         );
     }
-    assert_eq!(node.get("/blake3/bad").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        node.get("/blake3/bad").await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -79,7 +103,11 @@ async fn slow_and_stalled_clients_are_cut_off() {
     let (slowloris, idle) = tokio::task::spawn_blocking(move || {
         // Half a request head, then nothing.
         let start = Instant::now();
-        let reply = raw_exchange(addr, b"GET /blake3/ HTTP/1.1\r\nhost: x\r\n", Duration::from_secs(20));
+        let reply = raw_exchange(
+            addr,
+            b"GET /blake3/ HTTP/1.1\r\nhost: x\r\n",
+            Duration::from_secs(20),
+        );
         let slowloris = (start.elapsed(), reply);
         // A connection that never sends anything.
         let start = Instant::now();
@@ -88,13 +116,21 @@ async fn slow_and_stalled_clients_are_cut_off() {
     })
     .await
     .unwrap();
-    assert!(slowloris.0 < Duration::from_secs(15), "slowloris held for {:?}", slowloris.0);
+    assert!(
+        slowloris.0 < Duration::from_secs(15),
+        "slowloris held for {:?}",
+        slowloris.0
+    );
     assert!(
         slowloris.1.is_empty() || status_of(&slowloris.1) == Some(408),
         "{}",
         String::from_utf8_lossy(&slowloris.1)
     );
-    assert!(idle.0 < Duration::from_secs(15), "idle connection held for {:?}", idle.0);
+    assert!(
+        idle.0 < Duration::from_secs(15),
+        "idle connection held for {:?}",
+        idle.0
+    );
 }
 
 #[tokio::test]
@@ -106,10 +142,17 @@ async fn a_client_that_stops_reading_is_dropped() {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     write!(stream, "GET /blake3/{hash} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
     // Never read. The server must give up on us and release the connection.
-    eventually("connection closed by server", Duration::from_secs(20), async || {
-        let text = node.metrics().await;
-        metric_value(&text, r#"fleetcache_http_connections_active{listener="public"}"#) == Some(0.0)
-    })
+    eventually(
+        "connection closed by server",
+        Duration::from_secs(20),
+        async || {
+            let text = node.metrics().await;
+            metric_value(
+                &text,
+                r#"fleetcache_http_connections_active{listener="public"}"#,
+            ) == Some(0.0)
+        },
+    )
     .await;
     drop(stream);
 }
@@ -117,22 +160,38 @@ async fn a_client_that_stops_reading_is_dropped() {
 #[tokio::test]
 async fn connections_over_the_limit_are_refused() {
     let node = TestNode::start_with(&[("FLEETCACHE_HTTP_MAX_CONNECTIONS", "2")]).await;
-    let held: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(node.public).unwrap()).collect();
+    let held: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(node.public).unwrap())
+        .collect();
     eventually("two active", Duration::from_secs(5), async || {
         let text = node.metrics().await;
-        metric_value(&text, r#"fleetcache_http_connections_active{listener="public"}"#) == Some(2.0)
+        metric_value(
+            &text,
+            r#"fleetcache_http_connections_active{listener="public"}"#,
+        ) == Some(2.0)
     })
     .await;
     let addr = node.public;
     let third = tokio::task::spawn_blocking(move || {
-        raw_exchange(addr, b"GET /blake3/bad HTTP/1.1\r\nhost: x\r\n\r\n", Duration::from_secs(5))
+        raw_exchange(
+            addr,
+            b"GET /blake3/bad HTTP/1.1\r\nhost: x\r\n\r\n",
+            Duration::from_secs(5),
+        )
     })
     .await
     .unwrap();
-    assert!(third.is_empty(), "third connection got {:?}", String::from_utf8_lossy(&third));
+    assert!(
+        third.is_empty(),
+        "third connection got {:?}",
+        String::from_utf8_lossy(&third)
+    );
     let text = node.metrics().await;
     assert_eq!(
-        metric_value(&text, r#"fleetcache_http_connections_refused_total{listener="public"}"#),
+        metric_value(
+            &text,
+            r#"fleetcache_http_connections_refused_total{listener="public"}"#
+        ),
         Some(1.0)
     );
     drop(held);

@@ -40,15 +40,24 @@ impl RawResponse {
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
             }
         }
-        Ok(RawResponse { status, headers, reader })
+        Ok(RawResponse {
+            status,
+            headers,
+            reader,
+        })
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn content_length(&self) -> u64 {
-        self.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     fn body_string(mut self) -> String {
@@ -61,7 +70,10 @@ impl RawResponse {
 /// Streams `len` pattern bytes (generated on the fly) to POST /blobs.
 fn upload_generated(admin: SocketAddr, len: u64, seed: u8) -> std::io::Result<RawResponse> {
     let mut stream = TcpStream::connect(admin)?;
-    write!(stream, "POST /blobs HTTP/1.1\r\nhost: x\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "POST /blobs HTTP/1.1\r\nhost: x\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+    )?;
     let mut sent = 0u64;
     let chunk = pattern(1 << 20, seed);
     while sent < len {
@@ -88,7 +100,10 @@ fn generated_hash(len: u64, seed: u8) -> String {
 /// GETs a hash and returns (status, hash of the body, body length).
 fn download_hash(public: SocketAddr, hash: &str) -> std::io::Result<(u16, String, u64)> {
     let mut stream = TcpStream::connect(public)?;
-    write!(stream, "GET /blake3/{hash} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET /blake3/{hash} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )?;
     let mut response = RawResponse::read(stream)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -102,7 +117,11 @@ fn download_hash(public: SocketAddr, hash: &str) -> std::io::Result<(u16, String
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((response.status, hasher.finalize().to_hex().to_string(), total))
+    Ok((
+        response.status,
+        hasher.finalize().to_hex().to_string(),
+        total,
+    ))
 }
 
 fn fsck(data: &Path, dry_run: bool) -> (i32, String) {
@@ -117,7 +136,10 @@ fn fsck(data: &Path, dry_run: bool) -> (i32, String) {
 
 #[test]
 fn kill_9_during_ingest_never_leaves_a_partial_object() {
-    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("crash test seed {seed} (rerun with CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let data = tempfile::TempDir::new().unwrap();
@@ -132,9 +154,16 @@ fn kill_9_during_ingest_never_leaves_a_partial_object() {
             if *acked {
                 assert_eq!(status, 200, "round {round}: acknowledged {hash} lost");
             }
-            assert!(status == 200 || status == 404, "round {round}: {hash} -> {status}");
+            assert!(
+                status == 200 || status == 404,
+                "round {round}: {hash} -> {status}"
+            );
             if status == 200 {
-                assert_eq!((&got, n), (hash, *len), "round {round}: {hash} served wrong bytes");
+                assert_eq!(
+                    (&got, n),
+                    (hash, *len),
+                    "round {round}: {hash} served wrong bytes"
+                );
             }
         }
         // A few uploads in flight, then kill -9 at a random moment.
@@ -143,7 +172,9 @@ fn kill_9_during_ingest_never_leaves_a_partial_object() {
             .map(|i| {
                 let len = rng.random_range(1..48u64 << 20);
                 let seed = round.wrapping_mul(7).wrapping_add(i);
-                let handle = std::thread::spawn(move || upload_generated(admin, len, seed).map(|r| r.status));
+                let handle = std::thread::spawn(move || {
+                    upload_generated(admin, len, seed).map(|r| r.status)
+                });
                 (len, seed, handle)
             })
             .collect();
@@ -158,9 +189,16 @@ fn kill_9_during_ingest_never_leaves_a_partial_object() {
     }
     let node = Proc::serve(data.path(), &[]);
     let tmp = data.path().join("tmp");
-    assert_eq!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0, "temp files survive a restart");
+    assert_eq!(
+        std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0),
+        0,
+        "temp files survive a restart"
+    );
     let acked = attempts.iter().filter(|a| a.3).count();
-    eprintln!("{} uploads, {acked} acknowledged before a kill", attempts.len());
+    eprintln!(
+        "{} uploads, {acked} acknowledged before a kill",
+        attempts.len()
+    );
     drop(node);
 }
 
@@ -192,7 +230,11 @@ fn one_gib_streams_in_and_out_with_flat_memory() {
     }
     let peak = node.peak_rss();
     eprintln!("peak RSS after 1 GiB in and 4 GiB out: {} MiB", peak >> 20);
-    assert!(peak < 160 << 20, "peak RSS {} MiB: memory is not flat", peak >> 20);
+    assert!(
+        peak < 160 << 20,
+        "peak RSS {} MiB: memory is not flat",
+        peak >> 20
+    );
 }
 
 #[test]
@@ -215,7 +257,10 @@ fn sigterm_lets_in_flight_downloads_finish() {
     // Listeners close promptly; the download in flight carries on.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(public).is_ok() {
-        assert!(std::time::Instant::now() < deadline, "still accepting after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut hasher = blake3::Hasher::new();
@@ -235,21 +280,53 @@ fn config_errors_exit_64_naming_the_field() {
     let bad_file = dir.path().join("bad.toml");
     std::fs::write(&bad_file, "[store]\ncapcity = \"1GiB\"\n").unwrap();
     let bad_file = bad_file.display().to_string();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (vec!["serve", "--config", &bad_file], vec![], "capcity"),
-        (vec!["serve", "--config", "/nonexistent/fleetcache.toml"], vec![], "/nonexistent/fleetcache.toml"),
-        (vec!["serve", "--data-dir", &data], vec![("FLEETCACHE_STORE_CAPACITY", "50XB")], "store.capacity"),
-        (vec!["serve", "--data-dir", &data], vec![("FLEETCACHE_NO_SUCH_THING", "1")], "FLEETCACHE_NO_SUCH_THING"),
-        (vec!["serve", "--data-dir", &data, "--listen", "not-an-address"], vec![], "http.listen"),
-        (vec!["serve", "--data-dir", &data, "--admin-listen", "0.0.0.0:0"], vec![], "admin.token"),
-        (vec!["serve", "--data-dir", &data], vec![("FLEETCACHE_HTTP_IDLE_TIMEOUT", "soon")], "http.idle_timeout"),
+        (
+            vec!["serve", "--config", "/nonexistent/fleetcache.toml"],
+            vec![],
+            "/nonexistent/fleetcache.toml",
+        ),
+        (
+            vec!["serve", "--data-dir", &data],
+            vec![("FLEETCACHE_STORE_CAPACITY", "50XB")],
+            "store.capacity",
+        ),
+        (
+            vec!["serve", "--data-dir", &data],
+            vec![("FLEETCACHE_NO_SUCH_THING", "1")],
+            "FLEETCACHE_NO_SUCH_THING",
+        ),
+        (
+            vec!["serve", "--data-dir", &data, "--listen", "not-an-address"],
+            vec![],
+            "http.listen",
+        ),
+        (
+            vec!["serve", "--data-dir", &data, "--admin-listen", "0.0.0.0:0"],
+            vec![],
+            "admin.token",
+        ),
+        (
+            vec!["serve", "--data-dir", &data],
+            vec![("FLEETCACHE_HTTP_IDLE_TIMEOUT", "soon")],
+            "http.idle_timeout",
+        ),
         (vec!["serve", "--no-such-flag"], vec![], "--no-such-flag"),
-        (vec!["config", "print", "--config", &bad_file], vec![], "capcity"),
+        (
+            vec!["config", "print", "--config", &bad_file],
+            vec![],
+            "capcity",
+        ),
     ];
     for (args, env, needle) in cases {
         let (code, _out, err) = run_bin(&args, &env);
         assert_eq!(code, 64, "{args:?} {env:?}: {err}");
-        assert!(err.contains(needle), "{args:?} {env:?}: message does not name {needle:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?} {env:?}: message does not name {needle:?}: {err}"
+        );
     }
     assert!(!Path::new(&data).exists() || std::fs::read_dir(&data).unwrap().count() == 0);
 }
@@ -259,7 +336,10 @@ fn config_print_shows_an_effective_config_that_loads_back() {
     let dir = tempfile::TempDir::new().unwrap();
     let (code, out, err) = run_bin(
         &["config", "print", "--listen", "127.0.0.1:9999"],
-        &[("FLEETCACHE_STORE_CAPACITY", "3GiB"), ("FLEETCACHE_ADMIN_TOKEN", "hunter2-secret")],
+        &[
+            ("FLEETCACHE_STORE_CAPACITY", "3GiB"),
+            ("FLEETCACHE_ADMIN_TOKEN", "hunter2-secret"),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("127.0.0.1:9999"), "{out}");
@@ -267,7 +347,10 @@ fn config_print_shows_an_effective_config_that_loads_back() {
     assert!(!out.contains("hunter2-secret"), "token printed: {out}");
     let file = dir.path().join("printed.toml");
     std::fs::write(&file, &out).unwrap();
-    let (code, again, err) = run_bin(&["config", "print", "--config", &file.display().to_string()], &[]);
+    let (code, again, err) = run_bin(
+        &["config", "print", "--config", &file.display().to_string()],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(again.contains("127.0.0.1:9999"));
 }
@@ -282,13 +365,26 @@ fn put_and_get_commands_round_trip_and_verify() {
     let admin = format!("http://{}", node.admin);
     let url = format!("http://{}", node.public);
 
-    let (code, out, err) = run_bin(&["put", &input.display().to_string(), "--admin", &admin], &[]);
+    let (code, out, err) = run_bin(
+        &["put", &input.display().to_string(), "--admin", &admin],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     let hash = out.trim().to_owned();
     assert_eq!(hash, blake3_hex(&data));
 
     let output = dir.path().join("out.bin");
-    let (code, _, err) = run_bin(&["get", &hash, "-o", &output.display().to_string(), "--url", &url], &[]);
+    let (code, _, err) = run_bin(
+        &[
+            "get",
+            &hash,
+            "-o",
+            &output.display().to_string(),
+            "--url",
+            &url,
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(&output).unwrap(), data);
 
@@ -296,11 +392,25 @@ fn put_and_get_commands_round_trip_and_verify() {
         .args(["get", &hash, "--url", &url])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout == data, "stdout differs from the object");
 
     let missing = "ab".repeat(32);
-    let (code, _, err) = run_bin(&["get", &missing, "-o", &dir.path().join("m").display().to_string(), "--url", &url], &[]);
+    let (code, _, err) = run_bin(
+        &[
+            "get",
+            &missing,
+            "-o",
+            &dir.path().join("m").display().to_string(),
+            "--url",
+            &url,
+        ],
+        &[],
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("404"), "{err}");
     assert!(!dir.path().join("m").exists());
@@ -328,7 +438,11 @@ fn files_of_size(dir: &Path, len: u64) -> Vec<PathBuf> {
 
 fn flip_byte(path: &Path, offset: u64) {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, offset).unwrap();
     byte[0] ^= 0x40;
@@ -364,17 +478,27 @@ fn corrupted_data_is_caught_by_fsck_and_never_served() {
     // A node serving the damaged file never hands out the bad bytes.
     let node = Proc::serve(&data_dir, &[]);
     match download_hash(node.public, &hash) {
-        Ok((200, got, n)) => assert!(n < len || got != hash, "served corrupted bytes as valid? {n}"),
+        Ok((200, got, n)) => assert!(
+            n < len || got != hash,
+            "served corrupted bytes as valid? {n}"
+        ),
         Ok((status, ..)) => assert!(status >= 400, "status {status}"),
         Err(_) => {}
     }
     let (status, got, _) = download_hash(node.public, &hash2).unwrap();
-    assert_eq!((status, got.as_str()), (200, hash2.as_str()), "the healthy object is unaffected");
+    assert_eq!(
+        (status, got.as_str()),
+        (200, hash2.as_str()),
+        "the healthy object is unaffected"
+    );
     assert_eq!(node.terminate(), Some(0));
 
     // Corrupt the healthy one offline too; fsck quarantines it.
     let files = files_of_size(&data_dir, len + 1);
-    let victim = files.iter().find(|p| !p.to_string_lossy().contains("quarantine")).unwrap();
+    let victim = files
+        .iter()
+        .find(|p| !p.to_string_lossy().contains("quarantine"))
+        .unwrap();
     flip_byte(victim, 0);
     let (code, report) = fsck(&data_dir, false);
     assert_eq!(code, 1, "{report}");

@@ -41,14 +41,25 @@ async fn single_ranges() {
         }
         for (header, start, end) in cases {
             let reply = node.get_with(&path, &[("range", &header)]).await;
-            assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT, "{header} on {len}");
-            assert_eq!(reply.body, Bytes::copy_from_slice(&data[start..end]), "{header} on {len}");
+            assert_eq!(
+                reply.status,
+                StatusCode::PARTIAL_CONTENT,
+                "{header} on {len}"
+            );
+            assert_eq!(
+                reply.body,
+                Bytes::copy_from_slice(&data[start..end]),
+                "{header} on {len}"
+            );
             assert_eq!(
                 reply.header("content-range"),
                 Some(format!("bytes {start}-{}/{len}", end - 1).as_str()),
                 "{header}"
             );
-            assert_eq!(reply.header("content-length"), Some((end - start).to_string().as_str()));
+            assert_eq!(
+                reply.header("content-length"),
+                Some((end - start).to_string().as_str())
+            );
             assert_eq!(reply.header("cache-status"), Some("fleetcache; hit"));
         }
     }
@@ -60,14 +71,20 @@ async fn multiple_ranges_are_multipart() {
     for (hash, data) in &objects {
         let len = data.len();
         let reply = node
-            .get_with(&format!("/blake3/{hash}"), &[("range", "bytes=-10,0-9,4000-4100")])
+            .get_with(
+                &format!("/blake3/{hash}"),
+                &[("range", "bytes=-10,0-9,4000-4100")],
+            )
             .await;
         assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
         let content_type = reply.header("content-type").unwrap().to_owned();
         let boundary = content_type
             .strip_prefix("multipart/byteranges; boundary=")
             .expect("multipart content type");
-        assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string().as_str()));
+        assert_eq!(
+            reply.header("content-length"),
+            Some(reply.body.len().to_string().as_str())
+        );
         let parts = parse_multipart(&reply.body, boundary);
         let expected = [(0, 10), (4000, 4101), (len - 10, len)];
         assert_eq!(parts.len(), expected.len());
@@ -116,16 +133,27 @@ async fn unsatisfiable_ranges_are_416() {
     let (node, objects) = node_with_objects().await;
     for (hash, data) in &objects {
         let len = data.len();
-        for header in [format!("bytes={len}-"), format!("bytes={}-{}", len + 5, len + 10), "bytes=-0".into()] {
-            let reply = node.get_with(&format!("/blake3/{hash}"), &[("range", &header)]).await;
+        for header in [
+            format!("bytes={len}-"),
+            format!("bytes={}-{}", len + 5, len + 10),
+            "bytes=-0".into(),
+        ] {
+            let reply = node
+                .get_with(&format!("/blake3/{hash}"), &[("range", &header)])
+                .await;
             assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE, "{header}");
-            assert_eq!(reply.header("content-range"), Some(format!("bytes */{len}").as_str()));
+            assert_eq!(
+                reply.header("content-range"),
+                Some(format!("bytes */{len}").as_str())
+            );
             assert!(reply.header("cache-status").is_some());
         }
     }
     // A zero-length object satisfies no first-last range.
     let empty = node.put(Vec::new()).await;
-    let reply = node.get_with(&format!("/blake3/{empty}"), &[("range", "bytes=0-0")]).await;
+    let reply = node
+        .get_with(&format!("/blake3/{empty}"), &[("range", "bytes=0-0")])
+        .await;
     assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(reply.header("content-range"), Some("bytes */0"));
 }
@@ -134,8 +162,17 @@ async fn unsatisfiable_ranges_are_416() {
 async fn malformed_range_headers_are_ignored() {
     let (node, objects) = node_with_objects().await;
     let (hash, data) = &objects[1];
-    for header in ["bytes=5-1", "bytes=abc", "items=0-5", "bytes=", "bytes=1-2-3", "bytes=0-1,x"] {
-        let reply = node.get_with(&format!("/blake3/{hash}"), &[("range", header)]).await;
+    for header in [
+        "bytes=5-1",
+        "bytes=abc",
+        "items=0-5",
+        "bytes=",
+        "bytes=1-2-3",
+        "bytes=0-1,x",
+    ] {
+        let reply = node
+            .get_with(&format!("/blake3/{hash}"), &[("range", header)])
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{header}");
         assert_eq!(reply.body.len(), data.len(), "{header}");
     }
@@ -146,10 +183,18 @@ async fn head_ignores_range() {
     let (node, objects) = node_with_objects().await;
     let (hash, data) = &objects[1];
     let reply = node
-        .request(Method::HEAD, &node.url(&format!("/blake3/{hash}")), &[("range", "bytes=0-9")], Bytes::new())
+        .request(
+            Method::HEAD,
+            &node.url(&format!("/blake3/{hash}")),
+            &[("range", "bytes=0-9")],
+            Bytes::new(),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.header("content-length"), Some(data.len().to_string().as_str()));
+    assert_eq!(
+        reply.header("content-length"),
+        Some(data.len().to_string().as_str())
+    );
 }
 
 #[tokio::test]
@@ -166,7 +211,9 @@ async fn conditional_requests() {
         assert_eq!(reply.header("etag"), Some(etag.as_str()));
         assert_eq!(reply.header("cache-status"), Some("fleetcache; hit"));
     }
-    let reply = node.get_with(&path, &[("if-none-match", "\"other\"")]).await;
+    let reply = node
+        .get_with(&path, &[("if-none-match", "\"other\"")])
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body.len(), data.len());
 
@@ -176,17 +223,30 @@ async fn conditional_requests() {
     assert_eq!(reply.status, StatusCode::OK);
 
     // If-Range with our tag honours the range; anything else gets it all.
-    let reply = node.get_with(&path, &[("range", "bytes=0-9"), ("if-range", &etag)]).await;
+    let reply = node
+        .get_with(&path, &[("range", "bytes=0-9"), ("if-range", &etag)])
+        .await;
     assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(reply.body.len(), 10);
-    for if_range in ["\"other\"", "Tue, 24 Nov 2026 10:00:00 GMT", &format!("W/{etag}")] {
-        let reply = node.get_with(&path, &[("range", "bytes=0-9"), ("if-range", if_range)]).await;
+    for if_range in [
+        "\"other\"",
+        "Tue, 24 Nov 2026 10:00:00 GMT",
+        &format!("W/{etag}"),
+    ] {
+        let reply = node
+            .get_with(&path, &[("range", "bytes=0-9"), ("if-range", if_range)])
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{if_range}");
         assert_eq!(reply.body.len(), data.len());
     }
     // HEAD honours preconditions too.
     let reply = node
-        .request(Method::HEAD, &node.url(&path), &[("if-none-match", &etag)], Bytes::new())
+        .request(
+            Method::HEAD,
+            &node.url(&path),
+            &[("if-none-match", &etag)],
+            Bytes::new(),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
 }

@@ -79,7 +79,10 @@ impl TestNode {
     /// Shuts down and hands back the data dir.
     pub async fn stop(mut self) -> TempDir {
         if let Some(node) = self.node.take() {
-            assert!(node.shutdown().await, "node drained within its grace period");
+            assert!(
+                node.shutdown().await,
+                "node drained within its grace period"
+            );
         }
         self.data
     }
@@ -93,11 +96,13 @@ impl TestNode {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.request(Method::GET, &self.url(path), &[], Bytes::new()).await
+        self.request(Method::GET, &self.url(path), &[], Bytes::new())
+            .await
     }
 
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        self.request(Method::GET, &self.url(path), headers, Bytes::new()).await
+        self.request(Method::GET, &self.url(path), headers, Bytes::new())
+            .await
     }
 
     pub async fn request(
@@ -131,7 +136,10 @@ impl TestNode {
     }
 }
 
-pub fn test_config(data: &Path, env: &[(&str, &str)]) -> Result<fleetcache_config::Config, fleetcache_config::ConfigError> {
+pub fn test_config(
+    data: &Path,
+    env: &[(&str, &str)],
+) -> Result<fleetcache_config::Config, fleetcache_config::ConfigError> {
     fleetcache_config::load(Sources {
         file: None,
         env: env
@@ -197,7 +205,12 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<
 /// Deterministic test bytes.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u64).wrapping_mul(2654435761).wrapping_add(u64::from(seed)) as u8 ^ ((i >> 13) as u8))
+        .map(|i| {
+            (i as u64)
+                .wrapping_mul(2654435761)
+                .wrapping_add(u64::from(seed)) as u8
+                ^ ((i >> 13) as u8)
+        })
         .collect()
 }
 
@@ -220,12 +233,10 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() 
 /// Reads a metric sample's value from Prometheus text, e.g.
 /// `metric_value(text, "fleetcache_store_objects")`.
 pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse().ok())?
+    })
 }
 
 /// A `fleetcache` child process.
@@ -244,13 +255,20 @@ impl Proc {
     /// waits for its start-up log line to learn the addresses.
     pub fn serve(data: &Path, env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("FLEETCACHE_LOG_FORMAT", "json")
-            .env("FLEETCACHE_LOG_LEVEL", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("FLEETCACHE_LOG_FORMAT", "json")
+        .env("FLEETCACHE_LOG_LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -308,7 +326,8 @@ impl Proc {
 
     /// Peak resident set size in bytes (VmHWM).
     pub fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -88,6 +88,9 @@ impl Args {
             self.large_secs(),
             self.warmup_secs
         );
+        if let Some(path) = &self.fleetcache {
+            cmd.push_str(&format!(" --fleetcache {}", path.display()));
+        }
         if (self.server_cpu, self.client_cpu) != (0, 1) {
             cmd.push_str(&format!(
                 " --server-cpu {} --client-cpu {}",
@@ -261,12 +264,8 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
     let large = objects::create(&root, LARGE_SIZE)?;
     let small_bytes = std::fs::read(&small.file)?;
 
-    let ports = servers::free_ports(3)?;
-    let fc_addrs = FleetcacheAddrs {
-        public: ports[0],
-        admin: ports[1],
-    };
-    let nginx_addr = ports[2];
+    let [public, admin, nginx_addr] = servers::free_ports()?;
+    let fc_addrs = FleetcacheAddrs { public, admin };
 
     eprintln!(
         "starting {} on CPU {}",
@@ -335,6 +334,11 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
         },
     ];
 
+    let meter = Meter {
+        scratch: scratch.clone(),
+        clk_tck,
+        server_cpu: args.server_cpu,
+    };
     let mut results: Vec<Vec<Run>> = Vec::new();
     for scenario in &scenarios {
         let mut targets = [
@@ -372,18 +376,11 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
             }
             for (which, server, addr) in targets.iter_mut() {
                 let url = format!("http://{addr}{path}");
-                let run = measure(
-                    round,
-                    *which,
-                    server,
-                    &url,
-                    &scenario.wrk,
-                    &scratch,
-                    clk_tck,
-                )
-                .with_context(|| {
-                    format!("{}, round {}, {}", scenario.label, round + 1, which.name())
-                })?;
+                let run = meter
+                    .measure(round, *which, server, &url, &scenario.wrk)
+                    .with_context(|| {
+                        format!("{}, round {}, {}", scenario.label, round + 1, which.name())
+                    })?;
                 eprintln!("  {}", run.summary());
                 runs.push(run);
             }
@@ -406,45 +403,64 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
     Ok(())
 }
 
-/// One timed wrk run against one server.
-fn measure(
-    round: u32,
-    which: Which,
-    server: &mut Server,
-    url: &str,
-    wrk_args: &WrkArgs,
-    scratch: &Path,
+/// What a timed run needs besides the server and the wrk arguments.
+#[derive(Debug)]
+struct Meter {
+    scratch: PathBuf,
     clk_tck: u64,
-) -> Result<Run> {
-    interrupt::check()?;
-    server.check_alive()?;
-    let pid = server.pid();
-    let sampler = RssSampler::start(
-        pid,
-        RSS_SAMPLE_INTERVAL,
-        Duration::from_secs(wrk_args.secs + 120),
-    );
-    let client_before = procfs::waited_children_cpu_ticks()?;
-    let before = procfs::cpu_ticks(pid)?;
-    let (wrk, _) = wrk::run(wrk_args, url, scratch)?;
-    let after = procfs::cpu_ticks(pid)?;
-    let client_after = procfs::waited_children_cpu_ticks()?;
-    let peak_rss = sampler.finish()?;
-    server.check_alive()?;
-    if wrk.non_2xx > 0 {
-        bail!("{} responses were not 2xx/3xx", wrk.non_2xx);
+    server_cpu: usize,
+}
+
+impl Meter {
+    /// One timed wrk run against one server.
+    fn measure(
+        &self,
+        round: u32,
+        which: Which,
+        server: &mut Server,
+        url: &str,
+        wrk_args: &WrkArgs,
+    ) -> Result<Run> {
+        let Meter {
+            scratch,
+            clk_tck,
+            server_cpu,
+        } = self;
+        let (clk_tck, server_cpu) = (*clk_tck, *server_cpu);
+        interrupt::check()?;
+        server.check_alive()?;
+        let pid = server.pid();
+        let sampler = RssSampler::start(
+            pid,
+            RSS_SAMPLE_INTERVAL,
+            Duration::from_secs(wrk_args.secs + 120),
+        );
+        let client_before = procfs::waited_children_cpu_ticks()?;
+        let core_before = procfs::core_ticks(server_cpu)?;
+        let before = procfs::cpu_ticks(pid)?;
+        let (wrk, _) = wrk::run(wrk_args, url, scratch)?;
+        let after = procfs::cpu_ticks(pid)?;
+        let core = procfs::core_ticks(server_cpu)?.since(core_before);
+        let client_after = procfs::waited_children_cpu_ticks()?;
+        let peak_rss = sampler.finish()?;
+        server.check_alive()?;
+        if wrk.non_2xx > 0 {
+            bail!("{} responses were not 2xx/3xx", wrk.non_2xx);
+        }
+        if wrk.bytes_read <= 0.0 {
+            // Zero *completed* requests is fine for 256 MiB in a short run;
+            // zero bytes is not.
+            bail!("wrk read nothing");
+        }
+        Ok(Run {
+            round,
+            server: which,
+            wrk,
+            cpu_secs: after.saturating_sub(before) as f64 / clk_tck as f64,
+            server_core_busy_secs: core.busy as f64 / clk_tck as f64,
+            server_core_irq_secs: core.irq as f64 / clk_tck as f64,
+            client_cpu_secs: client_after.saturating_sub(client_before) as f64 / clk_tck as f64,
+            peak_rss,
+        })
     }
-    if wrk.bytes_read <= 0.0 {
-        // Zero *completed* requests is fine for 256 MiB in a short run;
-        // zero bytes is not.
-        bail!("wrk read nothing");
-    }
-    Ok(Run {
-        round,
-        server: which,
-        wrk,
-        cpu_secs: after.saturating_sub(before) as f64 / clk_tck as f64,
-        client_cpu_secs: client_after.saturating_sub(client_before) as f64 / clk_tck as f64,
-        peak_rss,
-    })
 }

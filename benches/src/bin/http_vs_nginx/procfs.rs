@@ -73,6 +73,53 @@ fn parse_stat_ticks(text: &str) -> Result<u64> {
     Ok(stat_field(&fields, 14)? + stat_field(&fields, 15)?)
 }
 
+/// Where one CPU's time went, in ticks (`/proc/stat`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CoreTicks {
+    /// Not idle, for anyone: user, nice, system, irq, softirq, steal.
+    pub(crate) busy: u64,
+    /// irq + softirq: with IRQ time accounting, loopback TCP work done in
+    /// softirq lands here and in no process's utime/stime.
+    pub(crate) irq: u64,
+}
+
+impl CoreTicks {
+    pub(crate) fn since(self, earlier: CoreTicks) -> CoreTicks {
+        CoreTicks {
+            busy: self.busy.saturating_sub(earlier.busy),
+            irq: self.irq.saturating_sub(earlier.irq),
+        }
+    }
+}
+
+/// CPU `cpu`'s time so far. Against a server's own CPU time this shows how
+/// much of its core went to interrupts and to other processes during a run.
+pub(crate) fn core_ticks(cpu: usize) -> Result<CoreTicks> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let label = format!("cpu{cpu}");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label.as_str()))
+        .with_context(|| format!("no {label} line in /proc/stat"))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad /proc/stat line {line:?}"))?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let sum = |indices: &[usize]| -> u64 {
+        indices
+            .iter()
+            .map(|&i| values.get(i).copied().unwrap_or(0))
+            .sum()
+    };
+    Ok(CoreTicks {
+        busy: sum(&[0, 1, 2, 5, 6, 7]),
+        irq: sum(&[5, 6]),
+    })
+}
+
 /// VmRSS of a process in bytes (`/proc/<pid>/status`).
 pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -205,6 +252,7 @@ mod tests {
         let pid = std::process::id();
         cpu_ticks(pid)?;
         waited_children_cpu_ticks()?;
+        core_ticks(0)?;
         assert!(rss_bytes(pid)? > 0);
         assert!(clock_ticks_per_second().0 > 0);
         Ok(())

@@ -31,6 +31,11 @@ pub(crate) struct Run {
     pub(crate) wrk: WrkReport,
     /// Server utime + stime during the run, seconds.
     pub(crate) cpu_secs: f64,
+    /// Time the server's core was busy with anything (server, kernel,
+    /// other processes), seconds.
+    pub(crate) server_core_busy_secs: f64,
+    /// Of that, irq + softirq time, seconds.
+    pub(crate) server_core_irq_secs: f64,
     /// wrk's utime + stime, seconds.
     pub(crate) client_cpu_secs: f64,
     /// Peak server VmRSS sampled during the run, bytes.
@@ -58,6 +63,23 @@ impl Run {
         100.0 * self.client_cpu_secs / self.wrk.duration_secs.max(f64::MIN_POSITIVE)
     }
 
+    /// The server's core busy with anything, percent.
+    pub(crate) fn server_core_busy_percent(&self) -> f64 {
+        100.0 * self.server_core_busy_secs / self.wrk.duration_secs.max(f64::MIN_POSITIVE)
+    }
+
+    /// The server's core in irq/softirq, percent.
+    pub(crate) fn server_core_irq_percent(&self) -> f64 {
+        100.0 * self.server_core_irq_secs / self.wrk.duration_secs.max(f64::MIN_POSITIVE)
+    }
+
+    /// The server's core busy with other processes, percent: busy, less
+    /// the server and interrupts.
+    pub(crate) fn server_core_others_percent(&self) -> f64 {
+        (self.server_core_busy_percent() - self.cpu_busy_percent() - self.server_core_irq_percent())
+            .max(0.0)
+    }
+
     pub(crate) fn mib_per_sec(&self) -> f64 {
         self.wrk.transfer_per_sec / MIB
     }
@@ -65,13 +87,15 @@ impl Run {
     /// One line for the progress log.
     pub(crate) fn summary(&self) -> String {
         format!(
-            "{:>10}: {:>10.1} req/s {:>9.1} MiB/s  cpu {:>6.2}s ({:>3.0}% of a core, wrk {:>3.0}%) \
+            "{:>10}: {:>10.1} req/s {:>9.1} MiB/s  cpu {:>6.2}s ({:>3.0}% of a core, irq {:>3.0}%, others {:>3.0}%, wrk {:>3.0}%) \
              {:>7} µs/req {:>8.1} ms/GiB  peak RSS {:>6.1} MiB  p50 {}  p99 {}  errors {}",
             self.server.name(),
             self.wrk.requests_per_sec,
             self.mib_per_sec(),
             self.cpu_secs,
             self.cpu_busy_percent(),
+            self.server_core_irq_percent(),
+            self.server_core_others_percent(),
             self.client_busy_percent(),
             fmt_value(self.cpu_us_per_request(), 2),
             self.cpu_ms_per_gib(),
@@ -231,19 +255,21 @@ pub(crate) fn raw_table(scenario: &str, runs: &[Run]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{scenario}, every run:\n");
     out.push_str(
-        "| round | server | req/s | MiB/s | server CPU s | server CPU % | wrk CPU % | µs/req | ms/GiB | peak RSS MiB | p50 | p99 | socket errors |\n",
+        "| round | server | req/s | MiB/s | server CPU s | server CPU % | core irq % | core others % | wrk CPU % | µs/req | ms/GiB | peak RSS MiB | p50 | p99 | socket errors |\n",
     );
-    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} | {} | {} |",
             r.round + 1,
             r.server.name(),
             r.wrk.requests_per_sec,
             r.mib_per_sec(),
             r.cpu_secs,
             r.cpu_busy_percent(),
+            r.server_core_irq_percent(),
+            r.server_core_others_percent(),
             r.client_busy_percent(),
             fmt_value(r.cpu_us_per_request(), 2),
             r.cpu_ms_per_gib(),

@@ -117,16 +117,17 @@ pub(crate) fn orphan_proof(program: impl AsRef<OsStr>) -> Command {
     }
 }
 
-/// `n` distinct free loopback ports: bind them all to port 0 at once, then
+/// `N` distinct free loopback ports: bind them all to port 0 at once, then
 /// release them.
-pub(crate) fn free_ports(n: usize) -> Result<Vec<SocketAddr>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0"))
-        .collect::<Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().context("local_addr"))
-        .collect()
+pub(crate) fn free_ports<const N: usize>() -> Result<[SocketAddr; N]> {
+    let mut listeners = Vec::with_capacity(N);
+    let mut addrs = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
+    for addr in &mut addrs {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        *addr = listener.local_addr().context("local_addr")?;
+        listeners.push(listener);
+    }
+    Ok(addrs)
 }
 
 /// Where the fleetcache node listens.

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 
 use crate::procfs::Machine;
-use crate::report::{self, Row, Run, Target};
+use crate::report::{self, Row, Run, Target, Which, median};
 use crate::{Args, RSS_SAMPLE_INTERVAL, Scenario, Tools};
 
 /// How a table row reads one value from a run.
@@ -104,6 +104,11 @@ pub(crate) fn print_report(
     } else {
         println!("\nTargets missed: {}.", missed.join("; "));
     }
+    for (scenario, runs) in scenarios.iter().zip(results) {
+        if let Some(note) = bottleneck_note(scenario.label, runs) {
+            println!("\n{note}");
+        }
+    }
     println!("\nReproduce:\n\n```sh\n{}\n```\n", args.reproduce());
     println!("<details><summary>Every run</summary>\n");
     for (scenario, runs) in scenarios.iter().zip(results) {
@@ -118,4 +123,46 @@ pub(crate) fn print_report(
         .map(|a| OsStr::to_string_lossy(&a).into_owned())
         .collect();
     eprintln!("\nran as: {}", ran_as.join(" "));
+}
+
+/// Below this share of a core, a process was not what set the pace.
+const SATURATED_PERCENT: f64 = 85.0;
+
+/// Says what limited a scenario's runs when it was not the servers' CPU:
+/// the comparison is only about the servers when they are the bottleneck.
+fn bottleneck_note(scenario: &str, runs: &[Run]) -> Option<String> {
+    let med = |which: Which, f: fn(&Run) -> f64| {
+        let values: Vec<f64> = runs.iter().filter(|r| r.server == which).map(f).collect();
+        median(&values).unwrap_or(f64::NAN)
+    };
+    let both = |f: fn(&Run) -> f64| (med(Which::Fleetcache, f), med(Which::Nginx, f));
+    let (fc, ng) = both(Run::cpu_busy_percent);
+    if fc >= SATURATED_PERCENT && ng >= SATURATED_PERCENT {
+        return None;
+    }
+    let (fc_wrk, ng_wrk) = both(Run::client_busy_percent);
+    let (fc_irq, ng_irq) = both(Run::server_core_irq_percent);
+    let (fc_oth, ng_oth) = both(Run::server_core_others_percent);
+    let mut note = format!(
+        "Note ({scenario}): the servers did not use their whole core (medians, fleetcache / \
+         nginx: server {fc:.0}% / {ng:.0}%, irq+softirq on that core {fc_irq:.0}% / \
+         {ng_irq:.0}%, other processes on it {fc_oth:.0}% / {ng_oth:.0}%, wrk {fc_wrk:.0}% / \
+         {ng_wrk:.0}% of its core). "
+    );
+    note.push_str(
+        if fc_wrk >= SATURATED_PERCENT || ng_wrk >= SATURATED_PERCENT {
+            "wrk saturated its core, so the client set the rate and rate ratios understate the \
+         servers' difference."
+        } else if fc_oth.max(ng_oth) >= 100.0 - SATURATED_PERCENT {
+            "Other processes took a share of the servers' core: rate ratios are weak evidence on \
+         this machine right now."
+        } else {
+            "Neither side was CPU-bound: latency (scheduling, loopback) set the rate."
+        },
+    );
+    note.push_str(
+        " CPU per request / per GiB still compares like with like (loopback TCP work done in \
+         softirq is charged to no process, for either server).",
+    );
+    Some(note)
 }

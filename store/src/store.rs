@@ -371,8 +371,8 @@ impl Store {
         shared.stats.snapshot(shared.capacity)
     }
 
-    /// Records pending LRU touches and finishes pending file removals now instead of within
-    /// the next second.
+    /// Applies recorded LRU touches now instead of within the next second (the writer
+    /// also does so before every eviction and at close).
     pub fn flush(&self) -> Result<(), WriteError> {
         self.inner
             .shared

@@ -679,3 +679,12 @@ fn invalid_options_are_refused() {
     }
     assert!(!dir.path().join("x").exists());
 }
+
+#[test]
+fn handles_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<Blob>();
+    send::<fleetcache_store::Ingest>();
+}

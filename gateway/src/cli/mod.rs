@@ -252,6 +252,9 @@ fn print_fsck(data_dir: &Path, report: &fleetcache_store::FsckReport, dry_run: b
     for path in &report.orphan_files {
         println!("orphan {}: file not in the index", path.display());
     }
+    for problem in &report.index_problems {
+        println!("index: {problem}");
+    }
     if report.is_clean() {
         println!("clean");
     } else if dry_run {

@@ -78,8 +78,9 @@ fn parse_stat_ticks(text: &str) -> Result<u64> {
 pub(crate) struct CoreTicks {
     /// Not idle, for anyone: user, nice, system, irq, softirq, steal.
     pub(crate) busy: u64,
-    /// irq + softirq: with IRQ time accounting, loopback TCP work done in
-    /// softirq lands here and in no process's utime/stime.
+    /// irq + softirq (loopback TCP work is largely softirq). Whether it is
+    /// also in the running process's stime depends on the kernel's
+    /// `CONFIG_IRQ_TIME_ACCOUNTING`.
     pub(crate) irq: u64,
 }
 

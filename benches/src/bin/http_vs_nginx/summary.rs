@@ -128,41 +128,56 @@ pub(crate) fn print_report(
 /// Below this share of a core, a process was not what set the pace.
 const SATURATED_PERCENT: f64 = 85.0;
 
-/// Says what limited a scenario's runs when it was not the servers' CPU:
-/// the comparison is only about the servers when they are the bottleneck.
+/// Says what limited each server's runs when not both were CPU-bound: the
+/// rate ratios compare the servers only when the servers set the rate.
 fn bottleneck_note(scenario: &str, runs: &[Run]) -> Option<String> {
     let med = |which: Which, f: fn(&Run) -> f64| {
         let values: Vec<f64> = runs.iter().filter(|r| r.server == which).map(f).collect();
         median(&values).unwrap_or(f64::NAN)
     };
-    let both = |f: fn(&Run) -> f64| (med(Which::Fleetcache, f), med(Which::Nginx, f));
-    let (fc, ng) = both(Run::cpu_busy_percent);
-    if fc >= SATURATED_PERCENT && ng >= SATURATED_PERCENT {
+    let verdict = |which: Which| -> (bool, String) {
+        let name = which.name();
+        let server = med(which, Run::cpu_busy_percent);
+        let client = med(which, Run::client_busy_percent);
+        let others = med(which, Run::server_core_others_percent);
+        if server >= SATURATED_PERCENT {
+            (
+                true,
+                format!("{name} was CPU-bound ({server:.0}% of its core)"),
+            )
+        } else if client >= SATURATED_PERCENT {
+            (
+                false,
+                format!(
+                    "{name} was client-bound (wrk at {client:.0}% of its core, {name} at \
+                     {server:.0}%)"
+                ),
+            )
+        } else if others >= 100.0 - SATURATED_PERCENT {
+            (
+                false,
+                format!(
+                    "{name} shared its core with other work ({others:.0}% of it; {name} \
+                     {server:.0}%, wrk {client:.0}%)"
+                ),
+            )
+        } else {
+            (
+                false,
+                format!(
+                    "{name} was neither CPU- nor client-bound ({name} {server:.0}%, wrk \
+                     {client:.0}%): latency, scheduling or steal set the rate"
+                ),
+            )
+        }
+    };
+    let (fc_bound, fc) = verdict(Which::Fleetcache);
+    let (ng_bound, ng) = verdict(Which::Nginx);
+    if fc_bound && ng_bound {
         return None;
     }
-    let (fc_wrk, ng_wrk) = both(Run::client_busy_percent);
-    let (fc_irq, ng_irq) = both(Run::server_core_irq_percent);
-    let (fc_oth, ng_oth) = both(Run::server_core_others_percent);
-    let mut note = format!(
-        "Note ({scenario}): the servers did not use their whole core (medians, fleetcache / \
-         nginx: server {fc:.0}% / {ng:.0}%, irq+softirq on that core {fc_irq:.0}% / \
-         {ng_irq:.0}%, other processes on it {fc_oth:.0}% / {ng_oth:.0}%, wrk {fc_wrk:.0}% / \
-         {ng_wrk:.0}% of its core). "
-    );
-    note.push_str(
-        if fc_wrk >= SATURATED_PERCENT || ng_wrk >= SATURATED_PERCENT {
-            "wrk saturated its core, so the client set the rate and rate ratios understate the \
-         servers' difference."
-        } else if fc_oth.max(ng_oth) >= 100.0 - SATURATED_PERCENT {
-            "Other processes took a share of the servers' core: rate ratios are weak evidence on \
-         this machine right now."
-        } else {
-            "Neither side was CPU-bound: latency (scheduling, loopback) set the rate."
-        },
-    );
-    note.push_str(
-        " CPU per request / per GiB still compares like with like (loopback TCP work done in \
-         softirq is charged to no process, for either server).",
-    );
-    Some(note)
+    Some(format!(
+        "Note ({scenario}): {fc}; {ng}. Rate ratios (req/s, MiB/s) compare the servers only \
+         when both are CPU-bound; CPU per request / per GiB compares like with like either way."
+    ))
 }

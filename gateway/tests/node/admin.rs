@@ -300,41 +300,66 @@ impl SmallDisk {
             .arg(dir.path())
             .status()
             .expect("run mount");
-        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
         SmallDisk { dir }
     }
 }
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
 #[tokio::test]
 async fn a_full_disk_refuses_the_upload_and_loses_nothing() {
     let disk = SmallDisk::mount("24m");
-    let data = tempfile::Builder::new().tempdir_in(disk.dir.path()).unwrap();
+    let data = tempfile::Builder::new()
+        .tempdir_in(disk.dir.path())
+        .unwrap();
     let node = TestNode::start_in(data, &[]).await;
     let kept = pattern(2 << 20, 1);
     let kept_hash = node.put(kept.clone()).await;
 
     let reply = node
-        .request(Method::POST, &node.admin_url("/blobs"), &[], Bytes::from(pattern(40 << 20, 2)))
+        .request(
+            Method::POST,
+            &node.admin_url("/blobs"),
+            &[],
+            Bytes::from(pattern(40 << 20, 2)),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::INSUFFICIENT_STORAGE, "{reply:?}");
     let text = String::from_utf8_lossy(&reply.body).to_string();
     assert!(text.contains("space") || text.contains("full"), "{text}");
     let tmp = node.data.path().join("tmp");
-    assert_eq!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0, "temp files left");
+    assert_eq!(
+        std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0),
+        0,
+        "temp files left"
+    );
 
     // What was stored is intact, and the node still takes what fits.
-    assert_eq!(node.get(&format!("/blake3/{kept_hash}")).await.body, Bytes::from(kept.clone()));
+    assert_eq!(
+        node.get(&format!("/blake3/{kept_hash}")).await.body,
+        Bytes::from(kept.clone())
+    );
     let small = node.put(pattern(1000, 3)).await;
     let data = node.stop().await;
     let node = TestNode::start_in(data, &[]).await;
-    assert_eq!(node.get(&format!("/blake3/{kept_hash}")).await.body, Bytes::from(kept));
-    assert_eq!(node.get(&format!("/blake3/{small}")).await.status, StatusCode::OK);
+    assert_eq!(
+        node.get(&format!("/blake3/{kept_hash}")).await.body,
+        Bytes::from(kept)
+    );
+    assert_eq!(
+        node.get(&format!("/blake3/{small}")).await.status,
+        StatusCode::OK
+    );
     node.stop().await;
     drop(disk);
 }

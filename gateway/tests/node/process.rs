@@ -509,3 +509,60 @@ fn corrupted_data_is_caught_by_fsck_and_never_served() {
     let (status, _, _) = download_hash(node.public, &hash2).unwrap();
     assert_eq!(status, 404);
 }
+
+#[test]
+fn serve_with_no_arguments_runs_on_the_embedded_defaults() {
+    // The README's first command: no config file, no flags. It binds the
+    // default loopback ports 8080/8081, which nothing else in the suite uses.
+    let cwd = tempfile::TempDir::new().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("FLEETCACHE_LOG_FORMAT", "json")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep draining stderr so the child never writes into a closed pipe.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let drain = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("fleetcache node started") || line.contains("ERROR") {
+                let _ = tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let started = rx.recv_timeout(Duration::from_secs(30)).ok();
+    let started = started.unwrap_or_default();
+    assert!(started.contains("127.0.0.1:8080"), "{started}");
+    assert!(cwd.path().join("fleetcache-data").is_dir());
+
+    let mut stream = TcpStream::connect("127.0.0.1:8081").unwrap();
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(RawResponse::read(stream).unwrap().status, 200);
+    let mut stream = TcpStream::connect("127.0.0.1:8080").unwrap();
+    write!(
+        stream,
+        "GET /blake3/{} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "0".repeat(64)
+    )
+    .unwrap();
+    assert_eq!(RawResponse::read(stream).unwrap().status, 404);
+
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let code = child.wait().unwrap().code();
+    let log = drain.join().unwrap();
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -19,7 +19,7 @@ use crate::error::RequestError;
 use crate::http::body::ResponseBody;
 use crate::http::{error_response, json_response, text_response};
 use crate::node::NodeState;
-use crate::public::parse_hash_path;
+use crate::public::parse_hash;
 
 /// Upload chunks queued between the socket and the store writer: enough to
 /// keep both busy, few enough to keep memory flat.
@@ -139,7 +139,7 @@ async fn blob_action(
         Some((hash, action)) => (hash, Some(action)),
         None => (rest, None),
     };
-    let hash = parse_hash_path(&format!("/blake3/{hash_text}"))?;
+    let hash = parse_hash(hash_text)?;
     let store = state.store.clone();
     let found = match (action, method) {
         (None, &Method::DELETE) => blocking(move || store.delete(&hash)).await??,

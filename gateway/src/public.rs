@@ -80,8 +80,12 @@ fn serve_blob<B>(
 }
 
 /// `/blake3/<64 hex>` → the hash, or a 400 that says what is wrong.
-pub(crate) fn parse_hash_path(path: &str) -> Result<Hash, RequestError> {
-    let text = path.strip_prefix(HASH_PREFIX).unwrap_or("");
+fn parse_hash_path(path: &str) -> Result<Hash, RequestError> {
+    parse_hash(path.strip_prefix(HASH_PREFIX).unwrap_or(""))
+}
+
+/// 64 hex characters → the hash, or a 400 that says what is wrong.
+pub(crate) fn parse_hash(text: &str) -> Result<Hash, RequestError> {
     text.parse::<Hash>().map_err(|err| {
         RequestError::BadRequest(format!(
             "malformed hash in path: {err}; expected /blake3/ followed by 64 hex characters"

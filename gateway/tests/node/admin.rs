@@ -39,10 +39,7 @@ async fn ingest_returns_hash_size_and_location() {
         .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json()["hash"], hash.as_str());
-    let stats = node
-        .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
-        .await
-        .json();
+    let stats = node.stats().await;
     assert_eq!(stats["store"]["objects"], 1);
     assert_eq!(stats["store"]["bytes"], 70_000);
 }
@@ -51,92 +48,40 @@ async fn ingest_returns_hash_size_and_location() {
 async fn delete_and_pin() {
     let node = TestNode::start().await;
     let hash = node.put(pattern(30_000, 1)).await;
-    let admin = |path: String| node.admin_url(&path);
 
     for action in ["pin", "unpin"] {
         let reply = node
-            .request(
-                Method::POST,
-                &admin(format!("/blobs/{hash}/{action}")),
-                &[],
-                Bytes::new(),
-            )
+            .admin(Method::POST, &format!("/blobs/{hash}/{action}"))
             .await;
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{action}");
     }
     let reply = node
-        .request(
-            Method::POST,
-            &admin(format!("/blobs/{hash}/pin")),
-            &[],
-            Bytes::new(),
-        )
+        .admin(Method::POST, &format!("/blobs/{hash}/pin"))
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    let stats = node
-        .request(Method::GET, &admin("/stats".into()), &[], Bytes::new())
-        .await
-        .json();
+    let stats = node.stats().await;
     assert_eq!(stats["store"]["pinned_objects"], 1);
 
-    let reply = node
-        .request(
-            Method::DELETE,
-            &admin(format!("/blobs/{hash}")),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let reply = node.admin(Method::DELETE, &format!("/blobs/{hash}")).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     assert_eq!(
         node.get(&format!("/blake3/{hash}")).await.status,
         StatusCode::NOT_FOUND
     );
-    let reply = node
-        .request(
-            Method::DELETE,
-            &admin(format!("/blobs/{hash}")),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let reply = node.admin(Method::DELETE, &format!("/blobs/{hash}")).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     let reply = node
-        .request(
-            Method::POST,
-            &admin(format!("/blobs/{hash}/pin")),
-            &[],
-            Bytes::new(),
-        )
+        .admin(Method::POST, &format!("/blobs/{hash}/pin"))
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
-    let reply = node
-        .request(
-            Method::DELETE,
-            &admin("/blobs/nothex".into()),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let reply = node.admin(Method::DELETE, "/blobs/nothex").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    let reply = node
-        .request(
-            Method::GET,
-            &admin(format!("/blobs/{hash}/pin")),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let reply = node.admin(Method::GET, &format!("/blobs/{hash}/pin")).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
-    let reply = node
-        .request(Method::GET, &admin("/blobs".into()), &[], Bytes::new())
-        .await;
+    let reply = node.admin(Method::GET, "/blobs").await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
-    let stats = node
-        .request(Method::GET, &admin("/stats".into()), &[], Bytes::new())
-        .await
-        .json();
+    let stats = node.stats().await;
     assert_eq!(stats["store"]["objects"], 0);
     assert_eq!(stats["store"]["bytes"], 0);
 }
@@ -145,9 +90,7 @@ async fn delete_and_pin() {
 async fn health_and_metrics() {
     let node = TestNode::start().await;
     for path in ["/healthz", "/readyz"] {
-        let reply = node
-            .request(Method::GET, &node.admin_url(path), &[], Bytes::new())
-            .await;
+        let reply = node.admin(Method::GET, path).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
     }
     let data = pattern(50_000, 7);
@@ -199,9 +142,7 @@ async fn token_is_required_when_configured() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let reply = node
-        .request(Method::GET, &node.admin_url("/metrics"), &[], Bytes::new())
-        .await;
+    let reply = node.admin(Method::GET, "/metrics").await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let reply = node
         .request(
@@ -213,9 +154,7 @@ async fn token_is_required_when_configured() {
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     // Probes need no token.
-    let reply = node
-        .request(Method::GET, &node.admin_url("/healthz"), &[], Bytes::new())
-        .await;
+    let reply = node.admin(Method::GET, "/healthz").await;
     assert_eq!(reply.status, StatusCode::OK);
 }
 
@@ -247,10 +186,7 @@ async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let stats = node
-        .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
-        .await
-        .json();
+    let stats = node.stats().await;
     assert_eq!(stats["store"]["objects"], 0);
     let tmp = node.data.path().join("tmp");
     let leftovers = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
@@ -279,10 +215,7 @@ async fn an_upload_cut_off_mid_body_stores_nothing() {
         async || std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0,
     )
     .await;
-    let stats = node
-        .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
-        .await
-        .json();
+    let stats = node.stats().await;
     assert_eq!(stats["store"]["objects"], 0);
     assert_eq!(stats["store"]["bytes"], 0);
 }

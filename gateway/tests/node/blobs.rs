@@ -160,10 +160,7 @@ async fn objects_survive_a_restart() {
         node.get(&format!("/blake3/{h_large}")).await.body,
         Bytes::from(large)
     );
-    let stats = node
-        .request(Method::GET, &node.admin_url("/stats"), &[], Bytes::new())
-        .await
-        .json();
+    let stats = node.stats().await;
     assert_eq!(stats["store"]["objects"], 2);
     assert_eq!(stats["store"]["bytes"], 500 + (1 << 20));
     node.stop().await;
@@ -185,12 +182,7 @@ async fn eviction_follows_recent_use_and_spares_pinned_objects() {
     }
     // Oldest first: 0,1,2,3. Pin 0, touch 1 so 2 becomes the least recent unpinned.
     let pin = node
-        .request(
-            Method::POST,
-            &node.admin_url(&format!("/blobs/{}/pin", hashes[0])),
-            &[],
-            Bytes::new(),
-        )
+        .admin(Method::POST, &format!("/blobs/{}/pin", hashes[0]))
         .await;
     assert_eq!(pin.status, StatusCode::NO_CONTENT);
     assert_eq!(

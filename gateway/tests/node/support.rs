@@ -115,6 +115,17 @@ impl TestNode {
         request(&self.client, method, url, headers, body).await
     }
 
+    /// A body-less request to the admin listener.
+    pub async fn admin(&self, method: Method, path: &str) -> Reply {
+        self.request(method, &self.admin_url(path), &[], Bytes::new())
+            .await
+    }
+
+    /// `GET /stats` as JSON.
+    pub async fn stats(&self) -> serde_json::Value {
+        self.admin(Method::GET, "/stats").await.json()
+    }
+
     /// Ingests through the admin API; returns the hash.
     pub async fn put(&self, data: impl Into<Bytes>) -> String {
         let reply = self

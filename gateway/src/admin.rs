@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::error::RequestError;
 use crate::http::body::ResponseBody;
-use crate::http::{error_response, json_response, text_response};
+use crate::http::{error_response, json_response, observed, text_response};
 use crate::node::NodeState;
 use crate::public::parse_hash;
 
@@ -32,7 +32,7 @@ where
     B::Error: std::fmt::Display,
 {
     let route = route_label(req.uri().path());
-    let mut observer = state.metrics.observer(route);
+    let observer = state.metrics.observer(route);
     let span = tracing::info_span!("admin", method = %req.method(), path = %req.uri().path());
     let result = {
         let _entered = span.enter();
@@ -47,9 +47,7 @@ where
         err.log();
         error_response(&err)
     });
-    observer.set_outcome(response.status().as_u16(), "none");
-    let (parts, body) = response.into_parts();
-    Response::from_parts(parts, body.observed(observer))
+    observed(response, observer, "none")
 }
 
 fn route_label(path: &str) -> &'static str {

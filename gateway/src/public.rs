@@ -18,7 +18,7 @@ use crate::error::RequestError;
 use crate::http::body::{ResponseBody, Segment};
 use crate::http::conditional::{self, Precondition};
 use crate::http::range::{RangeRequest, parse_range};
-use crate::http::{error_response, text_response};
+use crate::http::{error_response, observed, text_response};
 use crate::node::NodeState;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -35,15 +35,18 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
     } else {
         "other"
     };
-    let mut observer = state.metrics.observer(route);
+    let observer = state.metrics.observer(route);
     let span = tracing::info_span!("request", method = %req.method(), path = %path);
     let _entered = span.enter();
     let result = match route {
         "blob" => serve_blob(&state, &req),
         _ => Err(RequestError::NotFound),
     };
-    let (mut response, cache) = match result {
-        Ok(response) => (response, "hit"),
+    let (response, cache) = match result {
+        Ok(mut response) => {
+            response.headers_mut().insert(CACHE_STATUS, HIT);
+            (response, "hit")
+        }
         Err(err) => {
             err.log();
             let mut response = error_response(&err);
@@ -54,13 +57,8 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
             (response, "miss")
         }
     };
-    if cache == "hit" {
-        response.headers_mut().insert(CACHE_STATUS, HIT);
-    }
-    observer.set_outcome(response.status().as_u16(), cache);
     tracing::debug!(status = response.status().as_u16(), "response");
-    let (parts, body) = response.into_parts();
-    Response::from_parts(parts, body.observed(observer))
+    observed(response, observer, cache)
 }
 
 fn serve_blob<B>(

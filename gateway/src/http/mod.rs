@@ -11,6 +11,18 @@ use http::{Response, StatusCode};
 use crate::error::RequestError;
 use body::ResponseBody;
 
+/// Hands the request's observer to the response body, which records the
+/// request in the metrics when it finishes or is dropped.
+pub(crate) fn observed(
+    response: Response<ResponseBody>,
+    mut observer: crate::metrics::ResponseObserver,
+    cache: &'static str,
+) -> Response<ResponseBody> {
+    observer.set_outcome(response.status().as_u16(), cache);
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.observed(observer))
+}
+
 /// A short plain-text response, the shape of every error we send.
 pub(crate) fn text_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(format!("{message}\n")));

@@ -5,6 +5,10 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
+use bao_tree::io::EncodeError;
+use bao_tree::io::outboard::{PostOrderMemOutboard, PostOrderOutboard};
+use bao_tree::io::sync::encode_ranges_validated;
+use bao_tree::{BaoTree, ChunkRanges};
 use bytes::Bytes;
 use redb::ReadableDatabase;
 
@@ -171,6 +175,100 @@ impl Blob {
                 }
             }),
         }
+    }
+}
+
+impl Blob {
+    /// Writes the bao-tree pre-order encoding of `ranges` (16 KiB chunk groups, the
+    /// tree of the store's outboards) to `out`, every group checked against the hash
+    /// before it is written. Blocks on disk reads and on `out`. A mismatch quarantines
+    /// the blob and returns [`ReadError::Corrupt`]; an error from `out` is
+    /// [`ReadError::Output`].
+    pub fn encode_ranges(
+        &self,
+        ranges: &ChunkRanges,
+        out: impl io::Write,
+    ) -> Result<(), ReadError> {
+        let hash = self.hash();
+        let tree = BaoTree::new(self.size(), crate::tree::BLOCK_SIZE);
+        let root = blake3::Hash::from_bytes(*hash.as_bytes());
+        let mut out = OutputErrors { out, error: None };
+        let result = match &self.inner.body {
+            Body::Inline(bytes) => {
+                // One chunk group: the tree has no parent pairs, so the outboard is empty.
+                let outboard = PostOrderMemOutboard {
+                    root,
+                    tree,
+                    data: Vec::new(),
+                };
+                encode_ranges_validated(&bytes[..], outboard, ranges, &mut out)
+            }
+            Body::File(file) => {
+                let outboard = PostOrderOutboard {
+                    root,
+                    tree,
+                    data: file.outboard_file(),
+                };
+                encode_ranges_validated(file.data_file(), outboard, ranges, &mut out)
+            }
+        };
+        let shared = &self.inner.protection.shared;
+        result.map_err(|err| match err {
+            EncodeError::ParentHashMismatch(node) => corrupt(
+                shared,
+                hash,
+                node.mid().to_bytes(),
+                "outboard does not match the hash",
+            ),
+            EncodeError::LeafHashMismatch(chunk) => corrupt(
+                shared,
+                hash,
+                chunk.to_bytes(),
+                "data does not match the hash tree",
+            ),
+            EncodeError::SizeMismatch => corrupt(shared, hash, 0, "data file has the wrong size"),
+            EncodeError::ParentWrite(_) | EncodeError::LeafWrite(_) => ReadError::Output(
+                out.error
+                    .take()
+                    .unwrap_or_else(|| io::ErrorKind::ConnectionReset.into()),
+            ),
+            EncodeError::Io(source) => match out.error.take() {
+                Some(source) => ReadError::Output(source),
+                None => ReadError::Io {
+                    path: shared.layout.data(&hash),
+                    source,
+                },
+            },
+        })
+    }
+}
+
+/// Remembers the writer's error, so an IO error during encoding can be told apart:
+/// the output failing (a peer went away) is not a problem with the stored files.
+struct OutputErrors<W> {
+    out: W,
+    error: Option<io::Error>,
+}
+
+impl<W: io::Write> OutputErrors<W> {
+    fn record<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        result.map_err(|err| {
+            self.error = Some(err);
+            // bao-tree reports a ConnectionReset from the writer as a write error.
+            io::ErrorKind::ConnectionReset.into()
+        })
+    }
+}
+
+impl<W: io::Write> io::Write for OutputErrors<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.out.write(buf);
+        self.record(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.out.flush();
+        self.record(result)
     }
 }
 

@@ -69,6 +69,9 @@ pub enum ReadError {
     /// The store has been closed.
     #[error("the store is closed")]
     Closed,
+    /// Writing an encoded stream to its output failed (the receiver went away).
+    #[error("writing the encoded stream: {0}")]
+    Output(io::Error),
 }
 
 /// Why an ingest failed. The temp file is gone and nothing already stored is affected.

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -119,6 +120,46 @@ impl Ingest {
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.written
+    }
+
+    /// Reads back up to `len` bytes already written, from `offset`: a fill shares the
+    /// object with readers while it is still arriving. Fewer bytes only at the end of
+    /// what has been written. Blocks on a disk read. The bytes are as the writer gave
+    /// them; verifying them was the writer's job.
+    pub fn read_written(&self, offset: u64, len: usize) -> Result<Bytes, IngestError> {
+        self.check_usable()?;
+        if offset > self.written {
+            return Err(IngestError::Io {
+                path: self.shared.layout.tmp_dir(),
+                source: io::Error::other(format!(
+                    "read at {offset} past the {} bytes written",
+                    self.written
+                )),
+            });
+        }
+        let in_file = self.written - self.buf.len() as u64;
+        let end = offset.saturating_add(len as u64).min(self.written);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        if offset < in_file {
+            let file_end = end.min(in_file);
+            let Some(files) = &self.files else {
+                return Err(IngestError::Io {
+                    path: self.shared.layout.tmp_dir(),
+                    source: io::Error::other("ingest lost its temp files"),
+                });
+            };
+            out.resize((file_end - offset) as usize, 0);
+            files
+                .data
+                .read_exact_at(&mut out, offset)
+                .map_err(|e| IngestError::io(&files.guard.paths[0], e))?;
+        }
+        if end > in_file {
+            let from = (offset.max(in_file) - in_file) as usize;
+            let to = (end - in_file) as usize;
+            out.extend_from_slice(self.buf.get(from..to).unwrap_or_default());
+        }
+        Ok(Bytes::from(out))
     }
 
     /// Makes the object durable and adds it to the index (or finds it already there).
@@ -243,7 +284,9 @@ impl Ingest {
 fn create_temp_files(shared: &Shared) -> Result<TempFiles, IngestError> {
     let (data_path, outboard_path) = shared.layout.new_temp();
     let create = |path: &PathBuf| {
+        // Readable too: a fill reads back what it wrote for clients that join late.
         OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(path)

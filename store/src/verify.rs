@@ -63,6 +63,16 @@ impl VerifiedFile {
         }
     }
 
+    /// The data file, for encoders that verify as they go.
+    pub(crate) fn data_file(&self) -> &File {
+        &self.data
+    }
+
+    /// The post-order outboard file.
+    pub(crate) fn outboard_file(&self) -> &File {
+        &self.outboard
+    }
+
     /// Reads and verifies `offset..offset + len`, which the caller has clamped to the blob.
     pub(crate) fn read(&self, offset: u64, len: usize) -> Result<Bytes, VerifyError> {
         let end = offset.saturating_add(len as u64).min(self.size);

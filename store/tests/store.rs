@@ -688,3 +688,116 @@ fn handles_can_cross_threads() {
     send_sync::<Blob>();
     send::<fleetcache_store::Ingest>();
 }
+
+/// Decodes a bao-tree encoding of `ranges` and returns the verified bytes by offset.
+fn decode(
+    hash: &Hash,
+    size: u64,
+    ranges: &bao_tree::ChunkRanges,
+    encoded: &[u8],
+) -> Vec<(u64, Vec<u8>)> {
+    let tree = BaoTree::new(size, BlockSize::from_chunk_log(4));
+    let root = bao_tree::blake3::Hash::from_bytes(*hash.as_bytes());
+    let mut leaves = Vec::new();
+    for item in bao_tree::io::sync::DecodeResponseIter::new(root, tree, encoded, ranges) {
+        if let bao_tree::io::BaoContentItem::Leaf(leaf) = item.unwrap() {
+            leaves.push((leaf.offset, leaf.data.to_vec()));
+        }
+    }
+    leaves
+}
+
+#[test]
+fn encoded_ranges_decode_against_the_hash() {
+    use bao_tree::{ChunkNum, ChunkRanges};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for len in [0, 1, 1000, GROUP, GROUP + 1, 5 * GROUP + 77, 1 << 20] {
+        let data = pattern(len, len as u64);
+        let hash = put(&store, &data);
+        let blob = store.get(&hash).unwrap().unwrap();
+        let cases = [
+            ChunkRanges::all(),
+            ChunkRanges::from(ChunkNum(u64::MAX)..),
+            ChunkRanges::from(ChunkNum(17)..ChunkNum(40)),
+        ];
+        for ranges in cases {
+            let mut encoded = Vec::new();
+            blob.encode_ranges(&ranges, &mut encoded).unwrap();
+            let leaves = decode(&hash, data.len() as u64, &ranges, &encoded);
+            assert!(!leaves.is_empty(), "len {len}: nothing decoded");
+            for (offset, bytes) in leaves {
+                let at = offset as usize;
+                assert_eq!(
+                    bytes,
+                    data[at..at + bytes.len()],
+                    "len {len} offset {offset}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn encoding_a_corrupt_file_fails_and_quarantines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = pattern(300 * KIB, 9);
+    let hash = put(&store, &data);
+    flip_byte(&data_file(dir.path(), &hash), 200 * KIB as u64);
+    let blob = store.get(&hash).unwrap().unwrap();
+    let mut encoded = Vec::new();
+    let err = blob
+        .encode_ranges(&bao_tree::ChunkRanges::all(), &mut encoded)
+        .unwrap_err();
+    assert!(
+        matches!(err, ReadError::Corrupt { offset, .. } if offset == 192 * KIB as u64),
+        "{err}"
+    );
+    assert!(encoded.len() < 200 * KIB, "bytes past the damage were sent");
+    assert!(store.get(&hash).unwrap().is_none(), "not quarantined");
+}
+
+#[test]
+fn encoding_reports_a_failing_output_as_output() {
+    struct Broken;
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("peer went away"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hash = put(&store, &pattern(100 * KIB, 3));
+    let blob = store.get(&hash).unwrap().unwrap();
+    let err = blob
+        .encode_ranges(&bao_tree::ChunkRanges::all(), Broken)
+        .unwrap_err();
+    assert!(matches!(err, ReadError::Output(_)), "{err}");
+    assert!(
+        store.get(&hash).unwrap().is_some(),
+        "a failing output must not quarantine"
+    );
+}
+
+#[test]
+fn an_ingest_reads_back_what_it_has_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = pattern(700 * KIB + 5, 4);
+    let mut ingest = store.ingest(None).unwrap();
+    for piece in data.chunks(50_000) {
+        ingest.write(piece).unwrap();
+        let written = ingest.bytes_written();
+        for offset in [0, written / 3, written.saturating_sub(70_000), written] {
+            let got = ingest.read_written(offset, 100_000).unwrap();
+            let end = (offset as usize + 100_000).min(written as usize);
+            assert_eq!(got[..], data[offset as usize..end]);
+        }
+    }
+    assert!(ingest.read_written(data.len() as u64 + 1, 1).is_err());
+    ingest.finish().unwrap();
+}

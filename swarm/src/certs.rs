@@ -28,6 +28,11 @@ use time::{Duration, OffsetDateTime};
 /// The ALPN protocol every fleet connection negotiates.
 pub const ALPN: &[u8] = b"fleetcache/1";
 
+/// A DNS name every node certificate carries besides the node's own. Peers are found by
+/// address (static lists, DNS that returns pod IPs), not by node name, so a node dials
+/// this name and the fleet CA's signature is what identifies a member.
+pub const FLEET_SERVER_NAME: &str = "member.fleetcache.invalid";
+
 /// File names inside a CA directory and a node certificate directory.
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
@@ -195,7 +200,8 @@ impl FleetCa {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
-        params.subject_alt_names = vec![SanType::DnsName(san)];
+        let fleet_san = FLEET_SERVER_NAME.to_owned().try_into()?;
+        params.subject_alt_names = vec![SanType::DnsName(san), SanType::DnsName(fleet_san)];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -330,6 +336,11 @@ impl NodeIdentity {
     pub fn quic_client_config(&self) -> Result<quinn::ClientConfig, CertError> {
         let crypto = QuicClientConfig::try_from(self.client_config()?)?;
         Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+    }
+
+    /// The node's own certificate, to recognise a connection to itself.
+    pub(crate) fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert
     }
 
     fn roots(&self) -> Result<RootCertStore, CertError> {

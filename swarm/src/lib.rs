@@ -1,25 +1,31 @@
 //! fleetcache swarm: the peer-to-peer layer.
 //!
-//! **What exists now:**
-//! - the fleet PKI ([`FleetCa`], [`NodeCert`], [`NodeIdentity`]): a fleet CA made with
-//!   rcgen, node certificates it issues, PEM files on disk, and the mutual-TLS rustls and
-//!   quinn configurations built from a node's identity (ALPN [`ALPN`], the fleet CA as
-//!   the only root on both sides, ring as the crypto provider);
-//! - the version 1 wire protocol, specified in `swarm/PROTOCOL.md`, as a sans-IO codec:
-//!   [`Request`] and [`Response`] headers encoded to and decoded from byte slices, with
-//!   [`Decoded::Incomplete`] for a valid prefix and a typed [`WireError`] (mapped to a
-//!   stream [`ErrorCode`]) for input that can never become a frame.
+//! - [`Swarm`]: one quinn endpoint per node, mutual TLS against the fleet CA (ALPN
+//!   [`ALPN`]); it answers peers' PING, HAVE and GET from the local store (GET streams
+//!   are bao-tree encodings checked against the hash as they are read from disk), and it
+//!   keeps the configured peers (addresses or DNS names, re-resolved) alive with pings;
+//! - [`Swarm::locate`] asks the live peers who holds a hash, orders the holders by
+//!   rendezvous score and proves the size from the last chunk group;
+//!   [`Located::fetch`] streams a byte range, every 16 KiB group verified before it is
+//!   returned, moving to the next holder at the first undelivered byte when a source
+//!   lies, stalls or dies;
+//! - the fleet PKI ([`FleetCa`], [`NodeCert`], [`NodeIdentity`]);
+//! - the version 1 wire protocol (`swarm/PROTOCOL.md`) as a sans-IO codec.
 //!
-//! **Not built yet:** no endpoint or accept loop, no request handling, no membership or
-//! liveness, no rendezvous routing, no verified fill pipeline. Until then a node serves
-//! only what its own store holds.
+//! Single-flight, teeing into the store and HTTP live in the gateway.
 
 #![forbid(unsafe_code)]
 
 mod certs;
+mod client;
+mod peers;
+mod serve;
+mod swarm;
 mod wire;
 
-pub use certs::{ALPN, CertError, FleetCa, NodeCert, NodeIdentity};
+pub use certs::{ALPN, CertError, FLEET_SERVER_NAME, FleetCa, NodeCert, NodeIdentity};
+pub use peers::{PeerInfo, PeerState};
+pub use swarm::{Fetch, FetchError, Located, Swarm, SwarmError, SwarmOptions, SwarmStats};
 pub use wire::{
     Decoded, ErrorCode, MAX_RANGES_LEN, MAX_REQUEST_LEN, RangeSpec, Request, RequestKind, Response,
     VERSION, WireError,

@@ -1,0 +1,323 @@
+//! The requesting side: one request per QUIC stream, responses decoded by bao-tree so
+//! every 16 KiB group is checked against the root hash before it leaves this module.
+
+use std::io;
+use std::time::Duration;
+
+use bao_tree::io::fsm::{ResponseDecoder, ResponseDecoderNext};
+use bao_tree::io::{BaoContentItem, DecodeError};
+use bao_tree::{BaoTree, BlockSize, ChunkRanges};
+use bytes::{Bytes, BytesMut};
+use fleetcache_store::Hash;
+use iroh_io::AsyncStreamReader;
+
+use crate::wire::{Decoded, ErrorCode, RangeSpec, Request, Response};
+
+/// The store's and the protocol's chunk groups: 16 KiB.
+pub(crate) const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
+/// The most a single read from a stream asks for.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Why a request to one peer failed. Only [`PeerError::Lied`] counts as a verification
+/// failure; everything else is the network or the peer's load.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerError {
+    /// The peer has no live connection.
+    #[error("not connected")]
+    NotConnected,
+    /// The connection or stream failed: lost connection, reset stream, refused stream.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// No bytes arrived within the peer timeout.
+    #[error("stalled: nothing received for {0:?}")]
+    Stalled(Duration),
+    /// The peer sent bytes that fail verification, a truncated stream, a wrong size or a
+    /// malformed frame.
+    #[error("verification failed: {0}")]
+    Lied(String),
+    /// The peer does not hold the object.
+    #[error("not found")]
+    NotFound,
+    /// The peer asked us to go elsewhere.
+    #[error("overloaded")]
+    Overloaded,
+}
+
+impl PeerError {
+    fn from_decode(err: DecodeError, stall: Duration) -> Self {
+        match err {
+            DecodeError::ParentHashMismatch(node) => {
+                PeerError::Lied(format!("hash pair of node {node:?} does not match"))
+            }
+            DecodeError::LeafHashMismatch(chunk) => PeerError::Lied(format!(
+                "chunk group at byte {} does not match the hash",
+                chunk.to_bytes()
+            )),
+            DecodeError::ParentNotFound(_) | DecodeError::LeafNotFound(_) => {
+                PeerError::Lied("stream ended before the requested ranges".into())
+            }
+            DecodeError::Io(err) => PeerError::from_io(err, stall),
+        }
+    }
+
+    fn from_io(err: io::Error, stall: Duration) -> Self {
+        match err.kind() {
+            io::ErrorKind::TimedOut => PeerError::Stalled(stall),
+            io::ErrorKind::UnexpectedEof => {
+                PeerError::Lied("stream ended before the requested ranges".into())
+            }
+            _ => PeerError::Transport(err.to_string()),
+        }
+    }
+}
+
+/// A response body as bao-tree's decoder reads it: QUIC chunks, zero-copy where a chunk
+/// holds the whole read, each wait bounded by the stall timeout.
+pub(crate) struct StreamReader {
+    recv: quinn::RecvStream,
+    pending: Bytes,
+    stall: Duration,
+    received: u64,
+}
+
+impl std::fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReader")
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamReader {
+    fn new(recv: quinn::RecvStream, stall: Duration) -> Self {
+        StreamReader {
+            recv,
+            pending: Bytes::new(),
+            stall,
+            received: 0,
+        }
+    }
+
+    /// The next chunk from the stream, or `None` at its clean end.
+    async fn next_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        if !self.pending.is_empty() {
+            let take = max.min(self.pending.len());
+            return Ok(Some(self.pending.split_to(take)));
+        }
+        match tokio::time::timeout(self.stall, self.recv.read_chunk(max, true)).await {
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "peer stalled")),
+            Ok(Ok(Some(chunk))) => {
+                self.received += chunk.bytes.len() as u64;
+                Ok(Some(chunk.bytes))
+            }
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(err)) => Err(io::Error::other(describe_read_error(err))),
+        }
+    }
+}
+
+fn describe_read_error(err: quinn::ReadError) -> String {
+    match err {
+        quinn::ReadError::Reset(code) => match ErrorCode::from_u64(code.into_inner()) {
+            Some(code) => format!("stream reset by peer: {code:?}"),
+            None => format!("stream reset by peer with unknown code {code}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        // Tell the peer to stop sending what nobody reads; harmless if the stream ended.
+        let _ = self.recv.stop(ErrorCode::Cancelled.to_u32().into());
+    }
+}
+
+impl AsyncStreamReader for StreamReader {
+    async fn read_bytes(&mut self, len: usize) -> io::Result<Bytes> {
+        let Some(first) = self.next_chunk(len).await? else {
+            return Ok(Bytes::new());
+        };
+        if first.len() == len {
+            return Ok(first);
+        }
+        let mut out = BytesMut::with_capacity(len);
+        out.extend_from_slice(&first);
+        while out.len() < len {
+            match self.next_chunk(len - out.len()).await? {
+                Some(chunk) => out.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    async fn read<const L: usize>(&mut self) -> io::Result<[u8; L]> {
+        let bytes = self.read_bytes(L).await?;
+        <[u8; L]>::try_from(&bytes[..]).map_err(|_| io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+/// Sends `request` on a new stream and reads the response header; for GET the
+/// returned reader is positioned at the start of the bao stream.
+pub(crate) async fn send_request(
+    connection: &quinn::Connection,
+    request: &Request,
+    stall: Duration,
+) -> Result<(Response, StreamReader), PeerError> {
+    let transport = |e: &dyn std::fmt::Display| PeerError::Transport(e.to_string());
+    let frame = request
+        .encode()
+        .map_err(|e| PeerError::Transport(format!("encoding request: {e}")))?;
+    let (mut send, recv) = tokio::time::timeout(stall, connection.open_bi())
+        .await
+        .map_err(|_| PeerError::Stalled(stall))?
+        .map_err(|e| transport(&e))?;
+    send.write_all(&frame).await.map_err(|e| transport(&e))?;
+    send.finish().map_err(|e| transport(&e))?;
+    let mut reader = StreamReader::new(recv, stall);
+    let mut header = BytesMut::new();
+    loop {
+        match Response::decode(request.kind(), &header) {
+            Ok(Decoded::Frame(response, used)) => {
+                reader.pending = header.split_off(used).freeze();
+                return Ok((response, reader));
+            }
+            Ok(Decoded::Incomplete) => {}
+            Err(err) => return Err(PeerError::Lied(format!("malformed response: {err}"))),
+        }
+        match reader.next_chunk(READ_CHUNK).await {
+            Ok(Some(chunk)) => header.extend_from_slice(&chunk),
+            Ok(None) => return Err(PeerError::Lied("stream ended inside the header".into())),
+            Err(err) => return Err(PeerError::from_io(err, stall)),
+        }
+    }
+}
+
+/// One verified GET from one peer: yields the groups of `ranges` in order.
+pub(crate) struct VerifiedStream {
+    decoder: Option<ResponseDecoder<StreamReader>>,
+    stall: Duration,
+}
+
+impl std::fmt::Debug for VerifiedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedStream").finish_non_exhaustive()
+    }
+}
+
+/// A verified group: its offset in the blob and its bytes.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) offset: u64,
+    pub(crate) data: Bytes,
+}
+
+impl VerifiedStream {
+    /// Opens a GET of `ranges`. `expected_size` is a size already proven; a peer that
+    /// claims another is lying. `None` accepts the claim (its last group proves it).
+    pub(crate) async fn open(
+        connection: &quinn::Connection,
+        hash: Hash,
+        ranges: &ChunkRanges,
+        expected_size: Option<u64>,
+        stall: Duration,
+    ) -> Result<(u64, VerifiedStream), PeerError> {
+        let spec = RangeSpec::from_chunk_ranges(ranges)
+            .ok_or_else(|| PeerError::Transport("empty range request".into()))?;
+        let request = Request::Get {
+            hash,
+            ranges: spec.clone(),
+        };
+        let (response, reader) = send_request(connection, &request, stall).await?;
+        let size = match response {
+            Response::Get { size } => size,
+            Response::NotFound => return Err(PeerError::NotFound),
+            Response::Overloaded => return Err(PeerError::Overloaded),
+            other => return Err(PeerError::Lied(format!("{other:?} answers a GET"))),
+        };
+        if expected_size.is_some_and(|expected| expected != size) {
+            return Err(PeerError::Lied(format!(
+                "claims size {size}, proven size is {expected_size:?}"
+            )));
+        }
+        let tree = BaoTree::new(size, BLOCK_SIZE);
+        let root = blake3::Hash::from_bytes(*hash.as_bytes());
+        let decoder = ResponseDecoder::new(root, spec.to_chunk_ranges(), tree, reader);
+        Ok((
+            size,
+            VerifiedStream {
+                decoder: Some(decoder),
+                stall,
+            },
+        ))
+    }
+
+    /// The next verified group, or `None` once every requested group has arrived.
+    pub(crate) async fn next(&mut self) -> Result<Option<Group>, PeerError> {
+        loop {
+            let Some(decoder) = self.decoder.take() else {
+                return Ok(None);
+            };
+            match decoder.next().await {
+                ResponseDecoderNext::Done(_) => return Ok(None),
+                ResponseDecoderNext::More((decoder, item)) => match item {
+                    Ok(BaoContentItem::Parent(_)) => self.decoder = Some(decoder),
+                    Ok(BaoContentItem::Leaf(leaf)) => {
+                        self.decoder = Some(decoder);
+                        return Ok(Some(Group {
+                            offset: leaf.offset,
+                            data: leaf.data,
+                        }));
+                    }
+                    Err(err) => return Err(PeerError::from_decode(err, self.stall)),
+                },
+            }
+        }
+    }
+}
+
+/// Proves the size of `hash` on one peer: fetches and verifies its last chunk group.
+pub(crate) async fn prove_size(
+    connection: &quinn::Connection,
+    hash: Hash,
+    stall: Duration,
+) -> Result<u64, PeerError> {
+    let last = RangeSpec::last_chunk().to_chunk_ranges();
+    let (size, mut stream) = VerifiedStream::open(connection, hash, &last, None, stall).await?;
+    let mut groups = 0;
+    while stream.next().await?.is_some() {
+        groups += 1;
+    }
+    if groups == 0 {
+        return Err(PeerError::Lied("size proof carried no data".into()));
+    }
+    Ok(size)
+}
+
+/// Asks one peer whether it holds `hash`.
+pub(crate) async fn have(
+    connection: &quinn::Connection,
+    hash: Hash,
+    stall: Duration,
+) -> Result<bool, PeerError> {
+    let request = Request::Have {
+        hash,
+        ranges: RangeSpec::all(),
+    };
+    match send_request(connection, &request, stall).await?.0 {
+        Response::Have(_) => Ok(true),
+        Response::NotFound => Ok(false),
+        Response::Overloaded => Err(PeerError::Overloaded),
+        other => Err(PeerError::Lied(format!("{other:?} answers a HAVE"))),
+    }
+}
+
+/// One PING round trip.
+pub(crate) async fn ping(connection: &quinn::Connection, stall: Duration) -> Result<(), PeerError> {
+    match send_request(connection, &Request::Ping, stall).await?.0 {
+        Response::Pong => Ok(()),
+        Response::Overloaded => Err(PeerError::Overloaded),
+        other => Err(PeerError::Lied(format!("{other:?} answers a PING"))),
+    }
+}

@@ -1,0 +1,213 @@
+//! The responding side: accepted connections, one request per bidirectional stream,
+//! answered from the local store.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fleetcache_store::{ReadError, Store};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
+
+use crate::swarm::Counters;
+use crate::wire::{Decoded, ErrorCode, MAX_REQUEST_LEN, Request, Response};
+
+/// Encoded bytes handed from the blocking encoder to the sending task at a time.
+const SEND_CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the encoder and the sender.
+const SEND_QUEUE: usize = 4;
+
+/// What every stream handler shares.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    pub(crate) store: Store,
+    pub(crate) counters: Arc<Counters>,
+    /// GET streams being answered at once; past this a GET is answered OVERLOADED.
+    pub(crate) uploads: Arc<Semaphore>,
+    /// How long a requester may take to send its request.
+    pub(crate) request_timeout: Duration,
+}
+
+/// Answers every stream a peer opens until the connection ends.
+pub(crate) async fn serve_connection(connection: quinn::Connection, responder: Arc<Responder>) {
+    loop {
+        tokio::select! {
+            stream = connection.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let responder = responder.clone();
+                    tokio::spawn(
+                        async move { responder.answer(send, recv).await }.in_current_span(),
+                    );
+                }
+                Err(err) => {
+                    tracing::debug!("connection ended: {err}");
+                    return;
+                }
+            },
+            stream = connection.accept_uni() => match stream {
+                Ok(mut recv) => {
+                    // The protocol has no unidirectional streams.
+                    let _ = recv.stop(ErrorCode::Malformed.to_u32().into());
+                }
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+impl Responder {
+    async fn answer(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+        let request = match self.read_request(&mut recv).await {
+            Ok(request) => request,
+            Err(code) => {
+                tracing::debug!(?code, "bad request stream");
+                let _ = recv.stop(code.to_u32().into());
+                let _ = send.reset(code.to_u32().into());
+                return;
+            }
+        };
+        let result = match request {
+            Request::Ping => write_header(&mut send, &Response::Pong).await,
+            Request::Have { hash, ranges } => {
+                let response = match self.lookup(hash).await {
+                    Some(_) => Response::Have(ranges),
+                    None => Response::NotFound,
+                };
+                write_header(&mut send, &response).await
+            }
+            Request::Get { hash, ranges } => {
+                let span = tracing::debug_span!("upload", %hash);
+                self.upload(&mut send, hash, ranges.to_chunk_ranges())
+                    .instrument(span)
+                    .await
+            }
+        };
+        match result {
+            Ok(()) => {
+                let _ = send.finish();
+            }
+            Err(code) => {
+                let _ = send.reset(code.to_u32().into());
+            }
+        }
+    }
+
+    /// Reads the whole request up to the requester's FIN, within the size limit.
+    async fn read_request(&self, recv: &mut quinn::RecvStream) -> Result<Request, ErrorCode> {
+        let read = tokio::time::timeout(self.request_timeout, recv.read_to_end(MAX_REQUEST_LEN));
+        let bytes = match read.await {
+            Err(_) => return Err(ErrorCode::Cancelled),
+            Ok(Err(quinn::ReadToEndError::TooLong)) => return Err(ErrorCode::TooLarge),
+            Ok(Err(_)) => return Err(ErrorCode::Cancelled),
+            Ok(Ok(bytes)) => bytes,
+        };
+        match Request::decode(&bytes) {
+            Ok(Decoded::Frame(request, used)) if used == bytes.len() => Ok(request),
+            Ok(_) => Err(ErrorCode::Malformed),
+            Err(err) => Err(err.code()),
+        }
+    }
+
+    async fn lookup(&self, hash: fleetcache_store::Hash) -> Option<fleetcache_store::Blob> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.get(&hash)).await {
+            Ok(Ok(blob)) => blob,
+            Ok(Err(err)) => {
+                tracing::warn!(%hash, "lookup for a peer failed: {err}");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn upload(
+        &self,
+        send: &mut quinn::SendStream,
+        hash: fleetcache_store::Hash,
+        ranges: bao_tree::ChunkRanges,
+    ) -> Result<(), ErrorCode> {
+        let Ok(permit) = self.uploads.clone().try_acquire_owned() else {
+            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            return write_header(send, &Response::Overloaded).await;
+        };
+        let Some(blob) = self.lookup(hash).await else {
+            return write_header(send, &Response::NotFound).await;
+        };
+        write_header(send, &Response::Get { size: blob.size() }).await?;
+        let (tx, mut rx) = mpsc::channel(SEND_QUEUE);
+        let encoder = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut out = ChannelWriter {
+                tx,
+                buf: BytesMut::new(),
+            };
+            let result = blob.encode_ranges(&ranges, &mut out);
+            result.and_then(|()| io::Write::flush(&mut out).map_err(ReadError::Output))
+        });
+        let mut sent = 0u64;
+        let mut send_failed = false;
+        while let Some(chunk) = rx.recv().await {
+            let len = chunk.len() as u64;
+            if let Err(err) = send.write_chunk(chunk).await {
+                tracing::debug!("requester stopped reading: {err}");
+                send_failed = true;
+                break;
+            }
+            sent += len;
+        }
+        // Dropping the receiver makes the encoder's next send fail, ending it.
+        drop(rx);
+        self.counters.bytes_sent.fetch_add(sent, Ordering::Relaxed);
+        let result = encoder.await.map_err(|_| ErrorCode::Internal)?;
+        match result {
+            Ok(()) if !send_failed => {
+                self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(()) | Err(ReadError::Output(_)) => Err(ErrorCode::Cancelled),
+            Err(err @ ReadError::Corrupt { .. }) => {
+                tracing::error!("stopped serving a peer: {err}");
+                Err(ErrorCode::NotFound)
+            }
+            Err(err) => {
+                tracing::warn!("serving a peer failed: {err}");
+                Err(ErrorCode::Internal)
+            }
+        }
+    }
+}
+
+async fn write_header(send: &mut quinn::SendStream, response: &Response) -> Result<(), ErrorCode> {
+    let frame = response.encode().map_err(|_| ErrorCode::Internal)?;
+    send.write_all(&frame)
+        .await
+        .map_err(|_| ErrorCode::Cancelled)
+}
+
+/// The blocking encoder's output: gathers bytes into large chunks for the sending task.
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: BytesMut,
+}
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SEND_CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, BytesMut::with_capacity(SEND_CHUNK)).freeze();
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::ConnectionReset, "requester went away"))
+    }
+}

@@ -1,0 +1,596 @@
+//! The node's place in the fleet: one quinn endpoint that accepts peers' requests and
+//! dials peers, the liveness loops, and the verified multi-source fetch.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bao_tree::{ChunkNum, ChunkRanges};
+use bytes::Bytes;
+use fleetcache_store::{Hash, Store};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::certs::{ALPN, CertError, FLEET_SERVER_NAME, NodeIdentity};
+use crate::client::{self, PeerError, VerifiedStream};
+use crate::peers::{Peer, PeerInfo, PeerTable, rendezvous_order};
+use crate::serve::{Responder, serve_connection};
+
+/// How a node joins the fleet.
+#[derive(Debug)]
+pub struct SwarmOptions {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// This node's fleet certificate, key and the fleet CA.
+    pub identity: NodeIdentity,
+    /// Peers as `host:port`: addresses, or DNS names re-resolved every
+    /// `resolve_interval` (a headless Service name returns every member).
+    pub peers: Vec<String>,
+    /// The local store: answers peers, and nothing else here writes to it.
+    pub store: Store,
+    /// A peer that sends nothing for this long is abandoned for the request; also the
+    /// limit for connecting and for a ping's answer.
+    pub peer_timeout: Duration,
+    /// How often each peer is pinged.
+    pub ping_interval: Duration,
+    /// How often peer names are resolved again.
+    pub resolve_interval: Duration,
+    /// GET streams answered at once; more are told OVERLOADED.
+    pub max_uploads: usize,
+}
+
+/// Why the swarm could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    /// The TLS configuration could not be built from the node's identity.
+    #[error("fleet TLS configuration: {0}")]
+    Tls(#[from] CertError),
+    /// The UDP socket could not be bound.
+    #[error("binding the swarm listener on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Why a fetch from the fleet failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// Every peer that could have served the object failed; `timed_out` if the last
+    /// failure was a peer going silent.
+    #[error("no peer could serve {hash}: {last}")]
+    AllSourcesFailed {
+        /// The object.
+        hash: Hash,
+        /// The last peer's failure.
+        last: String,
+        /// Whether that failure was a timeout.
+        timed_out: bool,
+    },
+}
+
+impl FetchError {
+    /// Whether the last failure was a peer that went silent (HTTP 504 rather than 502).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            FetchError::AllSourcesFailed { timed_out, .. } => *timed_out,
+        }
+    }
+}
+
+/// Node-wide swarm counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) handshake_refusals: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) uploads: AtomicU64,
+    pub(crate) overloaded: AtomicU64,
+}
+
+/// A snapshot of the node-wide swarm counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SwarmStats {
+    /// Handshakes refused, either way: no certificate, another CA, wrong ALPN, or an
+    /// unreachable address.
+    pub handshake_refusals: u64,
+    /// Encoded bytes sent to peers.
+    pub bytes_sent: u64,
+    /// GET requests answered completely.
+    pub uploads: u64,
+    /// GET requests refused as OVERLOADED.
+    pub overloaded: u64,
+}
+
+/// The node's QUIC endpoint and its view of the fleet. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Swarm {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: quinn::Endpoint,
+    table: PeerTable,
+    counters: Arc<Counters>,
+    own_cert: Vec<u8>,
+    peer_timeout: Duration,
+    ping_interval: Duration,
+    cancel: CancellationToken,
+}
+
+impl Swarm {
+    /// Binds the endpoint and starts accepting peers and watching the configured ones.
+    /// Must run inside a tokio runtime.
+    pub fn start(options: SwarmOptions) -> Result<Swarm, SwarmError> {
+        let transport = Arc::new(transport_config(options.peer_timeout));
+        let mut server = options.identity.quic_server_config()?;
+        server.transport_config(transport.clone());
+        let mut client = options.identity.quic_client_config()?;
+        client.transport_config(transport);
+        let mut endpoint =
+            quinn::Endpoint::server(server, options.listen).map_err(|source| SwarmError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        endpoint.set_default_client_config(client);
+        let counters = Arc::new(Counters::default());
+        let inner = Arc::new(Inner {
+            endpoint: endpoint.clone(),
+            table: PeerTable::default(),
+            counters: counters.clone(),
+            own_cert: options.identity.cert_der().to_vec(),
+            peer_timeout: options.peer_timeout,
+            ping_interval: options.ping_interval,
+            cancel: CancellationToken::new(),
+        });
+        let responder = Arc::new(Responder {
+            store: options.store,
+            counters,
+            uploads: Arc::new(Semaphore::new(options.max_uploads.max(1))),
+            request_timeout: options.peer_timeout,
+        });
+        tokio::spawn(accept_loop(inner.clone(), responder));
+        tokio::spawn(membership_loop(
+            inner.clone(),
+            options.peers,
+            options.resolve_interval,
+        ));
+        Ok(Swarm { inner })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr().ok()
+    }
+
+    /// Every known peer.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inner.table.all().iter().map(|p| p.info()).collect()
+    }
+
+    /// Node-wide counters.
+    pub fn stats(&self) -> SwarmStats {
+        let c = &self.inner.counters;
+        SwarmStats {
+            handshake_refusals: c.handshake_refusals.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            uploads: c.uploads.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Finds the live peers holding `hash`, best first (rendezvous order), and proves
+    /// the object's size from the first that can. `Ok(None)` if every live peer
+    /// answered that it does not hold it (or none is live).
+    pub async fn locate(&self, hash: Hash) -> Result<Option<Located>, FetchError> {
+        let inner = &self.inner;
+        let mut asks = JoinSet::new();
+        for peer in inner.table.live() {
+            let Some(connection) = peer.connection() else {
+                continue;
+            };
+            let stall = inner.peer_timeout;
+            asks.spawn(
+                async move {
+                    let answer = client::have(&connection, hash, stall).await;
+                    (peer, answer)
+                }
+                .in_current_span(),
+            );
+        }
+        let mut holders = Vec::new();
+        let mut last_failure = None;
+        while let Some(joined) = asks.join_next().await {
+            let Ok((peer, answer)) = joined else { continue };
+            match answer {
+                Ok(true) => holders.push(peer),
+                Ok(false) => {}
+                Err(err) => {
+                    record_failure(&peer, &err);
+                    last_failure = Some(err);
+                }
+            }
+        }
+        rendezvous_order(&hash, &mut holders);
+        for (i, peer) in holders.iter().enumerate() {
+            let Some(connection) = peer.connection() else {
+                continue;
+            };
+            match client::prove_size(&connection, hash, inner.peer_timeout).await {
+                Ok(size) => {
+                    peer.counters.transfers.fetch_add(1, Ordering::Relaxed);
+                    let mut sources = holders.clone();
+                    sources.rotate_left(i);
+                    return Ok(Some(Located {
+                        hash,
+                        size,
+                        sources,
+                        inner: self.inner.clone(),
+                    }));
+                }
+                Err(err) => {
+                    record_failure(peer, &err);
+                    last_failure = Some(err);
+                }
+            }
+        }
+        match last_failure {
+            None => Ok(None),
+            Some(err) => Err(all_failed(hash, &err)),
+        }
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.endpoint.close(0u32.into(), b"shutting down");
+    }
+}
+
+/// An object some peers hold, with its size proven.
+#[derive(Debug, Clone)]
+pub struct Located {
+    hash: Hash,
+    size: u64,
+    sources: Vec<Arc<Peer>>,
+    inner: Arc<Inner>,
+}
+
+impl Located {
+    /// The object's size, proven by its last chunk group.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The object's hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// Fetches `range` (clamped to the object) as verified bytes in order.
+    pub fn fetch(&self, range: Range<u64>) -> Fetch {
+        let end = range.end.min(self.size);
+        Fetch {
+            located: self.clone(),
+            pos: range.start.min(end),
+            end,
+            next_source: 0,
+            current: None,
+            last_failure: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A running verified fetch; failing sources are replaced by the next holder, resuming
+/// at the first byte not yet delivered.
+#[derive(Debug)]
+pub struct Fetch {
+    located: Located,
+    pos: u64,
+    end: u64,
+    next_source: usize,
+    current: Option<(Arc<Peer>, VerifiedStream)>,
+    last_failure: Option<PeerError>,
+    started: Instant,
+}
+
+impl Fetch {
+    /// The next verified bytes, in order from the start of the range; `None` when the
+    /// whole range has been delivered.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
+        while self.pos < self.end {
+            let Some((peer, stream)) = &mut self.current else {
+                self.open_next_source().await?;
+                continue;
+            };
+            match stream.next().await {
+                Ok(Some(group)) => {
+                    let group_end = group.offset + group.data.len() as u64;
+                    if group_end <= self.pos {
+                        continue;
+                    }
+                    let from = (self.pos.saturating_sub(group.offset)) as usize;
+                    let to = (group_end.min(self.end) - group.offset) as usize;
+                    let Some(bytes) = group.data.get(from..to) else {
+                        continue;
+                    };
+                    let bytes = group.data.slice_ref(bytes);
+                    peer.counters
+                        .bytes_received
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    self.pos += bytes.len() as u64;
+                    return Ok(Some(bytes));
+                }
+                Ok(None) => {
+                    let err = PeerError::Lied(format!(
+                        "stream ended at byte {} of {}",
+                        self.pos, self.end
+                    ));
+                    record_failure(peer, &err);
+                    self.fail_current(err);
+                }
+                Err(err) => {
+                    record_failure(peer, &err);
+                    self.fail_current(err);
+                }
+            }
+        }
+        if let Some((peer, _)) = self.current.take() {
+            peer.counters.transfers.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %peer.addr, elapsed_ms = self.started.elapsed().as_millis() as u64, "fetch complete");
+        }
+        Ok(None)
+    }
+
+    /// The peer currently sending, if any.
+    pub fn source(&self) -> Option<SocketAddr> {
+        self.current.as_ref().map(|(peer, _)| peer.addr)
+    }
+
+    fn fail_current(&mut self, err: PeerError) {
+        if let Some((peer, _)) = self.current.take() {
+            tracing::warn!(peer = %peer.addr, at = self.pos, "abandoning source: {err}");
+        }
+        self.last_failure = Some(err);
+    }
+
+    async fn open_next_source(&mut self) -> Result<(), FetchError> {
+        let located = &self.located;
+        let stall = located.inner.peer_timeout;
+        let ranges =
+            ChunkRanges::from(ChunkNum(self.pos / 1024)..ChunkNum(self.end.div_ceil(1024)));
+        while let Some(peer) = located.sources.get(self.next_source).cloned() {
+            self.next_source += 1;
+            let Some(connection) = peer.connection() else {
+                continue;
+            };
+            let opened = VerifiedStream::open(
+                &connection,
+                located.hash,
+                &ranges,
+                Some(located.size),
+                stall,
+            )
+            .await;
+            match opened {
+                Ok((_, stream)) => {
+                    tracing::debug!(peer = %peer.addr, from = self.pos, "fetching");
+                    self.current = Some((peer, stream));
+                    return Ok(());
+                }
+                Err(err) => {
+                    record_failure(&peer, &err);
+                    self.last_failure = Some(err);
+                }
+            }
+        }
+        let last = self.last_failure.take().unwrap_or(PeerError::NotConnected);
+        Err(all_failed(located.hash, &last))
+    }
+}
+
+fn all_failed(hash: Hash, err: &PeerError) -> FetchError {
+    FetchError::AllSourcesFailed {
+        hash,
+        last: err.to_string(),
+        timed_out: matches!(err, PeerError::Stalled(_)),
+    }
+}
+
+fn record_failure(peer: &Peer, err: &PeerError) {
+    let counters = &peer.counters;
+    match err {
+        PeerError::Lied(reason) => {
+            tracing::warn!(peer = %peer.addr, "peer failed verification: {reason}");
+            counters
+                .verification_failures
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        PeerError::NotFound | PeerError::Overloaded => {}
+        _ => {
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn transport_config(peer_timeout: Duration) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    // A dead peer is noticed by the pings; the idle timeout only reclaims connections.
+    let idle = Duration::from_secs(30).max(peer_timeout * 4);
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
+        transport.max_idle_timeout(Some(idle));
+    }
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_concurrent_uni_streams(0u8.into());
+    transport.max_concurrent_bidi_streams(256u32.into());
+    // Room for a few milliseconds of a fast link per stream.
+    transport.stream_receive_window((8u32 << 20).into());
+    transport.receive_window((32u32 << 20).into());
+    transport.send_window(32 << 20);
+    transport
+}
+
+async fn accept_loop(inner: Arc<Inner>, responder: Arc<Responder>) {
+    loop {
+        let incoming = tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            incoming = inner.endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => return,
+            },
+        };
+        let inner = inner.clone();
+        let responder = responder.clone();
+        let remote = incoming.remote_address();
+        let span = tracing::info_span!("peer_connection", peer = %remote);
+        tokio::spawn(
+            async move {
+                let connection = match incoming.await {
+                    Ok(connection) => connection,
+                    Err(err) => {
+                        inner
+                            .counters
+                            .handshake_refusals
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("refused a peer's handshake: {err}");
+                        return;
+                    }
+                };
+                let alpn = connection
+                    .handshake_data()
+                    .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                    .and_then(|d| d.protocol);
+                match alpn.as_deref() {
+                    Some(ALPN) => serve_connection(connection, responder).await,
+                    _ => {
+                        inner
+                            .counters
+                            .handshake_refusals
+                            .fetch_add(1, Ordering::Relaxed);
+                        connection.close(0u32.into(), b"unsupported protocol");
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Resolves the configured peers every `interval` and keeps one liveness task per address.
+async fn membership_loop(inner: Arc<Inner>, peers: Vec<String>, interval: Duration) {
+    loop {
+        for entry in &peers {
+            let resolved =
+                tokio::time::timeout(inner.peer_timeout, tokio::net::lookup_host(entry.as_str()))
+                    .await;
+            let addrs: Vec<SocketAddr> = match resolved {
+                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Err(err)) => {
+                    // Keep what it resolved to before: DNS hiccups must not empty the fleet.
+                    tracing::warn!(peer = %entry, "resolving peer: {err}");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %entry, "resolving peer timed out");
+                    continue;
+                }
+            };
+            for peer in inner.table.update(entry, &addrs, &inner.cancel) {
+                let span = tracing::info_span!("peer", peer = %peer.addr);
+                tokio::spawn(liveness_loop(inner.clone(), peer).instrument(span));
+            }
+        }
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Connects to one peer and pings it every interval until it leaves the table.
+async fn liveness_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
+    loop {
+        let round = Instant::now();
+        if let Err(reason) = check_peer(&inner, &peer).await {
+            peer.mark_down(reason);
+        }
+        if peer.state() == crate::peers::PeerState::Myself {
+            return;
+        }
+        tokio::select! {
+            () = peer.cancel.cancelled() => {
+                peer.mark_down("removed".into());
+                return;
+            }
+            () = tokio::time::sleep(inner.ping_interval.saturating_sub(round.elapsed())) => {}
+        }
+    }
+}
+
+async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
+    let connection = match peer.current_connection() {
+        Some(connection) => connection,
+        None => {
+            let connecting = inner
+                .endpoint
+                .connect(peer.addr, FLEET_SERVER_NAME)
+                .map_err(|e| format!("connect: {e}"))?;
+            let connection = match tokio::time::timeout(inner.peer_timeout, connecting).await {
+                Err(_) => return Err("connect: timed out".into()),
+                Ok(Err(err)) => {
+                    if matches!(
+                        err,
+                        quinn::ConnectionError::TransportError(_)
+                            | quinn::ConnectionError::ConnectionClosed(_)
+                    ) {
+                        inner
+                            .counters
+                            .handshake_refusals
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Err(format!("handshake: {err}"));
+                }
+                Ok(Ok(connection)) => connection,
+            };
+            if is_own_certificate(&connection, &inner.own_cert) {
+                tracing::info!("peer address is this node; not using it");
+                peer.mark_myself();
+                return Ok(());
+            }
+            peer.set_connection(connection.clone());
+            connection
+        }
+    };
+    let start = Instant::now();
+    match tokio::time::timeout(
+        inner.peer_timeout,
+        client::ping(&connection, inner.peer_timeout),
+    )
+    .await
+    {
+        Ok(Ok(())) => {
+            peer.mark_up(start.elapsed());
+            Ok(())
+        }
+        Ok(Err(err)) => Err(format!("ping: {err}")),
+        Err(_) => Err("ping: timed out".into()),
+    }
+}
+
+fn is_own_certificate(connection: &quinn::Connection, own: &[u8]) -> bool {
+    connection
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|certs| certs.first().map(|c| c.as_ref() == own))
+        .unwrap_or(false)
+}

@@ -36,6 +36,10 @@ fn documented() -> Config {
             listen: "127.0.0.1:7070".parse().unwrap(),
             peers: vec![],
             cert_dir: None,
+            peer_timeout: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(1),
+            resolve_interval: Duration::from_secs(30),
+            max_uploads: 64,
         },
         shutdown: ShutdownConfig {
             grace_period: Duration::from_secs(30),
@@ -117,7 +121,7 @@ fn defaults_load_with_nothing_and_match_the_documentation() {
 fn the_file_overrides_only_what_it_names() {
     let case = Case::new().file(
         "[store]\ncapacity = \"50GiB\"\ndata_dir = \"/srv/fc\"\n\n[http]\nmax_headers = 50\n\
-         [swarm]\npeers = [\"a.example:7070\"]\n[log]\nformat = \"json\"\n",
+         [swarm]\npeers = [\"a.example:7070\"]\ncert_dir = \"/etc/fc\"\n[log]\nformat = \"json\"\n",
     );
     let config = case.load().unwrap();
     let mut expected = documented();
@@ -125,6 +129,7 @@ fn the_file_overrides_only_what_it_names() {
     expected.store.data_dir = PathBuf::from("/srv/fc");
     expected.http.max_headers = 50;
     expected.swarm.peers = vec!["a.example:7070".into()];
+    expected.swarm.cert_dir = Some(PathBuf::from("/etc/fc"));
     expected.log.format = LogFormat::Json;
     assert_eq!(config, expected);
 }
@@ -150,6 +155,7 @@ fn env_overrides_the_file_and_flags_override_env() {
         .env("FLEETCACHE_HTTP_MAX_CONNECTIONS", " 42 ")
         .env("FLEETCACHE_STORE_LOW_WATERMARK", "0.6")
         .env("FLEETCACHE_SWARM_PEERS", "a:1, b.example:2,,[::1]:3,")
+        .env("FLEETCACHE_SWARM_CERT_DIR", "/etc/fc/certs")
         .env("FLEETCACHE_HTTP_IDLE_TIMEOUT", "1h30m")
         .flag("http.listen", "127.0.0.1:3");
     let config = case.load().unwrap();
@@ -619,4 +625,18 @@ fn type_errors_speak_toml() {
     );
     let text = Case::new().file("store = 5\n").fails_on("store");
     assert!(text.ends_with("expected a table"), "{text}");
+}
+
+#[test]
+fn peers_without_certificates_are_refused() {
+    let text = Case::new()
+        .env("FLEETCACHE_SWARM_PEERS", "10.0.0.2:7070")
+        .fails_on("swarm.cert_dir");
+    assert!(text.contains("fleetcache cert"), "{text}");
+    Case::new()
+        .env("FLEETCACHE_SWARM_PEER_TIMEOUT", "0s")
+        .fails_on("swarm.peer_timeout");
+    Case::new()
+        .env("FLEETCACHE_SWARM_MAX_UPLOADS", "0")
+        .fails_on("swarm.max_uploads");
 }

@@ -98,8 +98,20 @@ pub struct SwarmConfig {
     pub listen: SocketAddr,
     /// Peers to join, each `HOST:PORT` (default none).
     pub peers: Vec<String>,
-    /// Fleet CA and node certificate directory.
+    /// Fleet CA and node certificate directory (what `fleetcache cert node` wrote).
     pub cert_dir: Option<PathBuf>,
+    /// A peer that sends nothing for this long is abandoned for the request; also the
+    /// limit for connecting and for answering a ping (default 2s).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub peer_timeout: Duration,
+    /// How often each peer is pinged (default 1s).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub ping_interval: Duration,
+    /// How often peer DNS names are resolved again (default 30s).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub resolve_interval: Duration,
+    /// Peer GET requests answered at once; more are told to go elsewhere (default 64).
+    pub max_uploads: usize,
 }
 
 /// `[shutdown]`.

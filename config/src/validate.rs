@@ -118,18 +118,41 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
         );
     }
 
-    for (index, peer) in config.swarm.peers.iter().enumerate() {
+    let swarm = &config.swarm;
+    for (index, peer) in swarm.peers.iter().enumerate() {
         if let Some(problem) = peer_problem(peer) {
             return fail(&format!("swarm.peers[{index}]"), problem);
         }
     }
-    if config
-        .swarm
+    if !swarm.peers.is_empty() && swarm.cert_dir.is_none() {
+        return fail(
+            "swarm.cert_dir",
+            format!(
+                "swarm.peers ({}) are set but swarm.cert_dir is not: peers only talk mutual TLS; \
+                 create certificates with `fleetcache cert ca` and `fleetcache cert node`",
+                layered.origin("swarm.peers")
+            ),
+        );
+    }
+    if swarm
         .cert_dir
         .as_ref()
         .is_some_and(|path| path.as_os_str().is_empty())
     {
         return fail("swarm.cert_dir", "must not be empty".to_owned());
+    }
+    for (field, value) in [
+        ("swarm.peer_timeout", swarm.peer_timeout),
+        ("swarm.ping_interval", swarm.ping_interval),
+        ("swarm.resolve_interval", swarm.resolve_interval),
+    ] {
+        if value.is_zero() {
+            return fail(field, "must be greater than 0s".to_owned());
+        }
+        timeout_bound(field, value, layered)?;
+    }
+    if swarm.max_uploads == 0 {
+        return fail("swarm.max_uploads", "must be at least 1".to_owned());
     }
 
     timeout_bound(

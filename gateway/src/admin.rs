@@ -55,6 +55,7 @@ fn route_label(path: &str) -> &'static str {
         "/metrics" => "admin_metrics",
         "/healthz" | "/readyz" => "admin_health",
         "/stats" => "admin_stats",
+        "/peers" => "admin_peers",
         p if p == "/blobs" || p.starts_with("/blobs/") => "admin_blobs",
         _ => "admin_other",
     }
@@ -116,8 +117,9 @@ where
             Ok(response)
         }
         ("/stats", &Method::GET) => Ok(json_response(StatusCode::OK, &stats(state))),
+        ("/peers", &Method::GET) => Ok(json_response(StatusCode::OK, &peers(state))),
         ("/blobs", &Method::POST) => ingest(state, req).await,
-        ("/healthz" | "/readyz" | "/metrics" | "/stats", _) => {
+        ("/healthz" | "/readyz" | "/metrics" | "/stats" | "/peers", _) => {
             Err(RequestError::MethodNotAllowed { allow: "GET" })
         }
         ("/blobs", _) => Err(RequestError::MethodNotAllowed { allow: "POST" }),
@@ -304,6 +306,57 @@ fn stats(state: &NodeState) -> Stats {
             ingested_bytes: s.ingested_bytes,
             corrupt_detected: s.corrupt_detected,
         },
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Peers {
+    /// False on a node without fleet certificates: it has no swarm at all.
+    swarm: bool,
+    listen: Option<String>,
+    peers: Vec<PeerJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerJson {
+    addr: String,
+    source: String,
+    state: &'static str,
+    rtt_ms: Option<f64>,
+    last_error: Option<String>,
+    bytes_received: u64,
+    transfers: u64,
+    failures: u64,
+    verification_failures: u64,
+}
+
+fn peers(state: &NodeState) -> Peers {
+    let Some(fills) = &state.fills else {
+        return Peers {
+            swarm: false,
+            listen: None,
+            peers: Vec::new(),
+        };
+    };
+    let swarm = fills.swarm();
+    Peers {
+        swarm: true,
+        listen: swarm.local_addr().map(|a| a.to_string()),
+        peers: swarm
+            .peers()
+            .into_iter()
+            .map(|p| PeerJson {
+                addr: p.addr.to_string(),
+                source: p.source,
+                state: p.state.as_str(),
+                rtt_ms: p.rtt.map(|rtt| rtt.as_secs_f64() * 1e3),
+                last_error: p.last_error,
+                bytes_received: p.bytes_received,
+                transfers: p.transfers,
+                failures: p.failures,
+                verification_failures: p.verification_failures,
+            })
+            .collect(),
     }
 }
 

@@ -3,12 +3,13 @@
 
 use http::StatusCode;
 
-/// Who caused a request to fail. Peers and the origin join when the swarm and
-/// origin modes land.
+/// Who caused a request to fail. The origin joins when origin mode lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
     /// The client sent something we will not act on (4xx).
     Client,
+    /// A peer failed or went silent (502, 504).
+    Peer,
     /// Something inside this node failed (5xx).
     Internal,
 }
@@ -46,6 +47,12 @@ pub(crate) enum RequestError {
     /// The node is shutting down or the store is closed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Peers hold the object but none delivered it intact.
+    #[error("bad gateway: {0}")]
+    Peer(String),
+    /// Peers hold the object but went silent.
+    #[error("gateway timeout: {0}")]
+    PeerTimeout(String),
     /// A failure inside the node (store IO, database, a panicked task).
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,15 +68,17 @@ impl RequestError {
             RequestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Peer(_) => StatusCode::BAD_GATEWAY,
+            RequestError::PeerTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     pub(crate) fn side(&self) -> Side {
-        if self.status().is_client_error() {
-            Side::Client
-        } else {
-            Side::Internal
+        match self {
+            RequestError::Peer(_) | RequestError::PeerTimeout(_) => Side::Peer,
+            _ if self.status().is_client_error() => Side::Client,
+            _ => Side::Internal,
         }
     }
 
@@ -78,6 +87,7 @@ impl RequestError {
     pub(crate) fn log(&self) {
         match self.side() {
             Side::Client => tracing::debug!(status = self.status().as_u16(), "{self}"),
+            Side::Peer => tracing::warn!(status = self.status().as_u16(), "{self}"),
             Side::Internal => tracing::error!(status = self.status().as_u16(), "{self}"),
         }
     }
@@ -92,6 +102,8 @@ impl RequestError {
             RequestError::PayloadTooLarge { .. } => "too-large",
             RequestError::StorageFull(_) => "storage-full",
             RequestError::Unavailable(_) => "unavailable",
+            RequestError::Peer(_) => "peer-error",
+            RequestError::PeerTimeout(_) => "peer-timeout",
             RequestError::Internal(_) => "error",
         }
     }

@@ -10,9 +10,11 @@
 mod admin;
 pub mod cli;
 mod error;
+mod fill;
 mod http;
 mod metrics;
 mod node;
 mod public;
+mod swarm_metrics;
 
 pub use node::{Node, StartError};

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fleetcache_store::Store;
+use fleetcache_swarm::Swarm;
 use prometheus::core::{Collector, Desc};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -25,6 +26,14 @@ pub(crate) struct Metrics {
     connections: IntCounterVec,
     connections_active: IntGaugeVec,
     connections_refused: IntCounterVec,
+    /// Fills finished, by source and result.
+    pub(crate) fills: IntCounterVec,
+    /// Fill duration, by source.
+    pub(crate) fill_duration: HistogramVec,
+    /// Fills running now.
+    pub(crate) fills_active: IntGauge,
+    /// Requests that joined a fill already running instead of starting one.
+    pub(crate) fill_waiters: IntCounter,
 }
 
 /// Which listener a connection or request arrived on.
@@ -44,7 +53,7 @@ impl Listener {
 }
 
 impl Metrics {
-    pub(crate) fn new(store: Store) -> Result<Arc<Self>, prometheus::Error> {
+    pub(crate) fn new(store: Store, swarm: Option<Swarm>) -> Result<Arc<Self>, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -92,6 +101,36 @@ impl Metrics {
             ),
             &["listener"],
         )?;
+        let fills = IntCounterVec::new(
+            Opts::new(
+                "fleetcache_fills_total",
+                "Misses filled, by source (peer) and result (ok, not_found, failed)",
+            ),
+            &["source", "result"],
+        )?;
+        let fill_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "fleetcache_fill_duration_seconds",
+                "Time from a miss to the object stored, by source",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                300.0,
+            ]),
+            &["source"],
+        )?;
+        let fills_active = IntGauge::new("fleetcache_fills_active", "Fills running now")?;
+        let fill_waiters = IntCounter::new(
+            "fleetcache_fill_waiters_total",
+            "Requests that joined a fill already running (single-flight) instead of starting one",
+        )?;
+        registry.register(Box::new(fills.clone()))?;
+        registry.register(Box::new(fill_duration.clone()))?;
+        registry.register(Box::new(fills_active.clone()))?;
+        registry.register(Box::new(fill_waiters.clone()))?;
+        if let Some(swarm) = swarm {
+            registry.register(Box::new(crate::swarm_metrics::SwarmCollector::new(swarm)?))?;
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(response_bytes.clone()))?;
@@ -107,6 +146,10 @@ impl Metrics {
             connections,
             connections_active,
             connections_refused,
+            fills,
+            fill_duration,
+            fills_active,
+            fill_waiters,
         }))
     }
 

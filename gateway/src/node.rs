@@ -10,6 +10,9 @@ use fleetcache_store::{OpenError, Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use fleetcache_swarm::{NodeIdentity, Swarm, SwarmOptions};
+
+use crate::fill::Fills;
 use crate::http::server::{self, Limits, Shutdown};
 use crate::metrics::{Listener, Metrics};
 use crate::{admin, public};
@@ -21,6 +24,8 @@ pub(crate) struct NodeState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) admin_token: Option<String>,
     pub(crate) max_upload_size: u64,
+    /// The miss pipeline; `None` for a node without a fleet (misses are 404).
+    pub(crate) fills: Option<Arc<Fills>>,
     /// False once shutdown starts, so `/readyz` takes the node out of rotation.
     pub(crate) ready: AtomicBool,
     pub(crate) started: Instant,
@@ -48,6 +53,13 @@ pub enum StartError {
     /// Setting up metrics failed.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The node's fleet certificates could not be loaded (exit code 64: it is
+    /// `swarm.cert_dir` that is wrong).
+    #[error("invalid config: swarm.cert_dir: {0}")]
+    Certificates(fleetcache_swarm::CertError),
+    /// The swarm endpoint could not start.
+    #[error("starting the swarm: {0}")]
+    Swarm(#[from] fleetcache_swarm::SwarmError),
     /// A blocking start-up task died.
     #[error("start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -60,6 +72,7 @@ pub struct Node {
     state: Arc<NodeState>,
     public_addr: SocketAddr,
     admin_addr: SocketAddr,
+    swarm_addr: Option<SocketAddr>,
     shutdown: Shutdown,
     grace_period: Duration,
 }
@@ -74,13 +87,36 @@ impl Node {
             high_watermark: config.store.high_watermark,
             low_watermark: config.store.low_watermark,
         };
+        let identity = match &config.swarm.cert_dir {
+            Some(dir) => {
+                let dir = dir.clone();
+                let loaded = tokio::task::spawn_blocking(move || NodeIdentity::load(&dir)).await?;
+                Some(loaded.map_err(StartError::Certificates)?)
+            }
+            None => None,
+        };
         let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
-        let metrics = Metrics::new(store.clone())?;
+        let swarm = match identity {
+            Some(identity) => Some(Swarm::start(SwarmOptions {
+                listen: config.swarm.listen,
+                identity,
+                peers: config.swarm.peers.clone(),
+                store: store.clone(),
+                peer_timeout: config.swarm.peer_timeout,
+                ping_interval: config.swarm.ping_interval,
+                resolve_interval: config.swarm.resolve_interval,
+                max_uploads: config.swarm.max_uploads,
+            })?),
+            None => None,
+        };
+        let metrics = Metrics::new(store.clone(), swarm.clone())?;
+        let fills = swarm.map(|swarm| Fills::new(swarm, store.clone(), Arc::clone(&metrics)));
         let state = Arc::new(NodeState {
             store,
             metrics: Arc::clone(&metrics),
             admin_token,
             max_upload_size: config.admin.max_upload_size.0,
+            fills,
             ready: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -124,11 +160,14 @@ impl Node {
         ));
 
         state.ready.store(true, Ordering::Release);
-        tracing::info!(%public_addr, %admin_addr, data_dir = %config.store.data_dir.display(), "fleetcache node started");
+        let swarm_addr = state.fills.as_ref().and_then(|f| f.swarm().local_addr());
+        let swarm_text = swarm_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(%public_addr, %admin_addr, swarm_addr = %swarm_text, data_dir = %config.store.data_dir.display(), "fleetcache node started");
         Ok(Node {
             state,
             public_addr,
             admin_addr,
+            swarm_addr,
             shutdown,
             grace_period: config.shutdown.grace_period,
         })
@@ -142,6 +181,11 @@ impl Node {
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// The bound swarm (QUIC) address, if the node has fleet certificates.
+    pub fn swarm_addr(&self) -> Option<SocketAddr> {
+        self.swarm_addr
     }
 
     /// Stops accepting, lets in-flight responses finish within the grace
@@ -159,6 +203,9 @@ impl Node {
             tracing::warn!(grace_period = ?self.grace_period, "grace period over; cutting remaining connections");
             self.shutdown.abort.cancel();
             tracker.wait().await;
+        }
+        if let Some(fills) = &self.state.fills {
+            fills.swarm().shutdown();
         }
         let store = self.state.store.clone();
         match tokio::task::spawn_blocking(move || store.close()).await {

@@ -14,8 +14,11 @@ use http::header::{
 };
 use http::{Method, Request, Response, StatusCode};
 
+use tracing::Instrument;
+
 use crate::error::RequestError;
-use crate::http::body::{ResponseBody, Segment};
+use crate::fill::{FillFailure, Fills, FlightSize};
+use crate::http::body::{ResponseBody, Segment, Source};
 use crate::http::conditional::{self, Precondition};
 use crate::http::range::{RangeRequest, parse_range};
 use crate::http::{error_response, observed, text_response};
@@ -23,6 +26,9 @@ use crate::node::NodeState;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 const HIT: HeaderValue = HeaderValue::from_static("fleetcache; hit");
+const PEER_STORED: HeaderValue =
+    HeaderValue::from_static("fleetcache; fwd=miss; stored; detail=peer");
+const PEER: HeaderValue = HeaderValue::from_static("fleetcache; fwd=miss; detail=peer");
 const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const HASH_PREFIX: &str = "/blake3/";
@@ -37,15 +43,19 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
     };
     let observer = state.metrics.observer(route);
     let span = tracing::info_span!("request", method = %req.method(), path = %path);
-    let _entered = span.enter();
     let result = match route {
-        "blob" => serve_blob(&state, &req),
+        "blob" => serve_blob(&state, &req).instrument(span.clone()).await,
         _ => Err(RequestError::NotFound),
     };
     let (response, cache) = match result {
-        Ok(mut response) => {
+        Ok((mut response, Served::Hit)) => {
             response.headers_mut().insert(CACHE_STATUS, HIT);
             (response, "hit")
+        }
+        Ok((mut response, Served::Peer { stored })) => {
+            let status = if stored { PEER_STORED } else { PEER };
+            response.headers_mut().insert(CACHE_STATUS, status);
+            (response, "miss")
         }
         Err(err) => {
             err.log();
@@ -57,14 +67,22 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
             (response, "miss")
         }
     };
-    tracing::debug!(status = response.status().as_u16(), "response");
+    tracing::debug!(parent: &span, status = response.status().as_u16(), "response");
     observed(response, observer, cache)
 }
 
-fn serve_blob<B>(
+/// How a successful response was produced, for `Cache-Status`.
+enum Served {
+    /// From the local store.
+    Hit,
+    /// From peers; `stored` once the object is (being) written to the store.
+    Peer { stored: bool },
+}
+
+async fn serve_blob<B>(
     state: &NodeState,
     req: &Request<B>,
-) -> Result<Response<ResponseBody>, RequestError> {
+) -> Result<(Response<ResponseBody>, Served), RequestError> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -73,8 +91,69 @@ fn serve_blob<B>(
     let hash = parse_hash_path(req.uri().path())?;
     // An index lookup is a read transaction on page-cached data: cheaper on
     // the runtime thread than a hop to the blocking pool.
-    let blob = state.store.get(&hash)?.ok_or(RequestError::NotFound)?;
-    Ok(blob_response(&blob, req, head))
+    if let Some(blob) = state.store.get(&hash)? {
+        return Ok((
+            object_response(&Object::stored(blob), req, head),
+            Served::Hit,
+        ));
+    }
+    let fills = state.fills.as_ref().ok_or(RequestError::NotFound)?;
+    let cold_range = req.headers().contains_key(RANGE) && !head;
+    let flight = match fills.running(&hash) {
+        Some(flight) => flight,
+        None if cold_range => {
+            // Only the groups the range needs, straight from a holder; nothing stored.
+            let located = fills
+                .swarm()
+                .locate(hash)
+                .await
+                .map_err(FillFailure::from)?
+                .ok_or(RequestError::NotFound)?;
+            let object = Object {
+                hash,
+                size: located.size(),
+                content_type: None,
+                source: Source::Direct(Fills::direct(located)),
+            };
+            return Ok((
+                object_response(&object, req, head),
+                Served::Peer { stored: false },
+            ));
+        }
+        None => fills.join(hash),
+    };
+    let object = match flight.size().await? {
+        FlightSize::Stored(blob) => Object::stored(blob),
+        FlightSize::Streaming(size) => Object {
+            hash,
+            size,
+            content_type: None,
+            source: Source::Filling(flight),
+        },
+    };
+    Ok((
+        object_response(&object, req, head),
+        Served::Peer { stored: true },
+    ))
+}
+
+/// What a response serves: the object's identity and where its bytes come from.
+struct Object {
+    hash: Hash,
+    size: u64,
+    content_type: Option<String>,
+    source: Source,
+}
+
+impl Object {
+    fn stored(blob: Blob) -> Self {
+        Object {
+            hash: blob.hash(),
+            size: blob.size(),
+            content_type: blob.content_type().map(str::to_owned),
+            source: Source::Stored(blob),
+        }
+    }
 }
 
 /// `/blake3/<64 hex>` → the hash, or a 400 that says what is wrong.
@@ -91,11 +170,14 @@ pub(crate) fn parse_hash(text: &str) -> Result<Hash, RequestError> {
     })
 }
 
-/// Builds the response for a stored blob: preconditions, then ranges.
-fn blob_response<B>(blob: &Blob, req: &Request<B>, head: bool) -> Response<ResponseBody> {
-    let size = blob.size();
-    let etag = format!("\"{}\"", blob.hash());
-    let content_type = blob.content_type().unwrap_or(DEFAULT_CONTENT_TYPE);
+/// Builds the response for an object: preconditions, then ranges.
+fn object_response<B>(object: &Object, req: &Request<B>, head: bool) -> Response<ResponseBody> {
+    let size = object.size;
+    let etag = format!("\"{}\"", object.hash);
+    let content_type = object
+        .content_type
+        .as_deref()
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
 
     let mut builder = Response::builder()
         .header(ETAG, &etag)
@@ -167,7 +249,7 @@ fn blob_response<B>(blob: &Blob, req: &Request<B>, head: bool) -> Response<Respo
     let body = if head {
         ResponseBody::empty()
     } else {
-        ResponseBody::blob(blob.clone(), segments)
+        ResponseBody::blob(object.source.clone(), segments)
     };
     finish(builder, body)
 }

@@ -1,8 +1,9 @@
-//! The `fleetcache` command line: `serve`, `put`, `get`, `fsck`, `config print`.
+//! The `fleetcache` command line: `serve`, `put`, `get`, `fsck`, `cert`, `config print`.
 //!
 //! Exit codes follow sysexits: 0 success, 1 a runtime failure (or fsck found
 //! damage), 64 bad usage or configuration.
 
+mod cert;
 mod client;
 
 use std::ffi::OsString;
@@ -39,6 +40,11 @@ enum Command {
     /// Verify every stored object against its hash; quarantine bad ones.
     /// The node must be stopped.
     Fsck(FsckArgs),
+    /// Create the fleet CA and node certificates for the swarm's mutual TLS.
+    Cert {
+        #[command(subcommand)]
+        action: cert::CertAction,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -70,6 +76,13 @@ struct NodeArgs {
     /// Data directory (store.data_dir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// A peer to join, HOST:PORT; repeat for more (swarm.peers).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+    /// Directory with ca.pem, node.pem and node.key from `fleetcache cert node`
+    /// (swarm.cert_dir).
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +118,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Put(args) => client::put(&args),
         Command::Get(args) => client::get(&args),
         Command::Fsck(args) => fsck(&args),
+        Command::Cert { action } => cert::run(&action),
         Command::Config {
             action: ConfigAction::Print(args),
         } => match load_config(&args) {
@@ -119,15 +133,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 /// Loads the layered configuration, or prints why not and returns exit 64.
 fn load_config(args: &NodeArgs) -> Result<Config, ExitCode> {
-    let flags: Vec<(&str, String)> = [
+    let mut flags: Vec<(&str, String)> = [
         ("http.listen", &args.listen),
         ("admin.listen", &args.admin_listen),
         ("swarm.listen", &args.swarm_listen),
         ("store.data_dir", &args.data_dir),
+        ("swarm.cert_dir", &args.cert_dir),
     ]
     .into_iter()
     .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
     .collect();
+    if !args.peers.is_empty() {
+        // A list key takes comma-separated items, as from the environment.
+        flags.push(("swarm.peers", args.peers.join(",")));
+    }
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with("FLEETCACHE_"))
@@ -170,7 +189,9 @@ fn serve(args: &NodeArgs) -> ExitCode {
                 eprintln!("fleetcache: {err}");
                 tracing::error!("start-up failed: {err}");
                 return match err {
-                    StartError::Config(_) => ExitCode::from(EXIT_USAGE),
+                    StartError::Config(_) | StartError::Certificates(_) => {
+                        ExitCode::from(EXIT_USAGE)
+                    }
                     _ => ExitCode::FAILURE,
                 };
             }

@@ -11,10 +11,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use std::sync::Arc;
+
 use fleetcache_store::{Blob, ReadError};
 use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
+use crate::fill::{DirectFetch, Flight};
 use crate::metrics::ResponseObserver;
 
 /// Bytes read from a blob per blocking read: large enough to amortise the
@@ -31,6 +34,42 @@ pub(crate) enum BodyError {
     /// The blocking read task died (runtime shutting down).
     #[error("blob read task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The fill feeding this response failed.
+    #[error("filling from peers: {0}")]
+    Fill(String),
+}
+
+/// Where a response's object bytes come from.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// The local store.
+    Stored(Blob),
+    /// A fill in progress, read as its verified bytes arrive.
+    Filling(Arc<Flight>),
+    /// Peers directly, for a range of an object nobody is filling.
+    Direct(Arc<DirectFetch>),
+}
+
+impl Source {
+    fn spawn_read(&self, start: u64, end: u64) -> JoinHandle<Result<Bytes, BodyError>> {
+        let len = usize::try_from(end - start)
+            .unwrap_or(usize::MAX)
+            .min(READ_CHUNK);
+        match self {
+            Source::Stored(blob) => {
+                let blob = blob.clone();
+                tokio::task::spawn_blocking(move || Ok(blob.read_verified(start, len)?))
+            }
+            Source::Filling(flight) => {
+                let read = flight.clone().read(start, len);
+                tokio::spawn(async move { read.await.map_err(BodyError::Fill) })
+            }
+            Source::Direct(fetch) => {
+                let read = fetch.clone().read(start, end);
+                tokio::spawn(async move { read.await.map_err(BodyError::Fill) })
+            }
+        }
+    }
 }
 
 /// One piece of a body built from a blob.
@@ -77,8 +116,8 @@ impl ResponseBody {
         }
     }
 
-    /// Streams `segments` out of `blob`.
-    pub(crate) fn blob(blob: Blob, segments: Vec<Segment>) -> Self {
+    /// Streams `segments` out of `source`.
+    pub(crate) fn blob(source: Source, segments: Vec<Segment>) -> Self {
         let remaining = segments
             .iter()
             .map(|s| match s {
@@ -88,7 +127,7 @@ impl ResponseBody {
             .sum();
         Self {
             kind: Kind::Blob(BlobStream {
-                blob,
+                source,
                 segments: segments.into(),
                 in_flight: None,
                 remaining,
@@ -147,10 +186,10 @@ impl http_body::Body for ResponseBody {
 
 #[derive(Debug)]
 struct BlobStream {
-    blob: Blob,
+    source: Source,
     segments: VecDeque<Segment>,
-    /// The next blob chunk being read on the blocking pool.
-    in_flight: Option<JoinHandle<Result<Bytes, ReadError>>>,
+    /// The next chunk being read.
+    in_flight: Option<JoinHandle<Result<Bytes, BodyError>>>,
     /// Bytes still to yield, across all segments.
     remaining: u64,
 }
@@ -169,7 +208,11 @@ impl BlobStream {
                 return self.poll_next(cx);
             }
             Some(Segment::Blob(range)) => {
-                if let Some(inline) = self.blob.inline_bytes() {
+                let inline = match &self.source {
+                    Source::Stored(blob) => blob.inline_bytes(),
+                    _ => None,
+                };
+                if let Some(inline) = inline {
                     // Inline blobs are small, in memory and verified on load.
                     let (start, end) = (range.start as usize, range.end as usize);
                     self.segments.pop_front();
@@ -177,24 +220,23 @@ impl BlobStream {
                 } else {
                     let handle = match &mut self.in_flight {
                         Some(handle) => handle,
-                        None => {
-                            self.in_flight
-                                .insert(spawn_read(&self.blob, range.start, range.end))
-                        }
+                        None => self
+                            .in_flight
+                            .insert(self.source.spawn_read(range.start, range.end)),
                     };
                     let result = ready!(Pin::new(handle).poll(cx));
                     self.in_flight = None;
                     let bytes = match result {
                         Ok(Ok(bytes)) => bytes,
-                        Ok(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
+                        Ok(Err(err)) => return Poll::Ready(Some(Err(err))),
                         Err(err) => return Poll::Ready(Some(Err(err.into()))),
                     };
                     if bytes.is_empty() {
-                        // The store returned less than the index promised.
-                        return Poll::Ready(Some(Err(BodyError::Read(ReadError::OutOfRange {
-                            offset: range.start,
-                            size: self.blob.size(),
-                        }))));
+                        // The source returned less than its size promised.
+                        return Poll::Ready(Some(Err(BodyError::Fill(format!(
+                            "source ended early at byte {}",
+                            range.start
+                        )))));
                     }
                     range.start += bytes.len() as u64;
                     if range.is_empty() {
@@ -219,7 +261,7 @@ impl BlobStream {
             _ => None,
         });
         if let Some(range) = next {
-            self.in_flight = Some(spawn_read(&self.blob, range.start, range.end));
+            self.in_flight = Some(self.source.spawn_read(range.start, range.end));
         }
     }
 }
@@ -230,12 +272,4 @@ impl Drop for BlobStream {
             handle.abort();
         }
     }
-}
-
-fn spawn_read(blob: &Blob, start: u64, end: u64) -> JoinHandle<Result<Bytes, ReadError>> {
-    let blob = blob.clone();
-    let len = usize::try_from(end - start)
-        .unwrap_or(usize::MAX)
-        .min(READ_CHUNK);
-    tokio::task::spawn_blocking(move || blob.read_verified(start, len))
 }

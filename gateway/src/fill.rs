@@ -1,0 +1,355 @@
+//! The miss pipeline: one fill per cold hash (single-flight), verified bytes from the
+//! fleet teed into the store and to every waiting client as they arrive.
+//!
+//! A fill writes into a store ingest; waiters read back what has been written (bytes
+//! the swarm verified) and wait for more. Once the ingest is committed, waiters move to
+//! the stored blob. A client that goes away never stops the fill: the other waiters and
+//! the store still want the object.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use fleetcache_store::{Blob, Hash, Ingest, Store};
+use fleetcache_swarm::{FetchError, Located, Swarm};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::error::RequestError;
+use crate::metrics::Metrics;
+
+/// Verified bytes gathered before one blocking write into the ingest: large writes for
+/// the disk, and waiters see progress in steps of this size.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Where a fill stands; waiters watch it.
+#[derive(Debug, Clone)]
+pub(crate) enum Progress {
+    /// Asking peers and proving the size.
+    Locating,
+    /// The size is proven; `written` verified bytes can be read back.
+    Streaming { size: u64, written: u64 },
+    /// Stored and committed.
+    Done(Blob),
+    /// Gave up; nothing was stored.
+    Failed(FillFailure),
+}
+
+/// Why a fill ended without an object.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum FillFailure {
+    /// No live peer holds the object.
+    #[error("no peer holds the object")]
+    NotFound,
+    /// Peers hold it but none delivered it.
+    #[error("{0}")]
+    Fetch(#[from] FetchError),
+    /// The store could not take it.
+    #[error("storing the fill: {0}")]
+    Store(String),
+}
+
+impl From<FillFailure> for RequestError {
+    fn from(failure: FillFailure) -> Self {
+        match failure {
+            FillFailure::NotFound => RequestError::NotFound,
+            FillFailure::Fetch(err) if err.is_timeout() => {
+                RequestError::PeerTimeout(err.to_string())
+            }
+            FillFailure::Fetch(err) => RequestError::Peer(err.to_string()),
+            FillFailure::Store(msg) => RequestError::Internal(msg),
+        }
+    }
+}
+
+/// Every fill in progress on this node, by hash.
+#[derive(Debug)]
+pub(crate) struct Fills {
+    swarm: Swarm,
+    store: Store,
+    metrics: Arc<Metrics>,
+    flights: Mutex<HashMap<Hash, Arc<Flight>>>,
+}
+
+/// One fill and what its waiters need to read it.
+#[derive(Debug)]
+pub(crate) struct Flight {
+    hash: Hash,
+    progress: watch::Sender<Progress>,
+    /// Shared with blocking tasks: the fill writes, waiters read back.
+    ingest: Arc<Mutex<Option<Ingest>>>,
+}
+
+impl Fills {
+    pub(crate) fn new(swarm: Swarm, store: Store, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Fills {
+            swarm,
+            store,
+            metrics,
+            flights: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn swarm(&self) -> &Swarm {
+        &self.swarm
+    }
+
+    /// The fill of `hash`, joined if one is running.
+    pub(crate) fn running(&self, hash: &Hash) -> Option<Arc<Flight>> {
+        let flight = lock(&self.flights).get(hash).cloned();
+        if flight.is_some() {
+            self.metrics.fill_waiters.inc();
+        }
+        flight
+    }
+
+    /// Joins the fill of `hash`, starting it if none is running.
+    pub(crate) fn join(self: &Arc<Self>, hash: Hash) -> Arc<Flight> {
+        let mut flights = lock(&self.flights);
+        if let Some(flight) = flights.get(&hash) {
+            self.metrics.fill_waiters.inc();
+            return flight.clone();
+        }
+        let flight = Arc::new(Flight {
+            hash,
+            progress: watch::Sender::new(Progress::Locating),
+            ingest: Arc::new(Mutex::new(None)),
+        });
+        flights.insert(hash, flight.clone());
+        drop(flights);
+        let fills = self.clone();
+        let task_flight = flight.clone();
+        let span = tracing::info_span!("fill", %hash);
+        tokio::spawn(async move { fills.run(task_flight).await }.instrument(span));
+        flight
+    }
+
+    async fn run(self: Arc<Self>, flight: Arc<Flight>) {
+        let start = Instant::now();
+        self.metrics.fills_active.inc();
+        let outcome = self.fill(&flight).await;
+        self.metrics.fills_active.dec();
+        let result = match &outcome {
+            Ok(_) => "ok",
+            Err(FillFailure::NotFound) => "not_found",
+            Err(_) => "failed",
+        };
+        self.metrics
+            .fills
+            .with_label_values(&["peer", result])
+            .inc();
+        self.metrics
+            .fill_duration
+            .with_label_values(&["peer"])
+            .observe(start.elapsed().as_secs_f64());
+        // Leave the map before publishing: a request that arrives after the end must
+        // find the stored blob or start afresh, never join a finished fill.
+        lock(&self.flights).remove(&flight.hash);
+        match outcome {
+            Ok(blob) => {
+                tracing::info!(
+                    size = blob.size(),
+                    elapsed_ms = start.elapsed().as_millis() as u64,
+                    "filled from peers"
+                );
+                flight.progress.send_replace(Progress::Done(blob));
+            }
+            Err(failure) => {
+                tracing::warn!("fill failed: {failure}");
+                *lock(&flight.ingest) = None;
+                flight.progress.send_replace(Progress::Failed(failure));
+            }
+        }
+    }
+
+    async fn fill(&self, flight: &Flight) -> Result<Blob, FillFailure> {
+        let located = self
+            .swarm
+            .locate(flight.hash)
+            .await?
+            .ok_or(FillFailure::NotFound)?;
+        let size = located.size();
+        let store = self.store.clone();
+        let ingest = blocking(move || store.ingest(None).map_err(|e| e.to_string())).await?;
+        *lock(&flight.ingest) = Some(ingest);
+        flight
+            .progress
+            .send_replace(Progress::Streaming { size, written: 0 });
+        let mut fetch = located.fetch(0..size);
+        let mut batch = Vec::new();
+        let mut batch_len = 0;
+        let mut written = 0u64;
+        loop {
+            let next = fetch.next().await?;
+            let end = next.is_none();
+            if let Some(bytes) = next {
+                batch_len += bytes.len();
+                batch.push(bytes);
+            }
+            if batch_len >= WRITE_BATCH || (end && batch_len > 0) {
+                written += flight.write(std::mem::take(&mut batch)).await?;
+                batch_len = 0;
+                flight
+                    .progress
+                    .send_replace(Progress::Streaming { size, written });
+            }
+            if end {
+                break;
+            }
+        }
+        let ingest = lock(&flight.ingest).take();
+        let store = self.store.clone();
+        let hash = flight.hash;
+        blocking(move || {
+            let ingest = ingest.ok_or_else(|| "the fill lost its ingest".to_owned())?;
+            let outcome = ingest.finish().map_err(|e| e.to_string())?;
+            if outcome.hash != hash {
+                // Verified bytes cannot hash differently; this would be our bug.
+                return Err(format!("stored bytes hash to {}", outcome.hash));
+            }
+            store
+                .get(&hash)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "evicted as soon as it was stored".to_owned())
+        })
+        .await
+    }
+
+    /// Starts nothing: fetches only the bytes of `range` from the located holders,
+    /// for a range request on an object no fill is bringing in.
+    pub(crate) fn direct(located: Located) -> Arc<DirectFetch> {
+        Arc::new(DirectFetch {
+            located,
+            fetch: tokio::sync::Mutex::new(None),
+        })
+    }
+}
+
+impl Flight {
+    /// The proven size, once known; the failure if the fill gave up first.
+    pub(crate) async fn size(&self) -> Result<FlightSize, FillFailure> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Progress::Locating => {}
+                Progress::Streaming { size, .. } => return Ok(FlightSize::Streaming(*size)),
+                Progress::Done(blob) => return Ok(FlightSize::Stored(blob.clone())),
+                Progress::Failed(failure) => return Err(failure.clone()),
+            }
+            if rx.changed().await.is_err() {
+                return Err(FillFailure::Store("the fill task ended".into()));
+            }
+        }
+    }
+
+    async fn write(&self, batch: Vec<Bytes>) -> Result<u64, FillFailure> {
+        let ingest = self.ingest.clone();
+        blocking(move || {
+            let mut guard = lock(&ingest);
+            let ingest = guard
+                .as_mut()
+                .ok_or_else(|| "the fill lost its ingest".to_owned())?;
+            let mut n = 0;
+            for bytes in &batch {
+                ingest.write(bytes).map_err(|e| e.to_string())?;
+                n += bytes.len() as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Up to `len` bytes from `start`, waiting until the fill has them.
+    pub(crate) async fn read(self: Arc<Self>, start: u64, len: usize) -> Result<Bytes, String> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            let progress = rx.borrow_and_update().clone();
+            match progress {
+                Progress::Done(blob) => {
+                    return blocking(move || {
+                        blob.read_verified(start, len).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .map_err(|e| e.to_string());
+                }
+                Progress::Failed(failure) => return Err(failure.to_string()),
+                Progress::Streaming { written, .. } if written > start => {
+                    let ingest = self.ingest.clone();
+                    let read = blocking(move || {
+                        let guard = lock(&ingest);
+                        match guard.as_ref() {
+                            Some(ingest) => ingest
+                                .read_written(start, len.min((written - start) as usize))
+                                .map(Some)
+                                .map_err(|e| e.to_string()),
+                            // Being committed: wait for Done.
+                            None => Ok(None),
+                        }
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    if let Some(bytes) = read {
+                        return Ok(bytes);
+                    }
+                }
+                Progress::Streaming { .. } | Progress::Locating => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err("the fill task ended".into());
+            }
+        }
+    }
+}
+
+/// What a waiter learns once the size is proven.
+#[derive(Debug)]
+pub(crate) enum FlightSize {
+    /// Still arriving; this many bytes in all.
+    Streaming(u64),
+    /// Already stored.
+    Stored(Blob),
+}
+
+/// A range fetched straight from peers for one response, not stored.
+#[derive(Debug)]
+pub(crate) struct DirectFetch {
+    located: Located,
+    fetch: tokio::sync::Mutex<Option<(u64, fleetcache_swarm::Fetch)>>,
+}
+
+impl DirectFetch {
+    /// The next verified bytes of `start..end`; continues the running fetch when it is
+    /// at `start`, else starts one there.
+    pub(crate) async fn read(self: Arc<Self>, start: u64, end: u64) -> Result<Bytes, String> {
+        let mut guard = self.fetch.lock().await;
+        let (pos, fetch) = match guard.take() {
+            Some((pos, fetch)) if pos == start => (pos, fetch),
+            _ => (start, self.located.fetch(start..end)),
+        };
+        let slot = guard.insert((pos, fetch));
+        match slot.1.next().await {
+            Ok(Some(bytes)) => {
+                slot.0 += bytes.len() as u64;
+                Ok(bytes)
+            }
+            Ok(None) => Ok(Bytes::new()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, FillFailure> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(FillFailure::Store),
+        Err(err) => Err(FillFailure::Store(format!("blocking task failed: {err}"))),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

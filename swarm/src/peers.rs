@@ -235,6 +235,12 @@ pub(crate) fn rendezvous_order(hash: &Hash, peers: &mut [Arc<Peer>]) {
     peers.sort_by_cached_key(|peer| std::cmp::Reverse(rendezvous_score(hash, peer.addr)));
 }
 
+/// The order in which a node asks the peers at `addrs` for `hash`, best first (the
+/// hash's owner first). The same for every node that sees the same peers.
+pub fn rendezvous_rank(hash: &Hash, addrs: &mut [SocketAddr]) {
+    addrs.sort_by_cached_key(|&addr| std::cmp::Reverse(rendezvous_score(hash, addr)));
+}
+
 fn rendezvous_score(hash: &Hash, addr: SocketAddr) -> u64 {
     let mut hasher = blake3::Hasher::new();
     hasher.update(hash.as_bytes());

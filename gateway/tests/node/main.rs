@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod liar;
 mod support;
 
 mod admin;
@@ -11,3 +12,4 @@ mod blobs;
 mod limits;
 mod process;
 mod ranges;
+mod swarm;

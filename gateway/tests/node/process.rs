@@ -436,20 +436,6 @@ fn files_of_size(dir: &Path, len: u64) -> Vec<PathBuf> {
     found
 }
 
-fn flip_byte(path: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, offset).unwrap();
-    byte[0] ^= 0x40;
-    file.write_all_at(&byte, offset).unwrap();
-    file.sync_all().unwrap();
-}
-
 #[test]
 fn corrupted_data_is_caught_by_fsck_and_never_served() {
     let dir = tempfile::TempDir::new().unwrap();

@@ -49,7 +49,58 @@ pub struct TestNode {
     pub data: TempDir,
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// The QUIC address, for nodes in a fleet.
+    pub swarm: Option<SocketAddr>,
     pub client: HttpClient,
+}
+
+/// A fleet CA in a temp dir, issuing node certificate directories.
+pub struct Fleet {
+    pub dir: TempDir,
+    ca: fleetcache_swarm::FleetCa,
+    issued: usize,
+}
+
+impl Fleet {
+    pub fn new() -> Fleet {
+        let dir = TempDir::new().expect("tempdir");
+        let ca = fleetcache_swarm::FleetCa::generate("test fleet").expect("ca");
+        ca.save(&dir.path().join("ca")).expect("save ca");
+        Fleet { dir, ca, issued: 0 }
+    }
+
+    /// A fresh node certificate directory (ca.pem, node.pem, node.key).
+    pub fn cert_dir(&mut self) -> PathBuf {
+        self.issued += 1;
+        let name = format!("node-{}", self.issued);
+        let dir = self.dir.path().join(&name);
+        self.ca
+            .issue_node(&name)
+            .expect("issue")
+            .save(&dir)
+            .expect("save node cert");
+        dir
+    }
+
+    pub fn identity(&mut self) -> fleetcache_swarm::NodeIdentity {
+        fleetcache_swarm::NodeIdentity::load(&self.cert_dir()).expect("identity")
+    }
+
+    /// FLEETCACHE_* settings for a fleet member joining `peers`, with timeouts short
+    /// enough for tests.
+    pub fn env(&mut self, peers: &[SocketAddr]) -> Vec<(String, String)> {
+        let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
+        vec![
+            (
+                "FLEETCACHE_SWARM_CERT_DIR".into(),
+                self.cert_dir().display().to_string(),
+            ),
+            ("FLEETCACHE_SWARM_LISTEN".into(), "127.0.0.1:0".into()),
+            ("FLEETCACHE_SWARM_PEERS".into(), peers.join(",")),
+            ("FLEETCACHE_SWARM_PEER_TIMEOUT".into(), "3s".into()),
+            ("FLEETCACHE_SWARM_PING_INTERVAL".into(), "100ms".into()),
+        ]
+    }
 }
 
 impl TestNode {
@@ -63,6 +114,45 @@ impl TestNode {
         Self::start_in(data, env).await
     }
 
+    /// Starts a fleet member that joins `peers` (QUIC addresses).
+    pub async fn start_in_fleet(fleet: &mut Fleet, peers: &[SocketAddr]) -> Self {
+        Self::start_in_fleet_with(fleet, peers, &[]).await
+    }
+
+    pub async fn start_in_fleet_with(
+        fleet: &mut Fleet,
+        peers: &[SocketAddr],
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let env = fleet.env(peers);
+        let mut pairs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.extend_from_slice(extra);
+        let node = Self::start_with(&pairs).await;
+        assert!(node.swarm.is_some(), "fleet member without a swarm");
+        node
+    }
+
+    /// Waits until `/peers` shows `n` peers up.
+    pub async fn wait_peers_up(&self, n: usize) {
+        eventually("peers up", Duration::from_secs(15), async || {
+            self.peers_up().await >= n
+        })
+        .await;
+    }
+
+    pub async fn peers_up(&self) -> usize {
+        let peers = self.admin(Method::GET, "/peers").await.json();
+        peers["peers"]
+            .as_array()
+            .map_or(0, |p| p.iter().filter(|p| p["state"] == "up").count())
+    }
+
+    /// The value of a metric sample, 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics().await, sample).unwrap_or(0.0)
+    }
+
     /// Starts a node on an existing data dir (restart tests).
     pub async fn start_in(data: TempDir, env: &[(&str, &str)]) -> Self {
         let config = test_config(data.path(), env).expect("valid test config");
@@ -70,6 +160,7 @@ impl TestNode {
         TestNode {
             public: node.public_addr(),
             admin: node.admin_addr(),
+            swarm: node.swarm_addr(),
             node: Some(node),
             data,
             client: client(),
@@ -179,14 +270,14 @@ pub async fn request(
     let response = client
         .request(builder.body(Full::new(body)).expect("request"))
         .await
-        .expect("response");
+        .unwrap_or_else(|err| panic!("{url}: {err:?}"));
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
-        .expect("body")
+        .unwrap_or_else(|err| panic!("{url}: reading the body: {err:?}"))
         .to_bytes();
     Reply {
         status,
@@ -255,6 +346,8 @@ pub struct Proc {
     pub child: Child,
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// The QUIC address, when started with fleet certificates.
+    pub swarm: Option<SocketAddr>,
 }
 
 pub fn bin() -> PathBuf {
@@ -314,6 +407,9 @@ impl Proc {
         Proc {
             public: field("public_addr"),
             admin: field("admin_addr"),
+            swarm: json["fields"]["swarm_addr"]
+                .as_str()
+                .and_then(|a| a.parse().ok()),
             child,
         }
     }
@@ -368,4 +464,19 @@ pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Flips one bit of a file in place, behind the store's back.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset).unwrap();
+    byte[0] ^= 0x40;
+    file.write_all_at(&byte, offset).unwrap();
+    file.sync_all().unwrap();
 }

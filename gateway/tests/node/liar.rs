@@ -1,0 +1,152 @@
+//! A fleet member that lies: a real QUIC endpoint with a valid fleet certificate that
+//! speaks the wire protocol for one object, but damages large GET answers in a chosen
+//! way. Small answers (the size proof) are honest unless the lie is about the size.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bao_tree::BlockSize;
+use bao_tree::io::outboard::PreOrderMemOutboard;
+use bao_tree::io::sync::encode_ranges_validated;
+use fleetcache_store::Hash;
+use fleetcache_swarm::{Decoded, NodeIdentity, Request, Response};
+
+/// Answers bigger than this count as "the data", smaller ones as proofs.
+const PROOF_MAX: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lie {
+    /// Flip one bit in the middle of the data stream.
+    FlipBit,
+    /// Finish the stream cleanly halfway through the data.
+    Truncate,
+    /// Claim a size one group larger than the real one, on every GET.
+    WrongSize,
+    /// Send half the data, then nothing, keeping the stream open.
+    Stall,
+}
+
+pub struct Liar {
+    pub addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    data: Arc<Mutex<Arc<Vec<u8>>>>,
+    pub gets: Arc<AtomicU64>,
+}
+
+impl Liar {
+    /// Binds on loopback; it holds nothing until [`Liar::hold`].
+    pub fn start(identity: &NodeIdentity, lie: Lie) -> Liar {
+        let config = identity.quic_server_config().expect("server config");
+        let endpoint =
+            quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).expect("bind liar");
+        let addr = endpoint.local_addr().unwrap();
+        let data = Arc::new(Mutex::new(Arc::new(Vec::new())));
+        let gets = Arc::new(AtomicU64::new(0));
+        let accept = endpoint.clone();
+        let (shared, counter) = (data.clone(), gets.clone());
+        tokio::spawn(async move {
+            while let Some(incoming) = accept.accept().await {
+                let (shared, counter) = (shared.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(connection) = incoming.await else {
+                        return;
+                    };
+                    while let Ok((send, recv)) = connection.accept_bi().await {
+                        let data = shared.lock().unwrap().clone();
+                        tokio::spawn(answer(send, recv, data, lie, counter.clone()));
+                    }
+                });
+            }
+        });
+        Liar {
+            addr,
+            endpoint,
+            data,
+            gets,
+        }
+    }
+
+    /// The object it claims to hold (and damages).
+    pub fn hold(&self, data: Vec<u8>) -> Hash {
+        let hash = Hash::from(blake3::hash(&data));
+        *self.data.lock().unwrap() = Arc::new(data);
+        hash
+    }
+}
+
+impl Drop for Liar {
+    fn drop(&mut self) {
+        self.endpoint.close(0u32.into(), b"bye");
+    }
+}
+
+async fn answer(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    data: Arc<Vec<u8>>,
+    lie: Lie,
+    gets: Arc<AtomicU64>,
+) {
+    let hash = Hash::from(blake3::hash(&data));
+    let Ok(frame) = recv.read_to_end(2048).await else {
+        return;
+    };
+    let Ok(Decoded::Frame(request, _)) = Request::decode(&frame) else {
+        return;
+    };
+    let reply = match request {
+        Request::Ping => Response::Pong.encode().unwrap(),
+        Request::Have {
+            hash: asked,
+            ranges,
+        } if asked == hash => Response::Have(ranges).encode().unwrap(),
+        Request::Get {
+            hash: asked,
+            ranges,
+        } if asked == hash => {
+            gets.fetch_add(1, Ordering::Relaxed);
+            let size = data.len() as u64;
+            let outboard = PreOrderMemOutboard::create(&data[..], BlockSize::from_chunk_log(4));
+            let mut encoded = Vec::new();
+            encode_ranges_validated(
+                &data[..],
+                &outboard,
+                &ranges.to_chunk_ranges(),
+                &mut encoded,
+            )
+            .unwrap();
+            let claimed = if lie == Lie::WrongSize {
+                size + 16 * 1024
+            } else {
+                size
+            };
+            let mut reply = Response::Get { size: claimed }.encode().unwrap();
+            let is_data = encoded.len() > PROOF_MAX;
+            match lie {
+                Lie::FlipBit if is_data => {
+                    let middle = encoded.len() / 2;
+                    encoded[middle] ^= 0x01;
+                }
+                Lie::Truncate if is_data => encoded.truncate(encoded.len() / 2),
+                Lie::Stall if is_data => {
+                    encoded.truncate(encoded.len() / 2);
+                    reply.extend_from_slice(&encoded);
+                    let _ = send.write_all(&reply).await;
+                    // Hold the stream open, sending nothing, until the requester gives up.
+                    let _ = send.stopped().await;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                _ => {}
+            }
+            reply.extend_from_slice(&encoded);
+            reply
+        }
+        _ => Response::NotFound.encode().unwrap(),
+    };
+    let _ = send.write_all(&reply).await;
+    let _ = send.finish();
+    let _ = send.stopped().await;
+}

@@ -1,6 +1,7 @@
 //! The requesting side: one request per QUIC stream, responses decoded by bao-tree so
 //! every 16 KiB group is checked against the root hash before it leaves this module.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
@@ -71,19 +72,24 @@ impl PeerError {
     }
 }
 
-/// A response body as bao-tree's decoder reads it: QUIC chunks, zero-copy where a chunk
-/// holds the whole read, each wait bounded by the stall timeout.
+/// A response body as bao-tree's decoder reads it: QUIC chunks taken in batches, sliced
+/// without copying where one chunk holds a whole read, each wait bounded by the stall
+/// timeout.
 pub(crate) struct StreamReader {
     recv: quinn::RecvStream,
-    pending: Bytes,
+    pending: VecDeque<Bytes>,
+    finished: bool,
     stall: Duration,
-    received: u64,
 }
+
+/// Chunks taken from quinn per call: one await per batch of packets, not per packet.
+const CHUNK_BATCH: usize = 32;
 
 impl std::fmt::Debug for StreamReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamReader")
-            .field("received", &self.received)
+            .field("pending", &self.pending.len())
+            .field("finished", &self.finished)
             .finish_non_exhaustive()
     }
 }
@@ -92,26 +98,47 @@ impl StreamReader {
     fn new(recv: quinn::RecvStream, stall: Duration) -> Self {
         StreamReader {
             recv,
-            pending: Bytes::new(),
+            pending: VecDeque::new(),
+            finished: false,
             stall,
-            received: 0,
         }
     }
 
-    /// The next chunk from the stream, or `None` at its clean end.
-    async fn next_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
-        if !self.pending.is_empty() {
-            let take = max.min(self.pending.len());
-            return Ok(Some(self.pending.split_to(take)));
+    /// Takes the next batch of chunks from the stream; false at its clean end.
+    async fn refill(&mut self) -> io::Result<bool> {
+        if self.finished {
+            return Ok(false);
         }
-        match tokio::time::timeout(self.stall, self.recv.read_chunk(max, true)).await {
+        let mut batch: [Bytes; CHUNK_BATCH] = std::array::from_fn(|_| Bytes::new());
+        match tokio::time::timeout(self.stall, self.recv.read_chunks(&mut batch)).await {
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "peer stalled")),
-            Ok(Ok(Some(chunk))) => {
-                self.received += chunk.bytes.len() as u64;
-                Ok(Some(chunk.bytes))
+            Ok(Ok(Some(n))) => {
+                self.pending
+                    .extend(batch.into_iter().take(n).filter(|b| !b.is_empty()));
+                Ok(true)
             }
-            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(None)) => {
+                self.finished = true;
+                Ok(false)
+            }
             Ok(Err(err)) => Err(io::Error::other(describe_read_error(err))),
+        }
+    }
+
+    /// The next bytes from the stream, at most `max`; `None` at its clean end.
+    async fn next_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        loop {
+            if let Some(front) = self.pending.front_mut() {
+                let chunk = if front.len() <= max {
+                    self.pending.pop_front().unwrap_or_default()
+                } else {
+                    front.split_to(max)
+                };
+                return Ok(Some(chunk));
+            }
+            if !self.refill().await? {
+                return Ok(None);
+            }
         }
     }
 }
@@ -180,7 +207,10 @@ pub(crate) async fn send_request(
     loop {
         match Response::decode(request.kind(), &header) {
             Ok(Decoded::Frame(response, used)) => {
-                reader.pending = header.split_off(used).freeze();
+                let rest = header.split_off(used).freeze();
+                if !rest.is_empty() {
+                    reader.pending.push_front(rest);
+                }
                 return Ok((response, reader));
             }
             Ok(Decoded::Incomplete) => {}

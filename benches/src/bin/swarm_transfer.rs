@@ -1,0 +1,492 @@
+//! `swarm-transfer`: node→node verified transfer over loopback QUIC, against raw quinn
+//! and raw BLAKE3 measured in the same run.
+//!
+//! ```sh
+//! cargo build --release -p fleetcache-benches
+//! target/release/swarm-transfer --size 1GiB --rounds 5
+//! ```
+//!
+//! Per round, alternating the order:
+//! - **raw quinn**: one bidirectional stream, the server writes `size` bytes from memory,
+//!   the client reads and drops them (same TLS, same transport settings as the swarm);
+//! - **swarm fetch**: node B locates the object on node A (HAVE, size proof) and fetches
+//!   it with every 16 KiB group verified, A reading and checking its store files;
+//! - **fill**: B's gateway fills the object into its store (triggered by HEAD), i.e. the
+//!   fetch plus writing and hashing it into the store;
+//! - **blake3**: one core hashing `size` bytes in memory.
+//!
+//! Then a fan-out: four nodes fetch the object from A at once.
+//! Reports medians and ratios against raw quinn; progress on stderr, report on stdout.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use fleetcache_config::Sources;
+use fleetcache_gateway::Node;
+use fleetcache_store::{Hash, Store, StoreOptions};
+use fleetcache_swarm::{FleetCa, NodeIdentity, Swarm, SwarmOptions};
+use rand::RngCore;
+
+const COMMAND: &str = "cargo build --release -p fleetcache-benches && \
+                       target/release/swarm-transfer";
+
+/// Node→node transfer against raw quinn and raw BLAKE3.
+#[derive(Debug, Parser)]
+#[command(name = "swarm-transfer")]
+struct Args {
+    /// Object size, e.g. 1GiB or 256MiB.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// Rounds; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Run only this path (quinn, fetch, fill, blake3), e.g. under a profiler.
+    #[arg(long)]
+    only: Option<String>,
+    /// Nodes fetching at once in the fan-out scenario (0 skips it).
+    #[arg(long, default_value_t = 4)]
+    fan_out: usize,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<fleetcache_config::ByteSize>()
+        .map(|s| s.0)
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(&args))
+}
+
+struct Fleet {
+    ca: FleetCa,
+    issued: usize,
+}
+
+impl Fleet {
+    fn identity(&mut self) -> Result<NodeIdentity> {
+        self.issued += 1;
+        Ok(self
+            .ca
+            .issue_node(&format!("bench-{}", self.issued))?
+            .identity()?)
+    }
+}
+
+fn open_store(dir: &Path, capacity: u64) -> Result<Store> {
+    Ok(Store::open(StoreOptions {
+        data_dir: dir.to_owned(),
+        capacity,
+        high_watermark: 0.99,
+        low_watermark: 0.98,
+    })?)
+}
+
+fn swarm(fleet: &mut Fleet, store: Store, peers: &[SocketAddr]) -> Result<Swarm> {
+    Ok(Swarm::start(SwarmOptions {
+        listen: "127.0.0.1:0".parse()?,
+        identity: fleet.identity()?,
+        peers: peers.iter().map(ToString::to_string).collect(),
+        store,
+        peer_timeout: Duration::from_secs(5),
+        ping_interval: Duration::from_millis(200),
+        resolve_interval: Duration::from_secs(30),
+        max_uploads: 64,
+    })?)
+}
+
+async fn wait_up(swarm: &Swarm, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while swarm
+        .peers()
+        .iter()
+        .filter(|p| p.state == fleetcache_swarm::PeerState::Up)
+        .count()
+        < n
+    {
+        if Instant::now() > deadline {
+            bail!("peers did not come up: {:?}", swarm.peers());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let capacity = args.size * 4 + (1 << 30);
+    let mut fleet = Fleet {
+        ca: FleetCa::generate("bench fleet")?,
+        issued: 0,
+    };
+    eprintln!("ingesting {} bytes into node A…", args.size);
+    let store_a = open_store(&dir.path().join("a"), capacity)?;
+    let hash = ingest_random(&store_a, args.size)?;
+    let a = swarm(&mut fleet, store_a, &[])?;
+    let a_addr = a.local_addr().context("A has no address")?;
+    let b = swarm(
+        &mut fleet,
+        open_store(&dir.path().join("b"), capacity)?,
+        &[a_addr],
+    )?;
+    wait_up(&b, 1).await?;
+    let raw = RawQuinn::start(&mut fleet, args.size)?;
+
+    let mut quinn_rates = Vec::new();
+    let mut fetch_rates = Vec::new();
+    let mut fill_rates = Vec::new();
+    let mut hash_rates = Vec::new();
+    for round in 0..args.rounds {
+        let mut order: Vec<u8> = vec![0, 1, 2, 3];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for which in order {
+            let name = ["quinn", "fetch", "fill", "blake3"][usize::from(which)];
+            if args.only.as_deref().is_some_and(|only| only != name) {
+                continue;
+            }
+            match which {
+                0 => quinn_rates.push(raw.transfer().await?),
+                1 => fetch_rates.push(fetch(&b, hash, args.size).await?),
+                2 => fill_rates.push(
+                    fill(
+                        &mut fleet,
+                        &dir.path().join(format!("fill-{round}")),
+                        a_addr,
+                        hash,
+                        args.size,
+                    )
+                    .await?,
+                ),
+                _ => hash_rates.push(hash_rate(args.size)),
+            }
+        }
+        eprintln!(
+            "round {}: quinn {:.0} MB/s, swarm fetch {:.0} MB/s, fill {:.0} MB/s, blake3 {:.0} MB/s",
+            round + 1,
+            last(&quinn_rates),
+            last(&fetch_rates),
+            last(&fill_rates),
+            last(&hash_rates)
+        );
+    }
+    let quinn = median(&mut quinn_rates);
+    let fetched = median(&mut fetch_rates);
+    let filled = median(&mut fill_rates);
+    let hashed = median(&mut hash_rates);
+
+    println!(
+        "## swarm-transfer: {} MiB node→node over loopback QUIC",
+        args.size >> 20
+    );
+    println!();
+    println!(
+        "Medians of {} rounds, alternating order. `{COMMAND} --size {} --rounds {}`",
+        args.rounds, args.size, args.rounds
+    );
+    println!();
+    println!("| path | MB/s | × raw quinn |");
+    println!("|---|---:|---:|");
+    println!("| raw quinn, one stream, no verification | {quinn:.0} | 1.00 |");
+    println!(
+        "| swarm fetch, every group verified (A checks on read, B on receipt) | {fetched:.0} | {:.2} |",
+        fetched / quinn
+    );
+    println!(
+        "| fill into B's store (fetch + write + index) | {filled:.0} | {:.2} |",
+        filled / quinn
+    );
+    println!(
+        "| raw blake3, one core, in memory | {hashed:.0} | {:.2} |",
+        hashed / quinn
+    );
+
+    if args.fan_out > 0 {
+        fan_out(&mut fleet, dir.path(), capacity, &a, hash, args).await?;
+    }
+    Ok(())
+}
+
+fn last(rates: &[f64]) -> f64 {
+    rates.last().copied().unwrap_or(0.0)
+}
+
+fn median(rates: &mut [f64]) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64() / 1e6
+}
+
+fn ingest_random(store: &Store, size: u64) -> Result<Hash> {
+    let mut ingest = store.ingest(None)?;
+    let mut buf = vec![0u8; 4 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = buf.len().min(left as usize);
+        rand::rng().fill_bytes(&mut buf[..n]);
+        ingest.write(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(ingest.finish()?.hash)
+}
+
+async fn fetch(b: &Swarm, hash: Hash, size: u64) -> Result<f64> {
+    let start = Instant::now();
+    let located = b
+        .locate(hash)
+        .await?
+        .context("A does not hold the object")?;
+    let mut fetch = located.fetch(0..size);
+    let mut got = 0u64;
+    while let Some(bytes) = fetch.next().await? {
+        got += bytes.len() as u64;
+    }
+    if got != size {
+        bail!("fetched {got} of {size} bytes");
+    }
+    Ok(mb_per_s(size, start.elapsed()))
+}
+
+/// A fresh gateway node fills the object into its store; the clock stops when it is
+/// committed.
+async fn fill(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u64) -> Result<f64> {
+    let certs = dir.join("certs");
+    fleet
+        .ca
+        .issue_node(&format!("fill-{}", fleet.issued))?
+        .save(&certs)?;
+    fleet.issued += 1;
+    let config = fleetcache_config::load(Sources {
+        file: None,
+        env: Vec::new(),
+        flags: vec![
+            ("http.listen", "127.0.0.1:0".into()),
+            ("admin.listen", "127.0.0.1:0".into()),
+            ("swarm.listen", "127.0.0.1:0".into()),
+            ("store.data_dir", dir.join("data").display().to_string()),
+            ("store.capacity", (size * 2 + (1 << 30)).to_string()),
+            ("swarm.cert_dir", certs.display().to_string()),
+            ("swarm.peers", a.to_string()),
+            ("swarm.ping_interval", "50ms".into()),
+            ("log.level", "warn".into()),
+        ],
+    })?;
+    let node = Node::start(&config).await?;
+    let http = node.public_addr();
+    let admin = node.admin_addr();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !http_get(admin, "/peers")
+        .await?
+        .contains("\"state\": \"up\"")
+    {
+        if Instant::now() > deadline {
+            bail!("fill node never saw A");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let start = Instant::now();
+    let head = http_request(
+        http,
+        &format!("HEAD /blake3/{hash} HTTP/1.1\r\nHost: b\r\n\r\n"),
+    )
+    .await?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("HEAD on the fill node: {head}");
+    }
+    loop {
+        let metrics = http_get(admin, "/metrics").await?;
+        if metrics.contains("fleetcache_fills_total{result=\"ok\",source=\"peer\"} 1") {
+            break;
+        }
+        if metrics.contains("result=\"failed\"") || start.elapsed() > Duration::from_secs(600) {
+            bail!("the fill failed or did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = mb_per_s(size, start.elapsed());
+    node.shutdown().await;
+    std::fs::remove_dir_all(dir)?;
+    Ok(rate)
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+async fn http_request(addr: SocketAddr, request: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        // A HEAD response ends with its head.
+        if request.starts_with("HEAD") && out.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hash_rate(size: u64) -> f64 {
+    let chunk = vec![0x5au8; 16 << 20];
+    let start = Instant::now();
+    let mut hasher = blake3::Hasher::new();
+    let mut left = size;
+    while left > 0 {
+        let n = chunk.len().min(left as usize);
+        hasher.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    std::hint::black_box(hasher.finalize());
+    mb_per_s(size, start.elapsed())
+}
+
+/// A bare quinn server and client with the fleet's TLS and transport settings.
+struct RawQuinn {
+    client: quinn::Endpoint,
+    server_addr: SocketAddr,
+}
+
+impl RawQuinn {
+    fn start(fleet: &mut Fleet, size: u64) -> Result<RawQuinn> {
+        let server_config = fleet.identity()?.quic_server_config()?;
+        let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse()?)?;
+        let server_addr = server.local_addr()?;
+        let payload = Bytes::from(vec![0xa5u8; 1 << 20]);
+        tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let Ok(connection) = incoming.await else {
+                        return;
+                    };
+                    while let Ok((mut send, _recv)) = connection.accept_bi().await {
+                        let mut left = size;
+                        while left > 0 {
+                            let n = (payload.len() as u64).min(left) as usize;
+                            if send.write_chunk(payload.slice(..n)).await.is_err() {
+                                return;
+                            }
+                            left -= n as u64;
+                        }
+                        let _ = send.finish();
+                        let _ = send.stopped().await;
+                    }
+                });
+            }
+        });
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        client.set_default_client_config(fleet.identity()?.quic_client_config()?);
+        Ok(RawQuinn {
+            client,
+            server_addr,
+        })
+    }
+
+    async fn transfer(&self) -> Result<f64> {
+        let connection = self
+            .client
+            .connect(self.server_addr, fleetcache_swarm::FLEET_SERVER_NAME)?
+            .await?;
+        let start = Instant::now();
+        let (mut send, mut recv) = connection.open_bi().await?;
+        send.write_all(b"go").await?;
+        send.finish()?;
+        let mut got = 0u64;
+        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+            got += chunk.bytes.len() as u64;
+        }
+        let elapsed = start.elapsed();
+        connection.close(0u32.into(), b"done");
+        Ok(mb_per_s(got, elapsed))
+    }
+}
+
+async fn fan_out(
+    fleet: &mut Fleet,
+    dir: &Path,
+    capacity: u64,
+    a: &Swarm,
+    hash: Hash,
+    args: &Args,
+) -> Result<()> {
+    let a_addr = a.local_addr().context("A has no address")?;
+    let mut nodes = Vec::new();
+    for i in 0..args.fan_out {
+        let store = open_store(&dir.join(format!("fan-{i}")), capacity)?;
+        nodes.push(Arc::new(swarm(fleet, store, &[a_addr])?));
+    }
+    for node in &nodes {
+        wait_up(node, 1).await?;
+    }
+    let sent_before = a.stats().bytes_sent;
+    let single = fetch(&nodes[0], hash, args.size).await?;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in &nodes {
+        let node = node.clone();
+        let size = args.size;
+        tasks.spawn(async move {
+            let begun = Instant::now();
+            fetch(&node, hash, size).await.map(|_| begun.elapsed())
+        });
+    }
+    let mut each = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        each.push(done??);
+    }
+    let all = start.elapsed();
+    let sent = a.stats().bytes_sent - sent_before;
+    let per_node: Vec<String> = each
+        .iter()
+        .map(|d| format!("{:.2}s", d.as_secs_f64()))
+        .collect();
+    println!();
+    println!(
+        "### fan-out: {} nodes fetch the object from A at once",
+        args.fan_out
+    );
+    println!();
+    println!("| figure | value |");
+    println!("|---|---:|");
+    println!("| one node alone | {single:.0} MB/s |");
+    println!(
+        "| all {} done in | {:.2} s |",
+        args.fan_out,
+        all.as_secs_f64()
+    );
+    println!(
+        "| aggregate | {:.0} MB/s ({:.2} × one node alone) |",
+        mb_per_s(args.size * args.fan_out as u64, all),
+        mb_per_s(args.size * args.fan_out as u64, all) / single
+    );
+    println!("| each node's time | {} |", per_node.join(", "));
+    println!(
+        "| bytes A sent (data + proofs) | {:.3} × object per fetch |",
+        sent as f64 / (args.size as f64 * (args.fan_out + 1) as f64)
+    );
+    Ok(())
+}

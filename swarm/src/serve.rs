@@ -32,27 +32,17 @@ pub(crate) struct Responder {
 
 /// Answers every stream a peer opens until the connection ends.
 pub(crate) async fn serve_connection(connection: quinn::Connection, responder: Arc<Responder>) {
+    // Unidirectional streams need no handling: the transport allows peers none.
     loop {
-        tokio::select! {
-            stream = connection.accept_bi() => match stream {
-                Ok((send, recv)) => {
-                    let responder = responder.clone();
-                    tokio::spawn(
-                        async move { responder.answer(send, recv).await }.in_current_span(),
-                    );
-                }
-                Err(err) => {
-                    tracing::debug!("connection ended: {err}");
-                    return;
-                }
-            },
-            stream = connection.accept_uni() => match stream {
-                Ok(mut recv) => {
-                    // The protocol has no unidirectional streams.
-                    let _ = recv.stop(ErrorCode::Malformed.to_u32().into());
-                }
-                Err(_) => return,
-            },
+        match connection.accept_bi().await {
+            Ok((send, recv)) => {
+                let responder = responder.clone();
+                tokio::spawn(async move { responder.answer(send, recv).await }.in_current_span());
+            }
+            Err(err) => {
+                tracing::debug!("connection ended: {err}");
+                return;
+            }
         }
     }
 }

@@ -429,6 +429,7 @@ fn transport_config(peer_timeout: Duration) -> quinn::TransportConfig {
     }
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     transport.max_concurrent_uni_streams(0u8.into());
+    transport.datagram_receive_buffer_size(None);
     transport.max_concurrent_bidi_streams(256u32.into());
     // Room for a few milliseconds of a fast link per stream.
     transport.stream_receive_window((8u32 << 20).into());

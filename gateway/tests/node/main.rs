@@ -10,6 +10,7 @@ mod support;
 mod admin;
 mod blobs;
 mod limits;
+mod netns;
 mod process;
 mod ranges;
 mod swarm;

@@ -358,13 +358,24 @@ impl Proc {
     /// Starts `fleetcache serve` on `data` with loopback port-0 listeners and
     /// waits for its start-up log line to learn the addresses.
     pub fn serve(data: &Path, env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(bin());
+        Self::serve_via(Command::new(bin()), "127.0.0.1:0", "127.0.0.1:0", data, env)
+    }
+
+    /// Starts `fleetcache serve` through `launcher` (the binary itself, or a command
+    /// such as `ip netns exec NS` that execs it) with the given listeners.
+    pub fn serve_via(
+        mut cmd: Command,
+        listen: &str,
+        admin_listen: &str,
+        data: &Path,
+        env: &[(&str, &str)],
+    ) -> Proc {
         cmd.args([
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--admin-listen",
-            "127.0.0.1:0",
+            admin_listen,
             "--data-dir",
         ])
         .arg(data)
@@ -377,6 +388,7 @@ impl Proc {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn fleetcache");
+        let started = Instant::now();
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -395,7 +407,13 @@ impl Proc {
         });
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("fleetcache did not start: {:?}", child.try_wait()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "fleetcache did not start within {:?}: {:?}",
+                    started.elapsed(),
+                    child.try_wait()
+                )
+            });
         let json: serde_json::Value = serde_json::from_str(&line).expect("json log line");
         let field = |name: &str| -> SocketAddr {
             json["fields"][name]

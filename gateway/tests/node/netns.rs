@@ -1,0 +1,440 @@
+//! A fleet across hosts: each node in its own network namespace with its own address,
+//! joined by a bridge in a hub namespace. The link is bad on purpose: nftables drops 5 %
+//! of UDP at random in the bridge's forward chain, and `tbf` caps each holder's egress.
+//! Peers are found through a DNS name (a per-namespace hosts file) that is re-resolved.
+//!
+//! Needs root, `ip`, `nft` and `tc` (`.ci/run` installs them). Set
+//! `FLEETCACHE_SKIP_NETNS=1` to skip on a machine without them; without that variable a
+//! missing prerequisite fails the test rather than passing it silently.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetcache_store::Hash;
+use http::{Method, StatusCode};
+
+use crate::support::*;
+
+const TOKEN: &str = "netns-test-token-0123456789";
+const NODES: usize = 3;
+
+/// Runs a command, panicking with its output if it fails.
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> String {
+    let mut full = vec!["ip", "netns", "exec", ns];
+    full.extend_from_slice(args);
+    run(&full)
+}
+
+/// Namespaces `<tag>hub` (the bridge) and `<tag>n1..n3`, a veth from each node to the
+/// bridge, and one from this (root) namespace so the test can reach the nodes' HTTP.
+struct Net {
+    tag: String,
+    subnet: u8,
+    host_if: String,
+}
+
+impl Net {
+    fn create() -> Net {
+        let pid = std::process::id();
+        let net = Net {
+            tag: format!("fc{}", pid % 100_000),
+            subnet: (pid % 200 + 20) as u8,
+            host_if: format!("fc{}h", pid % 100_000),
+        };
+        let hub = net.hub();
+        run(&["ip", "netns", "add", &hub]);
+        in_ns(&hub, &["ip", "link", "add", "br0", "type", "bridge"]);
+        in_ns(&hub, &["ip", "link", "set", "br0", "up"]);
+        for i in 1..=NODES {
+            let ns = net.node(i);
+            let (inner, outer) = (format!("{}n{i}", net.tag), format!("{}b{i}", net.tag));
+            run(&["ip", "netns", "add", &ns]);
+            run(&[
+                "ip", "link", "add", &inner, "type", "veth", "peer", "name", &outer,
+            ]);
+            run(&["ip", "link", "set", &inner, "netns", &ns]);
+            run(&["ip", "link", "set", &outer, "netns", &hub]);
+            in_ns(&hub, &["ip", "link", "set", &outer, "master", "br0", "up"]);
+            in_ns(&ns, &["ip", "link", "set", &inner, "name", "eth0"]);
+            in_ns(
+                &ns,
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{}/24", net.ip(i)),
+                    "dev",
+                    "eth0",
+                ],
+            );
+            in_ns(&ns, &["ip", "link", "set", "eth0", "up"]);
+            in_ns(&ns, &["ip", "link", "set", "lo", "up"]);
+        }
+        let hub_side = format!("{}x", net.tag);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &net.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &hub_side,
+        ]);
+        run(&["ip", "link", "set", &hub_side, "netns", &hub]);
+        in_ns(
+            &hub,
+            &["ip", "link", "set", &hub_side, "master", "br0", "up"],
+        );
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", net.ip(254)),
+            "dev",
+            &net.host_if,
+        ]);
+        run(&["ip", "link", "set", &net.host_if, "up"]);
+        net
+    }
+
+    fn hub(&self) -> String {
+        format!("{}hub", self.tag)
+    }
+
+    fn node(&self, i: usize) -> String {
+        format!("{}n{i}", self.tag)
+    }
+
+    fn ip(&self, i: usize) -> String {
+        format!("10.{}.0.{i}", self.subnet)
+    }
+
+    fn swarm_addr(&self, i: usize) -> SocketAddr {
+        format!("{}:7070", self.ip(i)).parse().unwrap()
+    }
+
+    /// The bad link: random UDP loss in the bridge and a rate cap on a node's egress.
+    fn degrade(&self, loss_percent: u32, capped: &[usize]) {
+        let hub = self.hub();
+        in_ns(&hub, &["nft", "add", "table", "bridge", "lossy"]);
+        in_ns(
+            &hub,
+            &[
+                "nft",
+                "add",
+                "chain",
+                "bridge",
+                "lossy",
+                "forward",
+                "{ type filter hook forward priority 0; }",
+            ],
+        );
+        let rule = format!("meta l4proto udp numgen random mod 100 < {loss_percent} counter drop");
+        let mut args = vec!["nft", "add", "rule", "bridge", "lossy", "forward"];
+        args.extend(rule.split(' '));
+        in_ns(&hub, &args);
+        for &i in capped {
+            in_ns(
+                &self.node(i),
+                &[
+                    "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "40mbit", "burst",
+                    "64kb", "latency", "100ms",
+                ],
+            );
+        }
+    }
+
+    fn dropped_packets(&self) -> u64 {
+        let rules = in_ns(&self.hub(), &["nft", "list", "table", "bridge", "lossy"]);
+        rules
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `fleet.test` as the node `i` resolves it (`ip netns exec` mounts this over /etc/hosts).
+    fn set_hosts(&self, i: usize, members: &[usize]) {
+        let dir = PathBuf::from(format!("/etc/netns/{}", self.node(i)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines: String = members
+            .iter()
+            .map(|m| format!("{} fleet.test\n", self.ip(*m)))
+            .collect();
+        std::fs::write(dir.join("hosts"), format!("127.0.0.1 localhost\n{lines}")).unwrap();
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 1..=NODES {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.node(i)])
+                .status();
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.node(i)));
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.hub()])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+    }
+}
+
+fn prerequisites() -> Result<(), String> {
+    if effective_uid() != 0 {
+        return Err("not root".into());
+    }
+    for tool in ["ip", "nft", "tc"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Err(format!("{tool} is not installed"));
+        }
+    }
+    Ok(())
+}
+
+/// The effective uid, read from procfs (the workspace forbids `unsafe`).
+fn effective_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+struct Member {
+    proc: Proc,
+    http: String,
+    admin: String,
+    _data: tempfile::TempDir,
+}
+
+fn start_member(net: &Net, fleet: &mut Fleet, i: usize, peers: &str) -> Member {
+    let data = tempfile::TempDir::new().unwrap();
+    let env = fleet.env(&[]);
+    let mut env: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| k != "FLEETCACHE_SWARM_PEERS" && k != "FLEETCACHE_SWARM_LISTEN")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let swarm_listen = net.swarm_addr(i).to_string();
+    env.extend([
+        ("FLEETCACHE_SWARM_LISTEN", swarm_listen.as_str()),
+        ("FLEETCACHE_SWARM_PEERS", peers),
+        ("FLEETCACHE_SWARM_RESOLVE_INTERVAL", "300ms"),
+        ("FLEETCACHE_SWARM_PEER_TIMEOUT", "3s"),
+        ("FLEETCACHE_ADMIN_TOKEN", TOKEN),
+    ]);
+    let mut launcher = Command::new("ip");
+    launcher.args(["netns", "exec", &net.node(i)]).arg(bin());
+    let (http, admin) = (format!("{}:8080", net.ip(i)), format!("{}:8081", net.ip(i)));
+    let proc = Proc::serve_via(launcher, &http, &admin, data.path(), &env);
+    Member {
+        proc,
+        http: format!("http://{http}"),
+        admin: format!("http://{admin}"),
+        _data: data,
+    }
+}
+
+impl Member {
+    async fn admin(&self, method: Method, path: &str, body: Bytes) -> Reply {
+        let auth = format!("Bearer {TOKEN}");
+        request(
+            &client(),
+            method,
+            &format!("{}{path}", self.admin),
+            &[("authorization", &auth)],
+            body,
+        )
+        .await
+    }
+
+    async fn peers(&self) -> Vec<(String, String)> {
+        let json = self.admin(Method::GET, "/peers", Bytes::new()).await.json();
+        json["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["addr"].as_str().unwrap().to_owned(),
+                    p["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Verified bytes received from each of `peers`, from the metrics.
+    async fn received_from(&self, peers: &[SocketAddr]) -> Vec<f64> {
+        let metrics = self.admin(Method::GET, "/metrics", Bytes::new()).await;
+        let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+        peers
+            .iter()
+            .map(|addr| {
+                let sample = format!("fleetcache_peer_bytes_received_total{{peer=\"{addr}\"}}");
+                metric_value(&metrics, &sample).unwrap_or(0.0)
+            })
+            .collect()
+    }
+
+    async fn peer_state(&self, addr: SocketAddr) -> Option<String> {
+        let addr = addr.to_string();
+        self.peers()
+            .await
+            .into_iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, s)| s)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_across_namespaces_survives_a_lossy_capped_link() {
+    if let Err(missing) = prerequisites() {
+        if std::env::var_os("FLEETCACHE_SKIP_NETNS").is_some() {
+            eprintln!("skipping the network-namespace test: {missing}");
+            return;
+        }
+        panic!(
+            "the network-namespace test needs root, ip, nft and tc ({missing}); set FLEETCACHE_SKIP_NETNS=1 to skip it"
+        );
+    }
+    let net = Net::create();
+    net.degrade(5, &[1, 2]);
+    let mut fleet = Fleet::new();
+    // Node 3 finds every member, itself included, through one name.
+    net.set_hosts(3, &[1, 2, 3]);
+    let holder1 = start_member(&net, &mut fleet, 1, "");
+    let holder2 = start_member(&net, &mut fleet, 2, "");
+    let requester = start_member(&net, &mut fleet, 3, "fleet.test:7070");
+
+    eventually(
+        "both holders up, self recognised",
+        Duration::from_secs(30),
+        async || {
+            let peers = requester.peers().await;
+            let state = |i: usize| {
+                let addr = net.swarm_addr(i).to_string();
+                peers
+                    .iter()
+                    .find(|(a, _)| *a == addr)
+                    .map(|(_, s)| s.clone())
+            };
+            state(1).as_deref() == Some("up")
+                && state(2).as_deref() == Some("up")
+                && state(3).as_deref() == Some("self")
+        },
+    )
+    .await;
+
+    // 8 MiB at 40 Mbit/s with 5 % loss: a couple of seconds, every packet loss repaired.
+    let data = Bytes::from(pattern(8 << 20, 9));
+    let hash = holder1
+        .admin(Method::POST, "/blobs", data.clone())
+        .await
+        .json()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    holder2.admin(Method::POST, "/blobs", data.clone()).await;
+    let reply = request(
+        &client(),
+        Method::GET,
+        &format!("{}/blake3/{hash}", requester.http),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body == data, "bytes differ across the lossy link");
+    assert_eq!(
+        reply.header("cache-status"),
+        Some("fleetcache; fwd=miss; stored; detail=peer")
+    );
+    assert!(net.dropped_packets() > 0, "the link dropped nothing");
+
+    // Kill the holder the requester asks first, mid-transfer; the other finishes it.
+    let second = Bytes::from(pattern(12 << 20, 10));
+    let second_hash = holder1
+        .admin(Method::POST, "/blobs", second.clone())
+        .await
+        .json()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    holder2.admin(Method::POST, "/blobs", second.clone()).await;
+    let mut order = [net.swarm_addr(1), net.swarm_addr(2)];
+    fleetcache_swarm::rendezvous_rank(&second_hash.parse::<Hash>().unwrap(), &mut order);
+    let (first, survivor) = if order[0] == net.swarm_addr(1) {
+        (holder1, holder2)
+    } else {
+        (holder2, holder1)
+    };
+    let before = requester.received_from(&order).await;
+    let url = format!("{}/blake3/{second_hash}", requester.http);
+    let download =
+        tokio::spawn(async move { request(&client(), Method::GET, &url, &[], Bytes::new()).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.proc.kill9();
+    let reply = download.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body == second,
+        "download corrupted across the failover"
+    );
+    let after = requester.received_from(&order).await;
+    let (from_first, from_survivor) = (after[0] - before[0], after[1] - before[1]);
+    assert!(
+        from_first > 0.0,
+        "the killed holder sent nothing: killed too early"
+    );
+    assert!(
+        from_survivor > 0.0 && from_survivor < second.len() as f64,
+        "the survivor should finish the transfer, not restart it: {from_survivor}"
+    );
+    eventually(
+        "dead holder marked down",
+        Duration::from_secs(20),
+        async || requester.peer_state(order[0]).await.as_deref() == Some("down"),
+    )
+    .await;
+
+    // The name stops returning the dead holder: it leaves the peer list.
+    let survivor_index = if order[1] == net.swarm_addr(1) { 1 } else { 2 };
+    net.set_hosts(3, &[survivor_index, 3]);
+    eventually("re-resolved", Duration::from_secs(20), async || {
+        requester.peer_state(order[0]).await.is_none()
+    })
+    .await;
+    assert_eq!(requester.peer_state(order[1]).await.as_deref(), Some("up"));
+    drop(survivor);
+}

@@ -26,6 +26,8 @@ pub enum Lie {
     WrongSize,
     /// Send half the data, then nothing, keeping the stream open.
     Stall,
+    /// Answer HAVE, but never a byte of any GET.
+    Silent,
 }
 
 pub struct Liar {
@@ -102,6 +104,12 @@ async fn answer(
             hash: asked,
             ranges,
         } if asked == hash => Response::Have(ranges).encode().unwrap(),
+        Request::Get { hash: asked, .. } if asked == hash && lie == Lie::Silent => {
+            gets.fetch_add(1, Ordering::Relaxed);
+            // Hold the stream open without a byte until the requester gives up.
+            let _ = send.stopped().await;
+            return;
+        }
         Request::Get {
             hash: asked,
             ranges,

@@ -257,7 +257,7 @@ fn start_member(net: &Net, fleet: &mut Fleet, i: usize, peers: &str) -> Member {
     let mut launcher = Command::new("ip");
     launcher.args(["netns", "exec", &net.node(i)]).arg(bin());
     let (http, admin) = (format!("{}:8080", net.ip(i)), format!("{}:8081", net.ip(i)));
-    let proc = Proc::serve_via(launcher, &http, &admin, data.path(), &env);
+    let proc = Proc::serve_via(launcher, &http, &admin, data.path(), &[], &env);
     Member {
         proc,
         http: format!("http://{http}"),

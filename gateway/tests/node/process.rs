@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http::{Method, StatusCode};
 use rand::{Rng, SeedableRng};
 
 use crate::support::*;
@@ -319,6 +320,35 @@ fn config_errors_exit_64_naming_the_field() {
             vec![],
             "capcity",
         ),
+        (
+            vec!["serve", "--data-dir", &data, "--peer", "10.0.0.2:7070"],
+            vec![],
+            "swarm.cert_dir",
+        ),
+        (
+            vec![
+                "serve",
+                "--data-dir",
+                &data,
+                "--cert-dir",
+                "/nonexistent/certs",
+            ],
+            vec![],
+            "swarm.cert_dir",
+        ),
+        (
+            vec![
+                "serve",
+                "--data-dir",
+                &data,
+                "--cert-dir",
+                "/tmp",
+                "--peer",
+                "no-port",
+            ],
+            vec![],
+            "swarm.peers",
+        ),
     ];
     for (args, env, needle) in cases {
         let (code, _out, err) = run_bin(&args, &env);
@@ -551,4 +581,104 @@ fn serve_with_no_arguments_runs_on_the_embedded_defaults() {
     let code = child.wait().unwrap().code();
     let log = drain.join().unwrap();
     assert_eq!(code, Some(0), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_commands_make_a_fleet_that_fills_misses() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = |p: &str| dir.path().join(p).display().to_string();
+    let (ca, one, two) = (path("ca"), path("edge-1"), path("edge-2"));
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run_bin(args, &[]);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+    assert!(ok(&["cert", "ca", "--out", &ca]).contains(&ca));
+    ok(&[
+        "cert", "node", "--ca", &ca, "--name", "edge-1", "--out", &one,
+    ]);
+    ok(&[
+        "cert",
+        "node",
+        "--ca",
+        &ca,
+        "--name",
+        "edge-2.fleet",
+        "--out",
+        &two,
+    ]);
+    for file in ["ca.pem", "node.pem", "node.key"] {
+        assert!(dir.path().join("edge-1").join(file).exists(), "{file}");
+    }
+    assert!(
+        !dir.path().join("edge-1/ca.key").exists(),
+        "the CA key left the CA directory"
+    );
+    // Refusals: overwriting, a bad name, a missing CA.
+    for (args, needle) in [
+        (vec!["cert", "ca", "--out", &ca], "exists"),
+        (
+            vec![
+                "cert",
+                "node",
+                "--ca",
+                &ca,
+                "--name",
+                "10.0.0.1",
+                "--out",
+                &path("x"),
+            ],
+            "invalid node name",
+        ),
+        (
+            vec![
+                "cert",
+                "node",
+                "--ca",
+                &path("nope"),
+                "--name",
+                "a",
+                "--out",
+                &path("y"),
+            ],
+            "missing",
+        ),
+    ] {
+        let (code, _, err) = run_bin(&args, &[]);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+
+    let env = [("FLEETCACHE_SWARM_LISTEN", "127.0.0.1:0")];
+    let holder_data = tempfile::TempDir::new().unwrap();
+    let holder = Proc::serve_with_flags(holder_data.path(), &["--cert-dir", &one], &env);
+    let holder_swarm = holder.swarm.expect("swarm address").to_string();
+    let data = pattern(300_000, 11);
+    let put = request(
+        &client(),
+        Method::POST,
+        &format!("http://{}/blobs", holder.admin),
+        &[],
+        data.clone().into(),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    let hash = put.json()["hash"].as_str().unwrap().to_owned();
+
+    let edge_data = tempfile::TempDir::new().unwrap();
+    let edge = Proc::serve_with_flags(
+        edge_data.path(),
+        &["--cert-dir", &two, "--peer", &holder_swarm],
+        &env,
+    );
+    let url = format!("http://{}/blake3/{hash}", edge.public);
+    eventually(
+        "the edge fills from the holder",
+        Duration::from_secs(20),
+        async || {
+            let reply = request(&client(), Method::GET, &url, &[], bytes::Bytes::new()).await;
+            reply.status == StatusCode::OK && reply.body[..] == data[..]
+        },
+    )
+    .await;
 }

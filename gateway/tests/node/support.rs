@@ -358,7 +358,26 @@ impl Proc {
     /// Starts `fleetcache serve` on `data` with loopback port-0 listeners and
     /// waits for its start-up log line to learn the addresses.
     pub fn serve(data: &Path, env: &[(&str, &str)]) -> Proc {
-        Self::serve_via(Command::new(bin()), "127.0.0.1:0", "127.0.0.1:0", data, env)
+        Self::serve_via(
+            Command::new(bin()),
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            data,
+            &[],
+            env,
+        )
+    }
+
+    /// `fleetcache serve` on loopback port-0 listeners with extra flags.
+    pub fn serve_with_flags(data: &Path, flags: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::serve_via(
+            Command::new(bin()),
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            data,
+            flags,
+            env,
+        )
     }
 
     /// Starts `fleetcache serve` through `launcher` (the binary itself, or a command
@@ -368,6 +387,7 @@ impl Proc {
         listen: &str,
         admin_listen: &str,
         data: &Path,
+        flags: &[&str],
         env: &[(&str, &str)],
     ) -> Proc {
         cmd.args([
@@ -379,6 +399,7 @@ impl Proc {
             "--data-dir",
         ])
         .arg(data)
+        .args(flags)
         .env("FLEETCACHE_LOG_FORMAT", "json")
         .env("FLEETCACHE_LOG_LEVEL", "info")
         .stdin(Stdio::null())

@@ -277,6 +277,25 @@ async fn lying_peers_are_caught_and_the_honest_one_serves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_holder_fails_the_client_gets_502_or_504() {
+    for (lie, status) in [
+        (Lie::WrongSize, StatusCode::BAD_GATEWAY),
+        (Lie::Silent, StatusCode::GATEWAY_TIMEOUT),
+    ] {
+        let mut fleet = Fleet::new();
+        let liar = Liar::start(&fleet.identity(), lie);
+        let hash = liar.hold(pattern(100_000, 8));
+        let requester = TestNode::start_in_fleet(&mut fleet, &[liar.addr]).await;
+        requester.wait_peers_up(1).await;
+        let reply = requester.get(&format!("/blake3/{hash}")).await;
+        assert_eq!(reply.status, status, "{lie:?}");
+        let text = String::from_utf8_lossy(&reply.body);
+        assert!(text.contains("no peer could serve"), "{lie:?}: {text}");
+        assert_eq!(requester.stats().await["store"]["objects"], 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_file_on_the_holder_is_never_stored_or_served() {
     let mut fleet = Fleet::new();
     let a = TestNode::start_in_fleet(&mut fleet, &[]).await;

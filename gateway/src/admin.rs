@@ -47,7 +47,7 @@ where
         err.log();
         error_response(&err)
     });
-    observed(response, observer, "none")
+    observed(response, observer, "none", "local")
 }
 
 fn route_label(path: &str) -> &'static str {

@@ -223,9 +223,12 @@ pub(crate) struct ResponseObserver {
 }
 
 impl ResponseObserver {
-    pub(crate) fn set_outcome(&mut self, status: u16, cache: &'static str) {
+    /// The status, the cache result, and where the body bytes come from (`local` for
+    /// the store and generated bodies, `peer` for bytes arriving from the fleet).
+    pub(crate) fn set_outcome(&mut self, status: u16, cache: &'static str, source: &'static str) {
         self.status = status;
         self.cache = cache;
+        self.source = source;
     }
 
     pub(crate) fn add_bytes(&mut self, n: u64) {

@@ -47,15 +47,15 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
         "blob" => serve_blob(&state, &req).instrument(span.clone()).await,
         _ => Err(RequestError::NotFound),
     };
-    let (response, cache) = match result {
+    let (response, cache, source) = match result {
         Ok((mut response, Served::Hit)) => {
             response.headers_mut().insert(CACHE_STATUS, HIT);
-            (response, "hit")
+            (response, "hit", "local")
         }
         Ok((mut response, Served::Peer { stored })) => {
             let status = if stored { PEER_STORED } else { PEER };
             response.headers_mut().insert(CACHE_STATUS, status);
-            (response, "miss")
+            (response, "miss", "peer")
         }
         Err(err) => {
             err.log();
@@ -64,11 +64,11 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
             if let Ok(value) = HeaderValue::from_str(&status) {
                 response.headers_mut().insert(CACHE_STATUS, value);
             }
-            (response, "miss")
+            (response, "miss", "local")
         }
     };
     tracing::debug!(parent: &span, status = response.status().as_u16(), "response");
-    observed(response, observer, cache)
+    observed(response, observer, cache, source)
 }
 
 /// How a successful response was produced, for `Cache-Status`.

@@ -17,8 +17,9 @@ pub(crate) fn observed(
     response: Response<ResponseBody>,
     mut observer: crate::metrics::ResponseObserver,
     cache: &'static str,
+    source: &'static str,
 ) -> Response<ResponseBody> {
-    observer.set_outcome(response.status().as_u16(), cache);
+    observer.set_outcome(response.status().as_u16(), cache, source);
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, body.observed(observer))
 }

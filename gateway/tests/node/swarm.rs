@@ -115,6 +115,11 @@ async fn misses_fill_from_the_peer_that_holds_the_object() {
     };
     assert_eq!(fills("ok"), Some(4.0), "{metrics}");
     assert_eq!(fills("not_found"), Some(1.0), "{metrics}");
+    let peer_bytes = metric_value(
+        &metrics,
+        "fleetcache_http_response_bytes_total{source=\"peer\"}",
+    );
+    assert!(peer_bytes.unwrap_or(0.0) >= whole.len() as f64, "{metrics}");
     assert!(
         metric_value(
             &metrics,

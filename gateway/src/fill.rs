@@ -14,6 +14,7 @@ use bytes::Bytes;
 use fleetcache_store::{Blob, Hash, Ingest, Store};
 use fleetcache_swarm::{FetchError, Located, Swarm};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::RequestError;
@@ -180,6 +181,8 @@ impl Fills {
         let mut batch = Vec::new();
         let mut batch_len = 0;
         let mut written = 0u64;
+        // One batch is written on the blocking pool while the next arrives.
+        let mut writing: Option<JoinHandle<Result<u64, String>>> = None;
         loop {
             let next = fetch.next().await?;
             let end = next.is_none();
@@ -188,15 +191,24 @@ impl Fills {
                 batch.push(bytes);
             }
             if batch_len >= WRITE_BATCH || (end && batch_len > 0) {
-                written += flight.write(std::mem::take(&mut batch)).await?;
+                if let Some(previous) = writing.take() {
+                    written += joined(previous).await?;
+                    flight
+                        .progress
+                        .send_replace(Progress::Streaming { size, written });
+                }
+                writing = Some(flight.start_write(std::mem::take(&mut batch)));
                 batch_len = 0;
-                flight
-                    .progress
-                    .send_replace(Progress::Streaming { size, written });
             }
             if end {
                 break;
             }
+        }
+        if let Some(last) = writing {
+            written += joined(last).await?;
+            flight
+                .progress
+                .send_replace(Progress::Streaming { size, written });
         }
         let ingest = lock(&flight.ingest).take();
         let store = self.store.clone();
@@ -243,9 +255,10 @@ impl Flight {
         }
     }
 
-    async fn write(&self, batch: Vec<Bytes>) -> Result<u64, FillFailure> {
+    /// Appends verified bytes to the ingest on the blocking pool.
+    fn start_write(&self, batch: Vec<Bytes>) -> JoinHandle<Result<u64, String>> {
         let ingest = self.ingest.clone();
-        blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut guard = lock(&ingest);
             let ingest = guard
                 .as_mut()
@@ -257,7 +270,6 @@ impl Flight {
             }
             Ok(n)
         })
-        .await
     }
 
     /// Up to `len` bytes from `start`, waiting until the fill has them.
@@ -339,13 +351,17 @@ impl DirectFetch {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, FillFailure> {
-    match tokio::task::spawn_blocking(work).await {
+async fn joined<T>(task: JoinHandle<Result<T, String>>) -> Result<T, FillFailure> {
+    match task.await {
         Ok(result) => result.map_err(FillFailure::Store),
         Err(err) => Err(FillFailure::Store(format!("blocking task failed: {err}"))),
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, FillFailure> {
+    joined(tokio::task::spawn_blocking(work)).await
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fleetcache_store::{Blob, Hash, Ingest, Store};
-use fleetcache_swarm::{FetchError, Located, Swarm};
+use fleetcache_swarm::{FetchError, FetchItem, Located, Swarm};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -172,7 +172,11 @@ impl Fills {
             .ok_or(FillFailure::NotFound)?;
         let size = located.size();
         let store = self.store.clone();
-        let ingest = blocking(move || store.ingest(None).map_err(|e| e.to_string())).await?;
+        let hash = flight.hash;
+        // The swarm verifies every group and pair; the store keeps the pairs instead
+        // of hashing the bytes again.
+        let ingest =
+            blocking(move || store.ingest_verified(hash, size).map_err(|e| e.to_string())).await?;
         *lock(&flight.ingest) = Some(ingest);
         flight
             .progress
@@ -184,11 +188,13 @@ impl Fills {
         // One batch is written on the blocking pool while the next arrives.
         let mut writing: Option<JoinHandle<Result<u64, String>>> = None;
         loop {
-            let next = fetch.next().await?;
+            let next = fetch.next_item().await?;
             let end = next.is_none();
-            if let Some(bytes) = next {
-                batch_len += bytes.len();
-                batch.push(bytes);
+            if let Some(item) = next {
+                if let FetchItem::Bytes(bytes) = &item {
+                    batch_len += bytes.len();
+                }
+                batch.push(item);
             }
             if batch_len >= WRITE_BATCH || (end && batch_len > 0) {
                 if let Some(previous) = writing.take() {
@@ -212,7 +218,6 @@ impl Fills {
         }
         let ingest = lock(&flight.ingest).take();
         let store = self.store.clone();
-        let hash = flight.hash;
         blocking(move || {
             let ingest = ingest.ok_or_else(|| "the fill lost its ingest".to_owned())?;
             let outcome = ingest.finish().map_err(|e| e.to_string())?;
@@ -255,8 +260,9 @@ impl Flight {
         }
     }
 
-    /// Appends verified bytes to the ingest on the blocking pool.
-    fn start_write(&self, batch: Vec<Bytes>) -> JoinHandle<Result<u64, String>> {
+    /// Appends verified bytes and saves verified pairs on the blocking pool; returns
+    /// the bytes appended.
+    fn start_write(&self, batch: Vec<FetchItem>) -> JoinHandle<Result<u64, String>> {
         let ingest = self.ingest.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = lock(&ingest);
@@ -264,9 +270,16 @@ impl Flight {
                 .as_mut()
                 .ok_or_else(|| "the fill lost its ingest".to_owned())?;
             let mut n = 0;
-            for bytes in &batch {
-                ingest.write(bytes).map_err(|e| e.to_string())?;
-                n += bytes.len() as u64;
+            for item in &batch {
+                match item {
+                    FetchItem::Bytes(bytes) => {
+                        ingest.write(bytes).map_err(|e| e.to_string())?;
+                        n += bytes.len() as u64;
+                    }
+                    FetchItem::Pair(parent) => ingest
+                        .save_pair(parent.node, &parent.pair)
+                        .map_err(|e| e.to_string())?,
+                }
             }
             Ok(n)
         })

@@ -103,6 +103,10 @@ pub enum IngestError {
     /// The store has been closed.
     #[error("the store is closed")]
     Closed,
+    /// Bytes or hash pairs given to a verified ingest do not make up the promised
+    /// object (a caller's bug: they should have been verified already).
+    #[error("inconsistent verified ingest: {0}")]
+    Inconsistent(String),
 }
 
 /// Why a delete or pin change failed.

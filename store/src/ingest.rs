@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::IngestError;
+use crate::given::GivenTree;
 use crate::hash::Hash;
 use crate::index::INLINE_MAX;
 use crate::store::Shared;
@@ -29,6 +30,9 @@ pub struct Ingest {
     shared: Arc<Shared>,
     content_type: Option<String>,
     builder: OutboardBuilder,
+    /// The hash tree, when the caller verified the bytes already; `builder` is then
+    /// left idle.
+    given: Option<GivenTree>,
     buf: Vec<u8>,
     files: Option<TempFiles>,
     written: u64,
@@ -74,6 +78,7 @@ impl Ingest {
             shared,
             content_type,
             builder: OutboardBuilder::new(),
+            given: None,
             buf: Vec::new(),
             files: None,
             written: 0,
@@ -81,10 +86,53 @@ impl Ingest {
         }
     }
 
+    pub(crate) fn verified(shared: Arc<Shared>, hash: Hash, size: u64) -> Self {
+        Ingest {
+            given: Some(GivenTree::new(hash, size)),
+            ..Ingest::new(shared, None)
+        }
+    }
+
+    /// Saves one pair of the hash tree given to [`Store::ingest_verified`]
+    /// (crate::Store::ingest_verified), as bao-tree's decoder yields it.
+    pub fn save_pair(
+        &mut self,
+        node: bao_tree::TreeNode,
+        pair: &(blake3::Hash, blake3::Hash),
+    ) -> Result<(), IngestError> {
+        self.check_usable()?;
+        let Some(offset) = self.given.as_mut().and_then(|given| given.place(node)) else {
+            self.abandon();
+            return Err(IngestError::Inconsistent(format!(
+                "{node:?} is not a parent in this object's hash tree"
+            )));
+        };
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(pair.0.as_bytes());
+        bytes[32..].copy_from_slice(pair.1.as_bytes());
+        let result = self.temp_files().and_then(|files| {
+            files
+                .outboard
+                .write_all_at(&bytes, offset)
+                .map_err(|e| IngestError::io(&files.guard.paths[1], e))
+        });
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
     /// Appends bytes.
     pub fn write(&mut self, data: &[u8]) -> Result<(), IngestError> {
         self.check_usable()?;
         let total = self.written.saturating_add(data.len() as u64);
+        if let Some(given) = self.given.as_ref().filter(|g| total > g.size) {
+            let size = given.size;
+            self.abandon();
+            return Err(IngestError::Inconsistent(format!(
+                "{total} bytes written to an object of {size}"
+            )));
+        }
         if total > self.shared.capacity {
             self.abandon();
             return Err(IngestError::TooLarge {
@@ -173,6 +221,14 @@ impl Ingest {
             builder.update(&bytes);
             let (root, _) = builder.finalize();
             let hash = Hash::from(root);
+            if let Some(given) = &self.given
+                && (given.hash != hash || given.size != size)
+            {
+                return Err(IngestError::Inconsistent(format!(
+                    "{size} bytes hashing to {hash}, expected {} bytes hashing to {}",
+                    given.size, given.hash
+                )));
+            }
             if let Some(outcome) = self.already_present(hash, size) {
                 return Ok(outcome);
             }
@@ -184,16 +240,24 @@ impl Ingest {
             });
         }
         self.flush_buf()?;
-        let builder = std::mem::take(&mut self.builder);
-        let (root, pairs) = builder.finalize();
-        let hash = Hash::from(root);
         let Some(mut files) = self.files.take() else {
             return Err(IngestError::Io {
                 path: self.shared.layout.tmp_dir(),
                 source: io::Error::other("ingest lost its temp files"),
             });
         };
-        write_file(&mut files.outboard, &pairs, &files.guard.paths[1])?;
+        let hash = match self.given.take() {
+            Some(given) => {
+                check_given(&given, size, &files)?;
+                given.hash
+            }
+            None => {
+                let builder = std::mem::take(&mut self.builder);
+                let (root, pairs) = builder.finalize();
+                write_file(&mut files.outboard, &pairs, &files.guard.paths[1])?;
+                Hash::from(root)
+            }
+        };
         if let Some(outcome) = self.already_present(hash, size) {
             return Ok(outcome);
         }
@@ -265,19 +329,57 @@ impl Ingest {
         result
     }
 
-    /// Hashes and writes bytes past the inline limit.
+    fn temp_files(&mut self) -> Result<&mut TempFiles, IngestError> {
+        match self.files {
+            Some(ref mut files) => Ok(files),
+            None => Ok(self.files.insert(create_temp_files(&self.shared)?)),
+        }
+    }
+
+    /// Hashes (unless the tree was given) and writes bytes past the inline limit.
     fn store(&mut self, data: &[u8]) -> Result<(), IngestError> {
-        self.builder.update(data);
-        let files = match &mut self.files {
-            Some(files) => files,
-            None => self.files.insert(create_temp_files(&self.shared)?),
+        let hashing = self.given.is_none();
+        let pairs = if hashing {
+            self.builder.update(data);
+            (self.builder.pending_pairs_len() >= PAIRS_BUF).then(|| self.builder.take_pairs())
+        } else {
+            None
         };
+        let files = self.temp_files()?;
         write_file(&mut files.data, data, &files.guard.paths[0])?;
-        if self.builder.pending_pairs_len() >= PAIRS_BUF {
-            let pairs = self.builder.take_pairs();
+        if let Some(pairs) = pairs {
             write_file(&mut files.outboard, &pairs, &files.guard.paths[1])?;
         }
         Ok(())
+    }
+}
+
+/// A given tree must be complete, its root pair must hash to the object's hash, and
+/// the byte count must match before the object is committed.
+fn check_given(given: &GivenTree, size: u64, files: &TempFiles) -> Result<(), IngestError> {
+    if size != given.size {
+        return Err(IngestError::Inconsistent(format!(
+            "{size} bytes written to an object of {}",
+            given.size
+        )));
+    }
+    if let Some(problem) = given.incomplete() {
+        return Err(IngestError::Inconsistent(problem));
+    }
+    let outboard_len = crate::tree::outboard_size(size);
+    let root_pair = if outboard_len == 0 {
+        None
+    } else {
+        let mut pair = [0u8; 64];
+        files
+            .outboard
+            .read_exact_at(&mut pair, outboard_len - 64)
+            .map_err(|e| IngestError::io(&files.guard.paths[1], e))?;
+        Some(pair)
+    };
+    match given.root_problem(root_pair.as_ref()) {
+        Some(problem) => Err(IngestError::Inconsistent(problem)),
+        None => Ok(()),
     }
 }
 

@@ -96,6 +96,7 @@
 mod blob;
 mod error;
 mod fsck;
+mod given;
 mod hash;
 mod index;
 mod ingest;

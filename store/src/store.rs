@@ -343,6 +343,20 @@ impl Store {
         ))
     }
 
+    /// Starts writing an object of `size` bytes whose bytes and hash tree the caller
+    /// has already verified against `hash` (a fill from peers): instead of hashing the
+    /// bytes again, the ingest takes the tree's pairs through
+    /// [`Ingest::save_pair`]. It commits only with every pair present, the root pair
+    /// hashing to `hash` and exactly `size` bytes written; reads verify against the
+    /// stored tree as always.
+    pub fn ingest_verified(&self, hash: Hash, size: u64) -> Result<Ingest, IngestError> {
+        let shared = &self.inner.shared;
+        if shared.is_closed() {
+            return Err(IngestError::Closed);
+        }
+        Ok(Ingest::verified(Arc::clone(shared), hash, size))
+    }
+
     /// Removes a blob; false if it was not stored. Open handles keep reading it.
     pub fn delete(&self, hash: &Hash) -> Result<bool, WriteError> {
         let hash = *hash;

@@ -801,3 +801,92 @@ fn an_ingest_reads_back_what_it_has_written() {
     assert!(ingest.read_written(data.len() as u64 + 1, 1).is_err());
     ingest.finish().unwrap();
 }
+
+/// Feeds a verified ingest what bao-tree's decoder yields for `ranges`.
+fn feed_decoded(ingest: &mut fleetcache_store::Ingest, hash: &Hash, data: &[u8], encoded: &[u8]) {
+    let tree = BaoTree::new(data.len() as u64, BlockSize::from_chunk_log(4));
+    let root = bao_tree::blake3::Hash::from_bytes(*hash.as_bytes());
+    let ranges = bao_tree::ChunkRanges::all();
+    for item in bao_tree::io::sync::DecodeResponseIter::new(root, tree, encoded, &ranges) {
+        match item.unwrap() {
+            bao_tree::io::BaoContentItem::Parent(parent) => {
+                ingest.save_pair(parent.node, &parent.pair).unwrap();
+            }
+            bao_tree::io::BaoContentItem::Leaf(leaf) => ingest.write(&leaf.data).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn a_verified_ingest_stores_the_given_tree_without_rehashing() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open(source_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for len in [0, 5000, GROUP, GROUP + 1, 300 * KIB + 7, 3 << 20] {
+        let data = pattern(len, 40 + len as u64);
+        let hash = put(&source, &data);
+        let mut encoded = Vec::new();
+        let blob = source.get(&hash).unwrap().unwrap();
+        blob.encode_ranges(&bao_tree::ChunkRanges::all(), &mut encoded)
+            .unwrap();
+        let mut ingest = store.ingest_verified(hash, len as u64).unwrap();
+        feed_decoded(&mut ingest, &hash, &data, &encoded);
+        let outcome = ingest.finish().unwrap();
+        assert_eq!(outcome.hash, hash);
+        let stored = store.get(&hash).unwrap().unwrap();
+        assert_eq!(read_all(&stored), data, "len {len}");
+        if len > 16 * KIB {
+            let given = fs::read(outboard_file(dir.path(), &hash)).unwrap();
+            let hashed = fs::read(outboard_file(source_dir.path(), &hash)).unwrap();
+            assert!(
+                given == hashed,
+                "len {len}: outboard differs from a hashing ingest"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_verified_ingest_refuses_what_does_not_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = pattern(200 * KIB, 41);
+    let hash = put(&open(tempfile::tempdir().unwrap().path()), &data);
+
+    // All bytes, no pairs.
+    let mut ingest = store.ingest_verified(hash, data.len() as u64).unwrap();
+    ingest.write(&data).unwrap();
+    let err = ingest.finish().unwrap_err();
+    assert!(
+        matches!(err, IngestError::Inconsistent(ref m) if m.contains("never arrived")),
+        "{err}"
+    );
+
+    // More bytes than promised.
+    let mut ingest = store.ingest_verified(hash, 10).unwrap();
+    assert!(matches!(
+        ingest.write(&data[..11]),
+        Err(IngestError::Inconsistent(_))
+    ));
+
+    // A small object that hashes to something else.
+    let mut ingest = store.ingest_verified(hash, 5).unwrap();
+    ingest.write(b"hello").unwrap();
+    assert!(matches!(ingest.finish(), Err(IngestError::Inconsistent(_))));
+
+    // Fewer bytes than promised.
+    let mut ingest = store.ingest_verified(hash, data.len() as u64 + 1).unwrap();
+    ingest.write(&data).unwrap();
+    assert!(matches!(ingest.finish(), Err(IngestError::Inconsistent(_))));
+    assert_eq!(
+        store.stats().objects,
+        0,
+        "nothing inconsistent was committed"
+    );
+    assert_eq!(
+        count_files(&dir.path().join("tmp")),
+        0,
+        "temp files left behind"
+    );
+}

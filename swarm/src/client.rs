@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use bao_tree::io::fsm::{ResponseDecoder, ResponseDecoderNext};
-use bao_tree::io::{BaoContentItem, DecodeError};
+use bao_tree::io::{BaoContentItem, DecodeError, Parent};
 use bao_tree::{BaoTree, BlockSize, ChunkRanges};
 use bytes::{Bytes, BytesMut};
 use fleetcache_store::Hash;
@@ -236,11 +236,13 @@ impl std::fmt::Debug for VerifiedStream {
     }
 }
 
-/// A verified group: its offset in the blob and its bytes.
+/// One verified item of a GET's stream, in the encoding's order.
 #[derive(Debug)]
-pub(crate) struct Group {
-    pub(crate) offset: u64,
-    pub(crate) data: Bytes,
+pub(crate) enum Verified {
+    /// A hash pair of the tree, checked against its parent.
+    Pair(Parent),
+    /// A chunk group, checked against its pair: its offset in the blob and its bytes.
+    Group { offset: u64, data: Bytes },
 }
 
 impl VerifiedStream {
@@ -283,27 +285,25 @@ impl VerifiedStream {
         ))
     }
 
-    /// The next verified group, or `None` once every requested group has arrived.
-    pub(crate) async fn next(&mut self) -> Result<Option<Group>, PeerError> {
-        loop {
-            let Some(decoder) = self.decoder.take() else {
-                return Ok(None);
-            };
-            match decoder.next().await {
-                ResponseDecoderNext::Done(_) => return Ok(None),
-                ResponseDecoderNext::More((decoder, item)) => match item {
-                    Ok(BaoContentItem::Parent(_)) => self.decoder = Some(decoder),
-                    Ok(BaoContentItem::Leaf(leaf)) => {
-                        self.decoder = Some(decoder);
-                        return Ok(Some(Group {
-                            offset: leaf.offset,
-                            data: leaf.data,
-                        }));
-                    }
-                    Err(err) => return Err(PeerError::from_decode(err, self.stall)),
-                },
-            }
-        }
+    /// The next verified item, or `None` once every requested group has arrived.
+    pub(crate) async fn next(&mut self) -> Result<Option<Verified>, PeerError> {
+        let Some(decoder) = self.decoder.take() else {
+            return Ok(None);
+        };
+        let (decoder, item) = match decoder.next().await {
+            ResponseDecoderNext::Done(_) => return Ok(None),
+            ResponseDecoderNext::More(next) => next,
+        };
+        let item = match item {
+            Ok(BaoContentItem::Parent(parent)) => Verified::Pair(parent),
+            Ok(BaoContentItem::Leaf(leaf)) => Verified::Group {
+                offset: leaf.offset,
+                data: leaf.data,
+            },
+            Err(err) => return Err(PeerError::from_decode(err, self.stall)),
+        };
+        self.decoder = Some(decoder);
+        Ok(Some(item))
     }
 }
 
@@ -316,8 +316,10 @@ pub(crate) async fn prove_size(
     let last = RangeSpec::last_chunk().to_chunk_ranges();
     let (size, mut stream) = VerifiedStream::open(connection, hash, &last, None, stall).await?;
     let mut groups = 0;
-    while stream.next().await?.is_some() {
-        groups += 1;
+    while let Some(item) = stream.next().await? {
+        if matches!(item, Verified::Group { .. }) {
+            groups += 1;
+        }
     }
     if groups == 0 {
         return Err(PeerError::Lied("size proof carried no data".into()));

@@ -25,7 +25,9 @@ mod wire;
 
 pub use certs::{ALPN, CertError, FLEET_SERVER_NAME, FleetCa, NodeCert, NodeIdentity};
 pub use peers::{PeerInfo, PeerState, rendezvous_rank};
-pub use swarm::{Fetch, FetchError, Located, Swarm, SwarmError, SwarmOptions, SwarmStats};
+pub use swarm::{
+    Fetch, FetchError, FetchItem, Located, Swarm, SwarmError, SwarmOptions, SwarmStats,
+};
 pub use wire::{
     Decoded, ErrorCode, MAX_RANGES_LEN, MAX_REQUEST_LEN, RangeSpec, Request, RequestKind, Response,
     VERSION, WireError,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::certs::{ALPN, CertError, FLEET_SERVER_NAME, NodeIdentity};
-use crate::client::{self, PeerError, VerifiedStream};
+use crate::client::{self, PeerError, Verified, VerifiedStream};
 use crate::peers::{Peer, PeerInfo, PeerTable, rendezvous_order};
 use crate::serve::{Responder, serve_connection};
 
@@ -288,6 +288,16 @@ impl Located {
     }
 }
 
+/// One verified item of a [`Fetch`].
+#[derive(Debug)]
+pub enum FetchItem {
+    /// Bytes of the range, in order.
+    Bytes(Bytes),
+    /// A pair of the object's hash tree (bao-tree's node and its two child hashes),
+    /// already checked against its parent up to the root.
+    Pair(bao_tree::io::Parent),
+}
+
 /// A running verified fetch; failing sources are replaced by the next holder, resuming
 /// at the first byte not yet delivered.
 #[derive(Debug)]
@@ -305,28 +315,42 @@ impl Fetch {
     /// The next verified bytes, in order from the start of the range; `None` when the
     /// whole range has been delivered.
     pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
+        loop {
+            match self.next_item().await? {
+                Some(FetchItem::Bytes(bytes)) => return Ok(Some(bytes)),
+                Some(FetchItem::Pair(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Like [`Fetch::next`], but also yields the hash tree's pairs as they are verified,
+    /// for a store that keeps the tree instead of hashing the bytes again. A pair may
+    /// come twice when the fetch moves to another source.
+    pub async fn next_item(&mut self) -> Result<Option<FetchItem>, FetchError> {
         while self.pos < self.end {
             let Some((peer, stream)) = &mut self.current else {
                 self.open_next_source().await?;
                 continue;
             };
             match stream.next().await {
-                Ok(Some(group)) => {
-                    let group_end = group.offset + group.data.len() as u64;
+                Ok(Some(Verified::Pair(parent))) => return Ok(Some(FetchItem::Pair(parent))),
+                Ok(Some(Verified::Group { offset, data })) => {
+                    let group_end = offset + data.len() as u64;
                     if group_end <= self.pos {
                         continue;
                     }
-                    let from = (self.pos.saturating_sub(group.offset)) as usize;
-                    let to = (group_end.min(self.end) - group.offset) as usize;
-                    let Some(bytes) = group.data.get(from..to) else {
+                    let from = (self.pos.saturating_sub(offset)) as usize;
+                    let to = (group_end.min(self.end) - offset) as usize;
+                    let Some(bytes) = data.get(from..to) else {
                         continue;
                     };
-                    let bytes = group.data.slice_ref(bytes);
+                    let bytes = data.slice_ref(bytes);
                     peer.counters
                         .bytes_received
                         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     self.pos += bytes.len() as u64;
-                    return Ok(Some(bytes));
+                    return Ok(Some(FetchItem::Bytes(bytes)));
                 }
                 Ok(None) => {
                     let err = PeerError::Lied(format!(
@@ -344,7 +368,11 @@ impl Fetch {
         }
         if let Some((peer, _)) = self.current.take() {
             peer.counters.transfers.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(peer = %peer.addr, elapsed_ms = self.started.elapsed().as_millis() as u64, "fetch complete");
+            tracing::debug!(
+                peer = %peer.addr,
+                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                "fetch complete"
+            );
         }
         Ok(None)
     }

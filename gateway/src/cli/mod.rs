@@ -227,7 +227,11 @@ fn init_tracing(config: &Config) -> Result<(), String> {
         .map_err(|err| format!("{:?}: {err}", config.log.level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // On a failed log write the subscriber would report it with `eprintln!`,
+        // which panics when stderr itself is the broken pipe (a log collector that
+        // went away): the node would exit 101 instead of draining.
+        .log_internal_errors(false);
     let result = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

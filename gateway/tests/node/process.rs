@@ -682,3 +682,42 @@ async fn cert_commands_make_a_fleet_that_fills_misses() {
     )
     .await;
 }
+
+/// A log collector that goes away must not take the node down: logging into a closed
+/// stderr pipe used to panic on shutdown (exit 101).
+#[test]
+fn a_closed_stderr_pipe_does_not_crash_the_node() {
+    let data = tempfile::TempDir::new().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("fleetcache node started") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited before starting"
+        );
+    }
+    drop(stderr);
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -191,8 +191,10 @@ async fn run(args: &Args) -> Result<()> {
     );
     println!();
     println!(
-        "Medians of {} rounds, alternating order. `{COMMAND} --size {} --rounds {}`",
-        args.rounds, args.size, args.rounds
+        "Medians of {} rounds, alternating order. `{COMMAND} --size {}MiB --rounds {}`",
+        args.rounds,
+        args.size >> 20,
+        args.rounds
     );
     println!();
     println!("| path | MB/s | × raw quinn |");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use fleetcache_store::{Blob, Hash, Ingest, Store};
+use fleetcache_store::{Blob, Hash, Ingest, IngestError, ReadError, Store};
 use fleetcache_swarm::{FetchError, FetchItem, Located, Swarm};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,9 +46,34 @@ pub(crate) enum FillFailure {
     /// Peers hold it but none delivered it.
     #[error("{0}")]
     Fetch(#[from] FetchError),
+    /// The store has no room for it.
+    #[error("storing the fill: {0}")]
+    StorageFull(String),
     /// The store could not take it.
     #[error("storing the fill: {0}")]
     Store(String),
+}
+
+impl From<IngestError> for FillFailure {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::StorageFull | IngestError::TooLarge { .. } => {
+                FillFailure::StorageFull(err.to_string())
+            }
+            other => FillFailure::Store(other.to_string()),
+        }
+    }
+}
+
+impl From<ReadError> for FillFailure {
+    fn from(err: ReadError) -> Self {
+        FillFailure::Store(err.to_string())
+    }
+}
+
+/// A failure of the fill's own bookkeeping (never expected).
+fn lost(what: &str) -> FillFailure {
+    FillFailure::Store(format!("the fill lost its {what}"))
 }
 
 impl From<FillFailure> for RequestError {
@@ -59,6 +84,7 @@ impl From<FillFailure> for RequestError {
                 RequestError::PeerTimeout(err.to_string())
             }
             FillFailure::Fetch(err) => RequestError::Peer(err.to_string()),
+            FillFailure::StorageFull(msg) => RequestError::StorageFull(msg),
             FillFailure::Store(msg) => RequestError::Internal(msg),
         }
     }
@@ -171,12 +197,17 @@ impl Fills {
             .await?
             .ok_or(FillFailure::NotFound)?;
         let size = located.size();
+        let capacity = self.store.stats().capacity;
+        if size > capacity {
+            return Err(FillFailure::StorageFull(format!(
+                "object of {size} bytes exceeds the store capacity of {capacity} bytes"
+            )));
+        }
         let store = self.store.clone();
         let hash = flight.hash;
         // The swarm verifies every group and pair; the store keeps the pairs instead
         // of hashing the bytes again.
-        let ingest =
-            blocking(move || store.ingest_verified(hash, size).map_err(|e| e.to_string())).await?;
+        let ingest = blocking(move || Ok(store.ingest_verified(hash, size)?)).await?;
         *lock(&flight.ingest) = Some(ingest);
         flight
             .progress
@@ -186,7 +217,7 @@ impl Fills {
         let mut batch_len = 0;
         let mut written = 0u64;
         // One batch is written on the blocking pool while the next arrives.
-        let mut writing: Option<JoinHandle<Result<u64, String>>> = None;
+        let mut writing: Option<JoinHandle<Result<u64, FillFailure>>> = None;
         loop {
             let next = fetch.next_item().await?;
             let end = next.is_none();
@@ -219,16 +250,17 @@ impl Fills {
         let ingest = lock(&flight.ingest).take();
         let store = self.store.clone();
         blocking(move || {
-            let ingest = ingest.ok_or_else(|| "the fill lost its ingest".to_owned())?;
-            let outcome = ingest.finish().map_err(|e| e.to_string())?;
+            let outcome = ingest.ok_or_else(|| lost("ingest"))?.finish()?;
             if outcome.hash != hash {
                 // Verified bytes cannot hash differently; this would be our bug.
-                return Err(format!("stored bytes hash to {}", outcome.hash));
+                return Err(FillFailure::Store(format!(
+                    "stored bytes hash to {}",
+                    outcome.hash
+                )));
             }
             store
-                .get(&hash)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "evicted as soon as it was stored".to_owned())
+                .get(&hash)?
+                .ok_or_else(|| FillFailure::Store("evicted as soon as it was stored".into()))
         })
         .await
     }
@@ -262,23 +294,19 @@ impl Flight {
 
     /// Appends verified bytes and saves verified pairs on the blocking pool; returns
     /// the bytes appended.
-    fn start_write(&self, batch: Vec<FetchItem>) -> JoinHandle<Result<u64, String>> {
+    fn start_write(&self, batch: Vec<FetchItem>) -> JoinHandle<Result<u64, FillFailure>> {
         let ingest = self.ingest.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = lock(&ingest);
-            let ingest = guard
-                .as_mut()
-                .ok_or_else(|| "the fill lost its ingest".to_owned())?;
+            let ingest = guard.as_mut().ok_or_else(|| lost("ingest"))?;
             let mut n = 0;
             for item in &batch {
                 match item {
                     FetchItem::Bytes(bytes) => {
-                        ingest.write(bytes).map_err(|e| e.to_string())?;
+                        ingest.write(bytes)?;
                         n += bytes.len() as u64;
                     }
-                    FetchItem::Pair(parent) => ingest
-                        .save_pair(parent.node, &parent.pair)
-                        .map_err(|e| e.to_string())?,
+                    FetchItem::Pair(parent) => ingest.save_pair(parent.node, &parent.pair)?,
                 }
             }
             Ok(n)
@@ -292,11 +320,9 @@ impl Flight {
             let progress = rx.borrow_and_update().clone();
             match progress {
                 Progress::Done(blob) => {
-                    return blocking(move || {
-                        blob.read_verified(start, len).map_err(|e| e.to_string())
-                    })
-                    .await
-                    .map_err(|e| e.to_string());
+                    return blocking(move || Ok(blob.read_verified(start, len)?))
+                        .await
+                        .map_err(|e| e.to_string());
                 }
                 Progress::Failed(failure) => return Err(failure.to_string()),
                 Progress::Streaming { written, .. } if written > start => {
@@ -304,10 +330,9 @@ impl Flight {
                     let read = blocking(move || {
                         let guard = lock(&ingest);
                         match guard.as_ref() {
-                            Some(ingest) => ingest
-                                .read_written(start, len.min((written - start) as usize))
-                                .map(Some)
-                                .map_err(|e| e.to_string()),
+                            Some(ingest) => Ok(Some(
+                                ingest.read_written(start, len.min((written - start) as usize))?,
+                            )),
                             // Being committed: wait for Done.
                             None => Ok(None),
                         }
@@ -364,15 +389,15 @@ impl DirectFetch {
     }
 }
 
-async fn joined<T>(task: JoinHandle<Result<T, String>>) -> Result<T, FillFailure> {
+async fn joined<T>(task: JoinHandle<Result<T, FillFailure>>) -> Result<T, FillFailure> {
     match task.await {
-        Ok(result) => result.map_err(FillFailure::Store),
+        Ok(result) => result,
         Err(err) => Err(FillFailure::Store(format!("blocking task failed: {err}"))),
     }
 }
 
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+    work: impl FnOnce() -> Result<T, FillFailure> + Send + 'static,
 ) -> Result<T, FillFailure> {
     joined(tokio::task::spawn_blocking(work)).await
 }

@@ -234,6 +234,8 @@ impl Swarm {
                         inner: self.inner.clone(),
                     }));
                 }
+                // Evicted since it answered HAVE: as if it had said no.
+                Err(PeerError::NotFound) => {}
                 Err(err) => {
                     record_failure(peer, &err);
                     last_failure = Some(err);

@@ -28,6 +28,8 @@ pub enum Lie {
     Stall,
     /// Answer HAVE, but never a byte of any GET.
     Silent,
+    /// Claim the largest size there is.
+    HugeSize,
 }
 
 pub struct Liar {
@@ -125,10 +127,10 @@ async fn answer(
                 &mut encoded,
             )
             .unwrap();
-            let claimed = if lie == Lie::WrongSize {
-                size + 16 * 1024
-            } else {
-                size
+            let claimed = match lie {
+                Lie::WrongSize => size + 16 * 1024,
+                Lie::HugeSize => u64::MAX,
+                _ => size,
             };
             let mut reply = Response::Get { size: claimed }.encode().unwrap();
             let is_data = encoded.len() > PROOF_MAX;

@@ -285,6 +285,7 @@ async fn lying_peers_are_caught_and_the_honest_one_serves() {
 async fn when_every_holder_fails_the_client_gets_502_or_504() {
     for (lie, status) in [
         (Lie::WrongSize, StatusCode::BAD_GATEWAY),
+        (Lie::HugeSize, StatusCode::BAD_GATEWAY),
         (Lie::Silent, StatusCode::GATEWAY_TIMEOUT),
     ] {
         let mut fleet = Fleet::new();
@@ -298,6 +299,32 @@ async fn when_every_holder_fails_the_client_gets_502_or_504() {
         assert!(text.contains("no peer could serve"), "{lie:?}: {text}");
         assert_eq!(requester.stats().await["store"]["objects"], 0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_larger_than_the_store_is_507_and_its_ranges_still_serve() {
+    let mut fleet = Fleet::new();
+    let a = TestNode::start_in_fleet(&mut fleet, &[]).await;
+    let small = TestNode::start_in_fleet_with(
+        &mut fleet,
+        &[a.swarm.unwrap()],
+        &[("FLEETCACHE_STORE_CAPACITY", "1MiB")],
+    )
+    .await;
+    small.wait_peers_up(1).await;
+    let data = pattern(3 << 20, 12);
+    let hash = a.put(data.clone()).await;
+    let reply = small.get(&format!("/blake3/{hash}")).await;
+    assert_eq!(reply.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert!(String::from_utf8_lossy(&reply.body).contains("exceeds the store capacity"));
+    let range = small
+        .get_with(
+            &format!("/blake3/{hash}"),
+            &[("range", "bytes=2000000-2000009")],
+        )
+        .await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert!(range.body[..] == data[2_000_000..2_000_010]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -522,7 +522,9 @@ async fn membership_loop(inner: Arc<Inner>, peers: Vec<String>, interval: Durati
                 tokio::time::timeout(inner.peer_timeout, tokio::net::lookup_host(entry.as_str()))
                     .await;
             let addrs: Vec<SocketAddr> = match resolved {
-                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Ok(addrs)) => addrs
+                    .filter(|a| reachable_family(&inner.endpoint, a))
+                    .collect(),
                 Ok(Err(err)) => {
                     // Keep what it resolved to before: DNS hiccups must not empty the fleet.
                     tracing::warn!(peer = %entry, "resolving peer: {err}");
@@ -612,6 +614,15 @@ async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
         }
         Ok(Err(err)) => Err(format!("ping: {err}")),
         Err(_) => Err("ping: timed out".into()),
+    }
+}
+
+/// Whether the endpoint's socket can send to `addr`: an IPv4 socket cannot reach IPv6
+/// addresses (a name such as `localhost` resolves to both); an IPv6 socket is dual-stack.
+fn reachable_family(endpoint: &quinn::Endpoint, addr: &SocketAddr) -> bool {
+    match endpoint.local_addr() {
+        Ok(local) if local.is_ipv4() => addr.is_ipv4(),
+        _ => true,
     }
 }
 

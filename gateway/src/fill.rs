@@ -132,11 +132,16 @@ impl Fills {
     }
 
     /// Joins the fill of `hash`, starting it if none is running.
-    pub(crate) fn join(self: &Arc<Self>, hash: Hash) -> Arc<Flight> {
+    pub(crate) fn join(self: &Arc<Self>, hash: Hash) -> Result<Joined, ReadError> {
         let mut flights = lock(&self.flights);
         if let Some(flight) = flights.get(&hash) {
             self.metrics.fill_waiters.inc();
-            return flight.clone();
+            return Ok(Joined::Flight(flight.clone()));
+        }
+        // A fill leaves the map only after its commit, so one that finished since the
+        // caller's miss is in the store now: serve that rather than fetch it again.
+        if let Some(blob) = self.store.get(&hash)? {
+            return Ok(Joined::Stored(blob));
         }
         let flight = Arc::new(Flight {
             hash,
@@ -149,7 +154,7 @@ impl Fills {
         let task_flight = flight.clone();
         let span = tracing::info_span!("fill", %hash);
         tokio::spawn(async move { fills.run(task_flight).await }.instrument(span));
-        flight
+        Ok(Joined::Flight(flight))
     }
 
     async fn run(self: Arc<Self>, flight: Arc<Flight>) {
@@ -350,6 +355,15 @@ impl Flight {
             }
         }
     }
+}
+
+/// What joining a hash's fill found.
+#[derive(Debug)]
+pub(crate) enum Joined {
+    /// The object was stored meanwhile.
+    Stored(Blob),
+    /// The fill to wait on (just started, or already running).
+    Flight(Arc<Flight>),
 }
 
 /// What a waiter learns once the size is proven.

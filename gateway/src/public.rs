@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use tracing::Instrument;
 
 use crate::error::RequestError;
-use crate::fill::{FillFailure, Fills, FlightSize};
+use crate::fill::{FillFailure, Fills, FlightSize, Joined};
 use crate::http::body::{ResponseBody, Segment, Source};
 use crate::http::conditional::{self, Precondition};
 use crate::http::range::{RangeRequest, parse_range};
@@ -120,7 +120,15 @@ async fn serve_blob<B>(
                 Served::Peer { stored: false },
             ));
         }
-        None => fills.join(hash),
+        None => match fills.join(hash)? {
+            Joined::Flight(flight) => flight,
+            Joined::Stored(blob) => {
+                return Ok((
+                    object_response(&Object::stored(blob), req, head),
+                    Served::Hit,
+                ));
+            }
+        },
     };
     let object = match flight.size().await? {
         FlightSize::Stored(blob) => Object::stored(blob),

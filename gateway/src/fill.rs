@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fleetcache_store::{Blob, Hash, Ingest, IngestError, ReadError, Store};
-use fleetcache_swarm::{FetchError, FetchItem, Located, Swarm};
+use fleetcache_swarm::{Fetch, FetchError, FetchItem, Located, Swarm};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -269,15 +269,6 @@ impl Fills {
         })
         .await
     }
-
-    /// Starts nothing: fetches only the bytes of `range` from the located holders,
-    /// for a range request on an object no fill is bringing in.
-    pub(crate) fn direct(located: Located) -> Arc<DirectFetch> {
-        Arc::new(DirectFetch {
-            located,
-            fetch: tokio::sync::Mutex::new(None),
-        })
-    }
 }
 
 impl Flight {
@@ -379,25 +370,27 @@ pub(crate) enum FlightSize {
 #[derive(Debug)]
 pub(crate) struct DirectFetch {
     located: Located,
-    fetch: tokio::sync::Mutex<Option<(u64, fleetcache_swarm::Fetch)>>,
+    fetch: tokio::sync::Mutex<Option<Fetch>>,
 }
 
 impl DirectFetch {
-    /// The next verified bytes of `start..end`; continues the running fetch when it is
-    /// at `start`, else starts one there.
+    pub(crate) fn new(located: Located) -> Self {
+        DirectFetch {
+            located,
+            fetch: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The next verified bytes of `start..end`; continues the running fetch when it
+    /// is exactly there, else starts one.
     pub(crate) async fn read(self: Arc<Self>, start: u64, end: u64) -> Result<Bytes, String> {
         let mut guard = self.fetch.lock().await;
-        let (pos, fetch) = match guard.take() {
-            Some((pos, fetch)) if pos == start => (pos, fetch),
-            _ => (start, self.located.fetch(start..end)),
+        let fetch = match guard.take() {
+            Some(fetch) if fetch.remaining() == (start..end) => guard.insert(fetch),
+            _ => guard.insert(self.located.fetch(start..end)),
         };
-        let slot = guard.insert((pos, fetch));
-        match slot.1.next().await {
-            Ok(Some(bytes)) => {
-                slot.0 += bytes.len() as u64;
-                Ok(bytes)
-            }
-            Ok(None) => Ok(Bytes::new()),
+        match fetch.next().await {
+            Ok(bytes) => Ok(bytes.unwrap_or_default()),
             Err(err) => Err(err.to_string()),
         }
     }

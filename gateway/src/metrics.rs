@@ -111,7 +111,7 @@ impl Metrics {
         let fill_duration = HistogramVec::new(
             HistogramOpts::new(
                 "fleetcache_fill_duration_seconds",
-                "Time from a miss to the object stored, by source",
+                "Time from a miss to the end of its fill (stored, not found or failed), by source",
             )
             .buckets(vec![
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use fleetcache_config::{Config, ConfigError};
 use fleetcache_store::{OpenError, Store, StoreOptions};
+use fleetcache_swarm::{NodeIdentity, Swarm, SwarmOptions};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-use fleetcache_swarm::{NodeIdentity, Swarm, SwarmOptions};
 
 use crate::fill::Fills;
 use crate::http::server::{self, Limits, Shutdown};

@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use tracing::Instrument;
 
 use crate::error::RequestError;
-use crate::fill::{FillFailure, Fills, FlightSize, Joined};
+use crate::fill::{DirectFetch, FillFailure, FlightSize, Joined};
 use crate::http::body::{ResponseBody, Segment, Source};
 use crate::http::conditional::{self, Precondition};
 use crate::http::range::{RangeRequest, parse_range};
@@ -98,29 +98,30 @@ async fn serve_blob<B>(
         ));
     }
     let fills = state.fills.as_ref().ok_or(RequestError::NotFound)?;
-    let cold_range = req.headers().contains_key(RANGE) && !head;
-    let flight = match fills.running(&hash) {
-        Some(flight) => flight,
-        None if cold_range => {
-            // Only the groups the range needs, straight from a holder; nothing stored.
-            let located = fills
-                .swarm()
-                .locate(hash)
-                .await
-                .map_err(FillFailure::from)?
-                .ok_or(RequestError::NotFound)?;
-            let object = Object {
-                hash,
-                size: located.size(),
-                content_type: None,
-                source: Source::Direct(Fills::direct(located)),
-            };
-            return Ok((
-                object_response(&object, req, head),
-                Served::Peer { stored: false },
-            ));
+    let flight = if req.headers().contains_key(RANGE) && !head {
+        match fills.running(&hash) {
+            Some(flight) => flight,
+            None => {
+                // Only the groups the range needs, straight from a holder; nothing stored.
+                let located = fills
+                    .swarm()
+                    .locate(hash)
+                    .await
+                    .map_err(FillFailure::from)?
+                    .ok_or(RequestError::NotFound)?;
+                let object = Object {
+                    hash,
+                    size: located.size(),
+                    source: Source::Direct(Arc::new(DirectFetch::new(located))),
+                };
+                return Ok((
+                    object_response(&object, req, head),
+                    Served::Peer { stored: false },
+                ));
+            }
         }
-        None => match fills.join(hash)? {
+    } else {
+        match fills.join(hash)? {
             Joined::Flight(flight) => flight,
             Joined::Stored(blob) => {
                 return Ok((
@@ -128,14 +129,13 @@ async fn serve_blob<B>(
                     Served::Hit,
                 ));
             }
-        },
+        }
     };
     let object = match flight.size().await? {
         FlightSize::Stored(blob) => Object::stored(blob),
         FlightSize::Streaming(size) => Object {
             hash,
             size,
-            content_type: None,
             source: Source::Filling(flight),
         },
     };
@@ -149,7 +149,6 @@ async fn serve_blob<B>(
 struct Object {
     hash: Hash,
     size: u64,
-    content_type: Option<String>,
     source: Source,
 }
 
@@ -158,9 +157,17 @@ impl Object {
         Object {
             hash: blob.hash(),
             size: blob.size(),
-            content_type: blob.content_type().map(str::to_owned),
             source: Source::Stored(blob),
         }
+    }
+
+    /// The type given at ingest; peers do not carry it, so fills have none.
+    fn content_type(&self) -> &str {
+        match &self.source {
+            Source::Stored(blob) => blob.content_type(),
+            Source::Filling(_) | Source::Direct(_) => None,
+        }
+        .unwrap_or(DEFAULT_CONTENT_TYPE)
     }
 }
 
@@ -182,10 +189,7 @@ pub(crate) fn parse_hash(text: &str) -> Result<Hash, RequestError> {
 fn object_response<B>(object: &Object, req: &Request<B>, head: bool) -> Response<ResponseBody> {
     let size = object.size;
     let etag = format!("\"{}\"", object.hash);
-    let content_type = object
-        .content_type
-        .as_deref()
-        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    let content_type = object.content_type();
 
     let mut builder = Response::builder()
         .header(ETAG, &etag)

@@ -1,12 +1,28 @@
 //! Peer and swarm figures, read from the swarm's own counters at scrape time.
+//!
+//! Each scrape builds its metric families afresh from one snapshot, so concurrent
+//! scrapes share no state, and a peer that leaves and comes back starts its counters
+//! from zero again (a counter reset, which Prometheus' `rate()` handles), rather than
+//! being hidden behind its old values.
 
 use fleetcache_swarm::{PeerState, Swarm};
 use prometheus::core::{Collector, Desc};
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, proto};
 
-/// Exposes per-peer counters (labelled by peer address) and node-wide swarm counters.
+/// Exposes per-peer figures (labelled by peer address) and node-wide swarm counters.
 pub(crate) struct SwarmCollector {
     swarm: Swarm,
+    descs: Vec<Desc>,
+}
+
+impl std::fmt::Debug for SwarmCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmCollector").finish_non_exhaustive()
+    }
+}
+
+/// One scrape's metrics.
+struct Families {
     peer_up: IntGaugeVec,
     peer_rtt: GaugeVec,
     peer_bytes: IntCounterVec,
@@ -17,20 +33,12 @@ pub(crate) struct SwarmCollector {
     bytes_sent: IntCounter,
     uploads: IntCounter,
     overloaded: IntCounter,
-    descs: Vec<Desc>,
 }
 
-impl std::fmt::Debug for SwarmCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SwarmCollector").finish_non_exhaustive()
-    }
-}
-
-impl SwarmCollector {
-    pub(crate) fn new(swarm: Swarm) -> Result<Self, prometheus::Error> {
+impl Families {
+    fn new() -> Result<Self, prometheus::Error> {
         let peer = &["peer"];
-        let collector = SwarmCollector {
-            swarm,
+        Ok(Families {
             peer_up: IntGaugeVec::new(
                 Opts::new(
                     "fleetcache_peer_up",
@@ -89,17 +97,10 @@ impl SwarmCollector {
                 "fleetcache_swarm_overloaded_total",
                 "Peer GET requests refused as OVERLOADED (swarm.max_uploads)",
             )?,
-            descs: Vec::new(),
-        };
-        let descs = collector
-            .collectors()
-            .iter()
-            .flat_map(|c| c.desc().into_iter().cloned())
-            .collect();
-        Ok(SwarmCollector { descs, ..collector })
+        })
     }
 
-    fn collectors(&self) -> [&dyn Collector; 10] {
+    fn all(&self) -> [&dyn Collector; 10] {
         [
             &self.peer_up,
             &self.peer_rtt,
@@ -115,9 +116,15 @@ impl SwarmCollector {
     }
 }
 
-/// Brings a counter up to a figure that only grows.
-fn catch_up(counter: &IntCounter, value: u64) {
-    counter.inc_by(value.saturating_sub(counter.get()));
+impl SwarmCollector {
+    pub(crate) fn new(swarm: Swarm) -> Result<Self, prometheus::Error> {
+        let descs = Families::new()?
+            .all()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        Ok(SwarmCollector { swarm, descs })
+    }
 }
 
 impl Collector for SwarmCollector {
@@ -126,42 +133,41 @@ impl Collector for SwarmCollector {
     }
 
     fn collect(&self) -> Vec<proto::MetricFamily> {
-        // Peers come and go with DNS; only current ones are shown.
-        self.peer_up.reset();
-        self.peer_rtt.reset();
+        // The descriptions were built by the same constructor in `new`, so this cannot
+        // fail here; an empty scrape is the harmless fallback.
+        let Ok(f) = Families::new() else {
+            return Vec::new();
+        };
         for peer in self.swarm.peers() {
             if peer.state == PeerState::Myself {
                 continue;
             }
             let label = peer.addr.to_string();
             let label = [label.as_str()];
-            self.peer_up
+            f.peer_up
                 .with_label_values(&label)
                 .set(i64::from(peer.state == PeerState::Up));
             if let Some(rtt) = peer.rtt {
-                self.peer_rtt
-                    .with_label_values(&label)
-                    .set(rtt.as_secs_f64());
+                f.peer_rtt.with_label_values(&label).set(rtt.as_secs_f64());
             }
-            catch_up(
-                &self.peer_bytes.with_label_values(&label),
-                peer.bytes_received,
-            );
-            catch_up(
-                &self.peer_transfers.with_label_values(&label),
-                peer.transfers,
-            );
-            catch_up(&self.peer_failures.with_label_values(&label), peer.failures);
-            catch_up(
-                &self.peer_verification_failures.with_label_values(&label),
-                peer.verification_failures,
-            );
+            f.peer_bytes
+                .with_label_values(&label)
+                .inc_by(peer.bytes_received);
+            f.peer_transfers
+                .with_label_values(&label)
+                .inc_by(peer.transfers);
+            f.peer_failures
+                .with_label_values(&label)
+                .inc_by(peer.failures);
+            f.peer_verification_failures
+                .with_label_values(&label)
+                .inc_by(peer.verification_failures);
         }
         let stats = self.swarm.stats();
-        catch_up(&self.handshake_refusals, stats.handshake_refusals);
-        catch_up(&self.bytes_sent, stats.bytes_sent);
-        catch_up(&self.uploads, stats.uploads);
-        catch_up(&self.overloaded, stats.overloaded);
-        self.collectors().iter().flat_map(|c| c.collect()).collect()
+        f.handshake_refusals.inc_by(stats.handshake_refusals);
+        f.bytes_sent.inc_by(stats.bytes_sent);
+        f.uploads.inc_by(stats.uploads);
+        f.overloaded.inc_by(stats.overloaded);
+        f.all().iter().flat_map(|c| c.collect()).collect()
     }
 }

@@ -56,11 +56,10 @@ impl GivenTree {
             // A single group has no pairs; its bytes were hashed directly.
             return None;
         };
-        let (left, right) = pair.split_at(32);
-        let (mut l, mut r) = ([0u8; 32], [0u8; 32]);
-        l.copy_from_slice(left);
-        r.copy_from_slice(right);
-        (parent_hash(&l, &r, true) != *self.hash.as_bytes())
+        let (Some(left), Some(right)) = (pair.first_chunk::<32>(), pair.last_chunk::<32>()) else {
+            return None;
+        };
+        (parent_hash(left, right, true) != *self.hash.as_bytes())
             .then(|| "the root pair does not hash to the object's hash".to_owned())
     }
 }

@@ -177,13 +177,10 @@ impl Ingest {
     pub fn read_written(&self, offset: u64, len: usize) -> Result<Bytes, IngestError> {
         self.check_usable()?;
         if offset > self.written {
-            return Err(IngestError::Io {
-                path: self.shared.layout.tmp_dir(),
-                source: io::Error::other(format!(
-                    "read at {offset} past the {} bytes written",
-                    self.written
-                )),
-            });
+            return Err(self.internal(format!(
+                "read at {offset} past the {} bytes written",
+                self.written
+            )));
         }
         let in_file = self.written - self.buf.len() as u64;
         let end = offset.saturating_add(len as u64).min(self.written);
@@ -191,10 +188,7 @@ impl Ingest {
         if offset < in_file {
             let file_end = end.min(in_file);
             let Some(files) = &self.files else {
-                return Err(IngestError::Io {
-                    path: self.shared.layout.tmp_dir(),
-                    source: io::Error::other("ingest lost its temp files"),
-                });
+                return Err(self.internal("ingest lost its temp files"));
             };
             out.resize((file_end - offset) as usize, 0);
             files
@@ -241,10 +235,7 @@ impl Ingest {
         }
         self.flush_buf()?;
         let Some(mut files) = self.files.take() else {
-            return Err(IngestError::Io {
-                path: self.shared.layout.tmp_dir(),
-                source: io::Error::other("ingest lost its temp files"),
-            });
+            return Err(self.internal("ingest lost its temp files"));
         };
         let hash = match self.given.take() {
             Some(given) => {
@@ -301,12 +292,17 @@ impl Ingest {
         }
     }
 
+    /// An error in the ingest's own state, reported against the temp directory.
+    fn internal(&self, what: impl Into<String>) -> IngestError {
+        IngestError::Io {
+            path: self.shared.layout.tmp_dir(),
+            source: io::Error::other(what.into()),
+        }
+    }
+
     fn check_usable(&self) -> Result<(), IngestError> {
         if self.failed {
-            return Err(IngestError::Io {
-                path: self.shared.layout.tmp_dir(),
-                source: io::Error::other("an earlier write to this ingest failed"),
-            });
+            return Err(self.internal("an earlier write to this ingest failed"));
         }
         Ok(())
     }

@@ -113,3 +113,4 @@ pub use fsck::{FsckReport, fsck};
 pub use hash::{Hash, ParseHashError};
 pub use ingest::{Ingest, IngestOutcome};
 pub use store::{Store, StoreOptions, StoreStats};
+pub use tree::BLOCK_SIZE;

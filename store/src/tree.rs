@@ -12,8 +12,9 @@ use blake3::hazmat::{
 
 /// Bytes per chunk group: 16 BLAKE3 chunks.
 pub(crate) const GROUP_SIZE: u64 = 16 * 1024;
-/// The same 16 KiB groups, as bao-tree names them.
-pub(crate) const BLOCK_SIZE: bao_tree::BlockSize = bao_tree::BlockSize::from_chunk_log(4);
+/// The chunk groups of every hash tree the store keeps, as bao-tree names them: 16 KiB.
+/// Peers encode and decode with the same size, so a received tree is the stored one.
+pub const BLOCK_SIZE: bao_tree::BlockSize = bao_tree::BlockSize::from_chunk_log(4);
 /// Bytes per outboard entry: two child hashes.
 pub(crate) const PAIR_SIZE: u64 = 64;
 const GROUP_USIZE: usize = 16 * 1024;

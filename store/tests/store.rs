@@ -689,22 +689,34 @@ fn handles_can_cross_threads() {
     send::<fleetcache_store::Ingest>();
 }
 
-/// Decodes a bao-tree encoding of `ranges` and returns the verified bytes by offset.
+/// Every item bao-tree's decoder yields for an encoding of `ranges`, each verified.
+fn decoded(
+    hash: &Hash,
+    size: u64,
+    ranges: &bao_tree::ChunkRanges,
+    encoded: &[u8],
+) -> Vec<bao_tree::io::BaoContentItem> {
+    let tree = BaoTree::new(size, fleetcache_store::BLOCK_SIZE);
+    let root = bao_tree::blake3::Hash::from_bytes(*hash.as_bytes());
+    bao_tree::io::sync::DecodeResponseIter::new(root, tree, encoded, ranges)
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The verified leaves of an encoding, by offset.
 fn decode(
     hash: &Hash,
     size: u64,
     ranges: &bao_tree::ChunkRanges,
     encoded: &[u8],
 ) -> Vec<(u64, Vec<u8>)> {
-    let tree = BaoTree::new(size, BlockSize::from_chunk_log(4));
-    let root = bao_tree::blake3::Hash::from_bytes(*hash.as_bytes());
-    let mut leaves = Vec::new();
-    for item in bao_tree::io::sync::DecodeResponseIter::new(root, tree, encoded, ranges) {
-        if let bao_tree::io::BaoContentItem::Leaf(leaf) = item.unwrap() {
-            leaves.push((leaf.offset, leaf.data.to_vec()));
-        }
-    }
-    leaves
+    decoded(hash, size, ranges, encoded)
+        .into_iter()
+        .filter_map(|item| match item {
+            bao_tree::io::BaoContentItem::Leaf(leaf) => Some((leaf.offset, leaf.data.to_vec())),
+            bao_tree::io::BaoContentItem::Parent(_) => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -802,13 +814,11 @@ fn an_ingest_reads_back_what_it_has_written() {
     ingest.finish().unwrap();
 }
 
-/// Feeds a verified ingest what bao-tree's decoder yields for `ranges`.
+/// Feeds a verified ingest what bao-tree's decoder yields for the whole object.
 fn feed_decoded(ingest: &mut fleetcache_store::Ingest, hash: &Hash, data: &[u8], encoded: &[u8]) {
-    let tree = BaoTree::new(data.len() as u64, BlockSize::from_chunk_log(4));
-    let root = bao_tree::blake3::Hash::from_bytes(*hash.as_bytes());
-    let ranges = bao_tree::ChunkRanges::all();
-    for item in bao_tree::io::sync::DecodeResponseIter::new(root, tree, encoded, &ranges) {
-        match item.unwrap() {
+    let all = bao_tree::ChunkRanges::all();
+    for item in decoded(hash, data.len() as u64, &all, encoded) {
+        match item {
             bao_tree::io::BaoContentItem::Parent(parent) => {
                 ingest.save_pair(parent.node, &parent.pair).unwrap();
             }

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use bao_tree::io::fsm::{ResponseDecoder, ResponseDecoderNext};
 use bao_tree::io::{BaoContentItem, DecodeError, Parent};
-use bao_tree::{BaoTree, BlockSize, ChunkRanges};
+use bao_tree::{BaoTree, ChunkRanges};
 use bytes::{Bytes, BytesMut};
-use fleetcache_store::Hash;
+use fleetcache_store::{BLOCK_SIZE, Hash};
 use iroh_io::AsyncStreamReader;
 
 use crate::wire::{Decoded, ErrorCode, RangeSpec, Request, Response};
 
-/// The store's and the protocol's chunk groups: 16 KiB.
-pub(crate) const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
 /// The most a single read from a stream asks for.
 const READ_CHUNK: usize = 256 * 1024;
 

@@ -105,12 +105,10 @@ impl Peer {
 
     /// The live connection, if the peer is up.
     pub(crate) fn connection(&self) -> Option<quinn::Connection> {
-        if lock(&self.status).state != PeerState::Up {
+        if self.state() != PeerState::Up {
             return None;
         }
-        lock(&self.connection)
-            .clone()
-            .filter(|c| c.close_reason().is_none())
+        self.current_connection()
     }
 
     /// The connection to ping, whatever the state.
@@ -149,15 +147,17 @@ impl Peer {
         }
         status.state = PeerState::Down;
         status.last_error = Some(reason);
-        if let Some(connection) = lock(&self.connection).take() {
-            connection.close(0u32.into(), b"down");
-        }
+        self.close_connection(b"down");
     }
 
     pub(crate) fn mark_myself(&self) {
         lock(&self.status).state = PeerState::Myself;
+        self.close_connection(b"self");
+    }
+
+    fn close_connection(&self, reason: &[u8]) {
         if let Some(connection) = lock(&self.connection).take() {
-            connection.close(0u32.into(), b"self");
+            connection.close(0u32.into(), reason);
         }
     }
 
@@ -187,7 +187,9 @@ pub(crate) struct PeerTable {
 
 impl PeerTable {
     /// Replaces the addresses found through `source`; returns the peers that are new.
-    /// Addresses it no longer resolves to (and no other entry does) leave the table.
+    /// An address belongs to the entry that found it first: when that entry no longer
+    /// resolves to it, it leaves the table (another entry that also resolves to it adds
+    /// it back on its own next round).
     pub(crate) fn update(
         &self,
         source: &str,

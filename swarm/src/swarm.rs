@@ -124,6 +124,14 @@ struct Inner {
     cancel: CancellationToken,
 }
 
+impl Inner {
+    fn count_refusal(&self) {
+        self.counters
+            .handshake_refusals
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Swarm {
     /// Binds the endpoint and starts accepting peers and watching the configured ones.
     /// Must run inside a tokio runtime.
@@ -270,11 +278,6 @@ impl Located {
         self.size
     }
 
-    /// The object's hash.
-    pub fn hash(&self) -> Hash {
-        self.hash
-    }
-
     /// Fetches `range` (clamped to the object) as verified bytes in order.
     pub fn fetch(&self, range: Range<u64>) -> Fetch {
         let end = range.end.min(self.size);
@@ -379,9 +382,9 @@ impl Fetch {
         Ok(None)
     }
 
-    /// The peer currently sending, if any.
-    pub fn source(&self) -> Option<SocketAddr> {
-        self.current.as_ref().map(|(peer, _)| peer.addr)
+    /// What is left to deliver: from the next byte to the end of the range.
+    pub fn remaining(&self) -> Range<u64> {
+        self.pos..self.end
     }
 
     fn fail_current(&mut self, err: PeerError) {
@@ -486,10 +489,7 @@ async fn accept_loop(inner: Arc<Inner>, responder: Arc<Responder>) {
                 let connection = match incoming.await {
                     Ok(connection) => connection,
                     Err(err) => {
-                        inner
-                            .counters
-                            .handshake_refusals
-                            .fetch_add(1, Ordering::Relaxed);
+                        inner.count_refusal();
                         tracing::warn!("refused a peer's handshake: {err}");
                         return;
                     }
@@ -501,10 +501,7 @@ async fn accept_loop(inner: Arc<Inner>, responder: Arc<Responder>) {
                 match alpn.as_deref() {
                     Some(ALPN) => serve_connection(connection, responder).await,
                     _ => {
-                        inner
-                            .counters
-                            .handshake_refusals
-                            .fetch_add(1, Ordering::Relaxed);
+                        inner.count_refusal();
                         connection.close(0u32.into(), b"unsupported protocol");
                     }
                 }
@@ -522,9 +519,10 @@ async fn membership_loop(inner: Arc<Inner>, peers: Vec<String>, interval: Durati
                 tokio::time::timeout(inner.peer_timeout, tokio::net::lookup_host(entry.as_str()))
                     .await;
             let addrs: Vec<SocketAddr> = match resolved {
-                Ok(Ok(addrs)) => addrs
-                    .filter(|a| reachable_family(&inner.endpoint, a))
-                    .collect(),
+                Ok(Ok(addrs)) => {
+                    let local = inner.endpoint.local_addr().ok();
+                    addrs.filter(|a| reachable_family(local, a)).collect()
+                }
                 Ok(Err(err)) => {
                     // Keep what it resolved to before: DNS hiccups must not empty the fleet.
                     tracing::warn!(peer = %entry, "resolving peer: {err}");
@@ -583,10 +581,7 @@ async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
                         quinn::ConnectionError::TransportError(_)
                             | quinn::ConnectionError::ConnectionClosed(_)
                     ) {
-                        inner
-                            .counters
-                            .handshake_refusals
-                            .fetch_add(1, Ordering::Relaxed);
+                        inner.count_refusal();
                     }
                     return Err(format!("handshake: {err}"));
                 }
@@ -619,9 +614,9 @@ async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
 
 /// Whether the endpoint's socket can send to `addr`: an IPv4 socket cannot reach IPv6
 /// addresses (a name such as `localhost` resolves to both); an IPv6 socket is dual-stack.
-fn reachable_family(endpoint: &quinn::Endpoint, addr: &SocketAddr) -> bool {
-    match endpoint.local_addr() {
-        Ok(local) if local.is_ipv4() => addr.is_ipv4(),
+fn reachable_family(local: Option<SocketAddr>, addr: &SocketAddr) -> bool {
+    match local {
+        Some(local) if local.is_ipv4() => addr.is_ipv4(),
         _ => true,
     }
 }
@@ -635,4 +630,22 @@ fn is_own_certificate(connection: &quinn::Connection, own: &[u8]) -> bool {
         })
         .and_then(|certs| certs.first().map(|c| c.as_ref() == own))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv4_socket_skips_ipv6_peers_and_an_ipv6_socket_takes_both() {
+        let v4: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        let v6: SocketAddr = "[::1]:7070".parse().unwrap();
+        let any6: SocketAddr = "[::]:7070".parse().unwrap();
+        assert!(reachable_family(Some(v4), &v4));
+        assert!(!reachable_family(Some(v4), &v6));
+        assert!(reachable_family(Some(any6), &v4));
+        assert!(reachable_family(Some(any6), &v6));
+        assert!(reachable_family(None, &v6));
+    }
 }

@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
+use fleetcache_benches::median;
 use fleetcache_config::Sources;
 use fleetcache_gateway::Node;
 use fleetcache_store::{Hash, Store, StoreOptions};
-use fleetcache_swarm::{FleetCa, NodeIdentity, Swarm, SwarmOptions};
+use fleetcache_swarm::{FleetCa, NodeCert, NodeIdentity, Swarm, SwarmOptions};
 use rand::RngCore;
 
 const COMMAND: &str = "cargo build --release -p fleetcache-benches && \
@@ -73,12 +74,13 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn identity(&mut self) -> Result<NodeIdentity> {
+    fn issue(&mut self) -> Result<NodeCert> {
         self.issued += 1;
-        Ok(self
-            .ca
-            .issue_node(&format!("bench-{}", self.issued))?
-            .identity()?)
+        Ok(self.ca.issue_node(&format!("bench-{}", self.issued))?)
+    }
+
+    fn identity(&mut self) -> Result<NodeIdentity> {
+        Ok(self.issue()?.identity()?)
     }
 }
 
@@ -180,10 +182,10 @@ async fn run(args: &Args) -> Result<()> {
             last(&hash_rates)
         );
     }
-    let quinn = median(&mut quinn_rates);
-    let fetched = median(&mut fetch_rates);
-    let filled = median(&mut fill_rates);
-    let hashed = median(&mut hash_rates);
+    let quinn = median(&quinn_rates).unwrap_or(0.0);
+    let fetched = median(&fetch_rates).unwrap_or(0.0);
+    let filled = median(&fill_rates).unwrap_or(0.0);
+    let hashed = median(&hash_rates).unwrap_or(0.0);
 
     println!(
         "## swarm-transfer: {} MiB node→node over loopback QUIC",
@@ -221,11 +223,6 @@ async fn run(args: &Args) -> Result<()> {
 
 fn last(rates: &[f64]) -> f64 {
     rates.last().copied().unwrap_or(0.0)
-}
-
-fn median(rates: &mut [f64]) -> f64 {
-    rates.sort_by(f64::total_cmp);
-    rates.get(rates.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
@@ -266,11 +263,7 @@ async fn fetch(b: &Swarm, hash: Hash, size: u64) -> Result<f64> {
 /// committed.
 async fn fill(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u64) -> Result<f64> {
     let certs = dir.join("certs");
-    fleet
-        .ca
-        .issue_node(&format!("fill-{}", fleet.issued))?
-        .save(&certs)?;
-    fleet.issued += 1;
+    fleet.issue()?.save(&certs)?;
     let config = fleetcache_config::load(Sources {
         file: None,
         env: Vec::new(),

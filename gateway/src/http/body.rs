@@ -10,9 +10,9 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use fleetcache_store::{Blob, ReadError};
 use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
@@ -37,6 +37,9 @@ pub(crate) enum BodyError {
     /// The fill feeding this response failed.
     #[error("filling from peers: {0}")]
     Fill(String),
+    /// The source returned less than its size promised.
+    #[error("the object's bytes ended early, at byte {0}")]
+    EndedEarly(u64),
 }
 
 /// Where a response's object bytes come from.
@@ -232,11 +235,7 @@ impl BlobStream {
                         Err(err) => return Poll::Ready(Some(Err(err.into()))),
                     };
                     if bytes.is_empty() {
-                        // The source returned less than its size promised.
-                        return Poll::Ready(Some(Err(BodyError::Fill(format!(
-                            "source ended early at byte {}",
-                            range.start
-                        )))));
+                        return Poll::Ready(Some(Err(BodyError::EndedEarly(range.start))));
                     }
                     range.start += bytes.len() as u64;
                     if range.is_empty() {

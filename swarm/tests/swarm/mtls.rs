@@ -11,12 +11,10 @@ use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use crate::support::identity;
+
 /// Generous bound for a loopback handshake; a hang fails the test instead of blocking it.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn identity(ca: &FleetCa, name: &str) -> Result<NodeIdentity> {
-    Ok(ca.issue_node(name)?.identity()?)
-}
 
 /// A server endpoint that accepts one connection, echoes one bi-stream, and returns
 /// how the accept went.
@@ -80,8 +78,8 @@ async fn exchange(
 #[tokio::test]
 async fn same_ca_handshakes_and_echoes() -> Result<()> {
     let ca = FleetCa::generate("fleet")?;
-    let server = identity(&ca, "node-server")?;
-    let client = identity(&ca, "node-client")?;
+    let server = identity(&ca, "node-server");
+    let client = identity(&ca, "node-client");
     let (client_result, server_result) = exchange(&server, client.quic_client_config()?).await?;
     assert_eq!(client_result?, b"hello fleet");
     server_result?;
@@ -92,8 +90,8 @@ async fn same_ca_handshakes_and_echoes() -> Result<()> {
 async fn client_from_another_ca_is_refused() -> Result<()> {
     let ca = FleetCa::generate("fleet")?;
     let rogue_ca = FleetCa::generate("rogue")?;
-    let server = identity(&ca, "node-server")?;
-    let rogue = identity(&rogue_ca, "node-client")?;
+    let server = identity(&ca, "node-server");
+    let rogue = identity(&rogue_ca, "node-client");
     // The rogue client must trust the real fleet CA to get as far as sending its
     // certificate; that isolates the server's check of the client certificate.
     let config = client_config_trusting(&ca, Some(&rogue))?;
@@ -104,7 +102,7 @@ async fn client_from_another_ca_is_refused() -> Result<()> {
 #[tokio::test]
 async fn client_without_cert_is_refused() -> Result<()> {
     let ca = FleetCa::generate("fleet")?;
-    let server = identity(&ca, "node-server")?;
+    let server = identity(&ca, "node-server");
     let config = client_config_trusting(&ca, None)?;
     let (client_result, server_result) = exchange(&server, config).await?;
     expect_refused(client_result, server_result)
@@ -114,8 +112,8 @@ async fn client_without_cert_is_refused() -> Result<()> {
 async fn server_from_another_ca_is_refused_by_the_client() -> Result<()> {
     let ca = FleetCa::generate("fleet")?;
     let rogue_ca = FleetCa::generate("rogue")?;
-    let rogue_server = identity(&rogue_ca, "node-server")?;
-    let client = identity(&ca, "node-client")?;
+    let rogue_server = identity(&rogue_ca, "node-server");
+    let client = identity(&ca, "node-client");
     let (client_result, server_result) =
         exchange(&rogue_server, client.quic_client_config()?).await?;
     let err = client_result

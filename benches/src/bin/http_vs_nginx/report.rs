@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use fleetcache_benches::median;
+
 use crate::wrk::WrkReport;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -106,21 +108,6 @@ impl Run {
             self.wrk.socket_errors,
         )
     }
-}
-
-/// Median of the values (mean of the middle two for an even count).
-pub(crate) fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if sorted.is_empty() {
-        return None;
-    }
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    Some(if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    })
 }
 
 /// What a row is judged against.
@@ -291,13 +278,6 @@ pub(crate) fn mib(bytes: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
-    }
 
     #[test]
     fn targets() {

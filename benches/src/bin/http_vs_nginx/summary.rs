@@ -4,7 +4,9 @@
 use std::ffi::OsStr;
 
 use crate::procfs::Machine;
-use crate::report::{self, Row, Run, Target, Which, median};
+use fleetcache_benches::median;
+
+use crate::report::{self, Row, Run, Target, Which};
 use crate::{Args, RSS_SAMPLE_INTERVAL, Scenario, Tools};
 
 /// How a table row reads one value from a run.

@@ -19,6 +19,8 @@ pub(crate) enum Origin {
     Env(String),
     /// A command-line flag (the CLI passes key paths, not flag spellings).
     Flag,
+    /// The `--origin` flag, which sets the default origin's url.
+    UrlFlag,
 }
 
 impl fmt::Display for Origin {
@@ -28,6 +30,7 @@ impl fmt::Display for Origin {
             Origin::File(path) => write!(f, "from file {}", path.display()),
             Origin::Env(name) => write!(f, "from env {name}"),
             Origin::Flag => f.write_str("from a command-line flag"),
+            Origin::UrlFlag => f.write_str("from flag --origin"),
         }
     }
 }
@@ -98,7 +101,8 @@ fn shown(value: Option<&str>) -> String {
 }
 
 impl ConfigError {
-    /// The dotted key path at fault (`store.capacity`, `swarm.peers[1]`), or
+    /// The dotted key path at fault (`store.capacity`, `swarm.peers[1]`,
+    /// `origin[0].url`, with 0-based indices into the merged list), or
     /// `None` when the problem is not one key's (unreadable file, syntax
     /// error, unknown environment variable).
     pub fn field(&self) -> Option<&str> {

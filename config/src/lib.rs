@@ -11,7 +11,8 @@
 //!    config file at all;
 //! 2. the config file (`--config FILE`), which needs only the keys it changes;
 //! 3. environment variables `FLEETCACHE_*`;
-//! 4. command-line flags, passed by the CLI as (dotted key path, value).
+//! 4. command-line flags, passed by the CLI as (dotted key path, value);
+//!    `--origin URL` is passed as `("origin", URL)`.
 //!
 //! The merged table is deserialized into [`Config`] with unknown fields
 //! denied and the failing key path tracked, then validated (ranges,
@@ -29,10 +30,22 @@
 //! (`swarm.peers`) are split on commas, and everything else (addresses,
 //! paths, sizes, durations) stays a string for the field's own parser.
 //!
-//! Any other `FLEETCACHE_` variable is an error naming it, with two
+//! Any other `FLEETCACHE_` variable is an error naming it, with three
 //! exceptions: `FLEETCACHE_CONFIG` (the CLI's config-file path) is skipped,
-//! and `FLEETCACHE_LOG` is an alias of `FLEETCACHE_LOG_LEVEL` (setting both
-//! is an error).
+//! `FLEETCACHE_LOG` is an alias of `FLEETCACHE_LOG_LEVEL` (setting both
+//! is an error), and `FLEETCACHE_ORIGIN` is the default origin's url (below).
+//!
+//! # Origins
+//!
+//! `[[origin]]` tables ([`OriginConfig`], in [`Config::origins`]) put the
+//! node in front of origin servers as a shared cache. Their keys exist only
+//! in the file, except the default origin's (the one without `host`) url:
+//! `FLEETCACHE_ORIGIN` and the `origin` flag replace that entry's `url`,
+//! keeping its other keys, or append a default origin with default settings.
+//! Errors name entries by 0-based position in the merged list, like
+//! `swarm.peers[1]`: `origin[0].url` is the first file entry's url, and an
+//! entry appended from the environment or a flag comes after the file's.
+//! [`Config::origin_for_host`] picks the origin for a request's Host.
 //!
 //! # Values
 //!
@@ -50,6 +63,7 @@
 mod duration;
 mod error;
 mod load;
+mod origin;
 mod render;
 mod schema;
 mod size;
@@ -58,6 +72,7 @@ mod validate;
 
 pub use error::ConfigError;
 pub use load::{Sources, load};
+pub use origin::{OriginConfig, OriginUrl, ParseOriginUrlError};
 pub use size::{ByteSize, ParseSizeError};
 pub use types::{
     AdminConfig, Config, HttpConfig, LogConfig, LogFormat, ShutdownConfig, StoreConfig, SwarmConfig,

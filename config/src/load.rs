@@ -35,6 +35,10 @@ pub fn load(sources: Sources<'_>) -> Result<Config, ConfigError> {
     }
     layered.apply_env(&sources.env)?;
     for (path, value) in &sources.flags {
+        if *path == schema::ORIGIN {
+            layered.set_default_origin_url(value, Origin::UrlFlag);
+            continue;
+        }
         let key = schema::leaf(path).ok_or_else(|| ErrorKind::UnknownKey {
             key: (*path).to_owned(),
             origin: Origin::Flag,
@@ -97,6 +101,10 @@ impl Layered {
             ));
         }
         for (name, value) in ours {
+            if name == schema::ENV_ORIGIN {
+                self.set_default_origin_url(value, Origin::Env(name.clone()));
+                continue;
+            }
             let key = schema::key_for_env(name).ok_or_else(|| ErrorKind::UnknownEnv {
                 name: name.clone(),
                 suggestion: schema::suggest_env(name),
@@ -157,10 +165,46 @@ impl Layered {
         Ok(())
     }
 
+    /// Points the default origin (the entry without `host`) at `url`,
+    /// keeping its other keys, or appends a default origin with only a url.
+    fn set_default_origin_url(&mut self, url: &str, origin: Origin) {
+        let entries = self
+            .table
+            .entry(schema::ORIGIN)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        // A file `origin` that is not a list was refused by `reject_unknown`.
+        let Value::Array(entries) = entries else {
+            return;
+        };
+        let default = entries.iter_mut().enumerate().find_map(|(index, entry)| {
+            entry
+                .as_table_mut()
+                .filter(|table| !table.contains_key("host"))
+                .map(|table| (index, table))
+        });
+        let url = Value::String(url.to_owned());
+        let index = match default {
+            Some((index, table)) => {
+                table.insert("url".to_owned(), url);
+                index
+            }
+            None => {
+                entries.push(Value::Table(Table::from_iter([("url".to_owned(), url)])));
+                entries.len() - 1
+            }
+        };
+        self.origins.insert(format!("origin[{index}].url"), origin);
+    }
+
     fn deserialize(&self) -> Result<Config, ConfigError> {
         serde_path_to_error::deserialize(Value::Table(self.table.clone())).map_err(|err| {
-            let field = err.path().to_string();
-            self.error(&field, plain_words(err.inner().message()))
+            let path = err.path().to_string();
+            let message = err.inner().message();
+            // serde blames the table for a missing key; the key is the fault.
+            match missing_field(message) {
+                Some(name) => self.error(&join(&path, name), "required, but not set".to_owned()),
+                None => self.error(&path, plain_words(message)),
+            }
         })
     }
 
@@ -171,19 +215,29 @@ impl Layered {
     }
 
     /// Where the value at `field` came from: the nearest recorded ancestor
-    /// (a file may replace a whole table), else the defaults.
+    /// (a file may replace a whole table; `origin[1].url` may be a flag's
+    /// while the rest of `origin` is the file's), else the defaults.
     pub(crate) fn origin(&self, field: &str) -> Origin {
-        let mut path = strip_index(field);
+        let mut path = field;
         loop {
             if let Some(origin) = self.origins.get(path) {
                 return origin.clone();
             }
-            match path.rsplit_once('.') {
+            let parent = match path.strip_suffix(']') {
+                Some(indexed) => indexed.rsplit_once('['),
+                None => path.rsplit_once('.'),
+            };
+            match parent {
                 Some((parent, _)) => path = parent,
                 None => return Origin::Default,
             }
         }
     }
+}
+
+/// The key of serde's "missing field `url`".
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
 }
 
 /// serde speaks Rust ("expected usize", "expected struct StoreConfig");
@@ -205,7 +259,7 @@ fn plain_words(message: &str) -> String {
     text
 }
 
-/// `swarm.peers[1]` → `swarm.peers`: origins are kept per key.
+/// `swarm.peers[1]` → `swarm.peers`, `origin[0].url` → `origin`.
 fn strip_index(field: &str) -> &str {
     field.split('[').next().unwrap_or(field)
 }
@@ -272,6 +326,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn reject_unknown(table: &Table, prefix: &str, origin: &Origin) -> Result<(), ConfigError> {
     for (name, value) in table {
         let path = join(prefix, name);
+        if path == schema::ORIGIN {
+            reject_unknown_in_origins(value, origin)?;
+            continue;
+        }
         if schema::leaf(&path).is_some() {
             continue;
         }
@@ -287,6 +345,39 @@ fn reject_unknown(table: &Table, prefix: &str, origin: &Origin) -> Result<(), Co
             origin: origin.clone(),
         }
         .into());
+    }
+    Ok(())
+}
+
+/// The keys of each `[[origin]]` table. `[origin]` (one table, single
+/// brackets) is the likely mistake, so it gets its own message.
+fn reject_unknown_in_origins(value: &Value, origin: &Origin) -> Result<(), ConfigError> {
+    let entries = match value {
+        Value::Array(entries) => entries,
+        Value::Table(_) => {
+            return Err(ConfigError::invalid(
+                schema::ORIGIN,
+                Some(value.to_string()),
+                origin.clone(),
+                "origins are a list of tables: write [[origin]] (double brackets) above each one",
+            ));
+        }
+        // Deserialization says what was expected instead.
+        _ => return Ok(()),
+    };
+    for (index, entry) in entries.iter().enumerate() {
+        let Value::Table(entry) = entry else {
+            continue;
+        };
+        if let Some(name) = entry.keys().find(|name| !schema::is_origin_key(name)) {
+            return Err(ErrorKind::UnknownKey {
+                key: format!("origin[{index}].{name}"),
+                origin: origin.clone(),
+                suggestion: schema::suggest_origin_key(name)
+                    .map(|known| format!("origin[{index}].{known}")),
+            }
+            .into());
+        }
     }
     Ok(())
 }

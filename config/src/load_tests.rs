@@ -48,6 +48,7 @@ fn documented() -> Config {
             level: "info".into(),
             format: LogFormat::Text,
         },
+        origins: vec![],
     }
 }
 
@@ -386,41 +387,6 @@ fn wrong_types_name_field_and_source() {
 }
 
 #[test]
-fn watermark_order_names_the_field_and_both_sources() {
-    let case = Case::new().file("[store]\nhigh_watermark = 0.7\n");
-    let text = case
-        .env("FLEETCACHE_STORE_LOW_WATERMARK", "0.8")
-        .fails_on("store.low_watermark");
-    assert!(
-        text.contains("store.low_watermark = 0.8 (from env FLEETCACHE_STORE_LOW_WATERMARK)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("must be below store.high_watermark (0.7, from file"),
-        "{text}"
-    );
-
-    Case::new()
-        .env("FLEETCACHE_STORE_LOW_WATERMARK", "0")
-        .fails_on("store.low_watermark");
-    Case::new()
-        .env("FLEETCACHE_STORE_LOW_WATERMARK", "NaN")
-        .fails_on("store.low_watermark");
-    Case::new()
-        .env("FLEETCACHE_STORE_HIGH_WATERMARK", "1.01")
-        .fails_on("store.high_watermark");
-    Case::new()
-        .file("[store]\nhigh_watermark = nan\n")
-        .fails_on("store.high_watermark");
-    let config = Case::new()
-        .env("FLEETCACHE_STORE_HIGH_WATERMARK", "1")
-        .env("FLEETCACHE_STORE_LOW_WATERMARK", "0.01")
-        .load()
-        .unwrap();
-    assert_eq!(config.store.high_watermark, 1.0);
-}
-
-#[test]
 fn non_loopback_admin_needs_a_token() {
     let text = Case::new()
         .flag("admin.listen", "0.0.0.0:8081")
@@ -504,13 +470,11 @@ fn ranges_are_checked() {
             "9999999h",
             "shutdown.grace_period",
         ),
-        ("FLEETCACHE_STORE_CAPACITY", "0GiB", "store.capacity"),
         (
             "FLEETCACHE_ADMIN_MAX_UPLOAD_SIZE",
             "0",
             "admin.max_upload_size",
         ),
-        ("FLEETCACHE_STORE_DATA_DIR", "", "store.data_dir"),
         ("FLEETCACHE_ADMIN_TOKEN_FILE", "", "admin.token_file"),
         ("FLEETCACHE_SWARM_CERT_DIR", "", "swarm.cert_dir"),
         ("FLEETCACHE_LOG_LEVEL", "  ", "log.level"),
@@ -605,6 +569,9 @@ fn origins_track_the_last_layer() {
     layered.set(key, "2GiB", Origin::Flag).unwrap();
     assert_eq!(layered.origin("store.capacity"), Origin::Flag);
     assert_eq!(layered.origin("swarm.peers[3]"), Origin::Default);
+    layered.set_default_origin_url("http://a", Origin::UrlFlag);
+    assert_eq!(layered.origin("origin[0].url"), Origin::UrlFlag);
+    assert_eq!(layered.origin("origin[0].max_fetches"), Origin::Default);
     assert_eq!(line_column("ab\ncdé\nx", 7), (2, 4));
     assert_eq!(line_column("ab\ncdé\nx", 8), (3, 1));
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 use toml::Value;
 
 use crate::duration;
-use crate::schema::KEYS;
+use crate::origin::OriginConfig;
+use crate::schema::{KEYS, ORIGIN_KEYS};
 use crate::types::Config;
 
 /// What a secret is shown as, in errors and in `to_toml` comments.
@@ -24,10 +25,11 @@ enum Leaf {
 
 impl Config {
     /// The effective configuration as TOML, every key included, in the
-    /// order of `default.toml`. `admin.token` is never printed: when set it
-    /// appears as a comment, so loading the output needs the token supplied
-    /// again (e.g. FLEETCACHE_ADMIN_TOKEN). Unset optional keys appear as
-    /// comments. Non-UTF-8 paths are printed lossily.
+    /// order of `default.toml`, then one `[[origin]]` table per origin.
+    /// `admin.token` is never printed: when set it appears as a comment, so
+    /// loading the output needs the token supplied again (e.g.
+    /// FLEETCACHE_ADMIN_TOKEN). Unset optional keys appear as comments.
+    /// Non-UTF-8 paths are printed lossily.
     pub fn to_toml(&self) -> String {
         let mut out = String::from(
             "# fleetcache effective configuration\n\
@@ -42,14 +44,16 @@ impl Config {
                 let _ = write!(out, "\n[{table}]\n");
                 section = table;
             }
-            let _ = match self.leaf(key.path) {
-                Leaf::Set(value) => writeln!(out, "{name} = {value}"),
-                Leaf::Unset => writeln!(out, "# {name}: not set"),
-                Leaf::Secret => writeln!(
-                    out,
-                    "# {name} = \"{REDACTED}\" (set, but not printed; supply it again to use this file)"
-                ),
-            };
+            write_leaf(&mut out, name, self.leaf(key.path));
+        }
+        if self.origins.is_empty() {
+            out.push_str("\n# No [[origin]] tables: origin mode is off.\n");
+        }
+        for origin in &self.origins {
+            out.push_str("\n[[origin]]\n");
+            for key in ORIGIN_KEYS {
+                write_leaf(&mut out, key.name, origin_leaf(origin, key.name));
+            }
         }
         out
     }
@@ -95,13 +99,50 @@ impl Config {
     }
 }
 
+fn write_leaf(out: &mut String, name: &str, leaf: Leaf) {
+    let _ = match leaf {
+        Leaf::Set(value) => writeln!(out, "{name} = {value}"),
+        Leaf::Unset => writeln!(out, "# {name}: not set"),
+        Leaf::Secret => writeln!(
+            out,
+            "# {name} = \"{REDACTED}\" (set, but not printed; supply it again to use this file)"
+        ),
+    };
+}
+
+fn origin_leaf(origin: &OriginConfig, name: &str) -> Leaf {
+    let text = |s: String| Leaf::Set(Value::String(s));
+    match name {
+        "url" => text(origin.url.as_str().to_owned()),
+        "host" => origin.host.clone().map_or(Leaf::Unset, text),
+        "ca_file" => origin
+            .ca_file
+            .as_deref()
+            .map_or(Leaf::Unset, |p| text(p.to_string_lossy().into_owned())),
+        "connect_timeout" => text(duration::format(origin.connect_timeout)),
+        "first_byte_timeout" => text(duration::format(origin.first_byte_timeout)),
+        "idle_timeout" => text(duration::format(origin.idle_timeout)),
+        "max_object_size" => text(origin.max_object_size.to_string()),
+        "max_fetches" => Leaf::Set(Value::Integer(
+            i64::try_from(origin.max_fetches).unwrap_or(i64::MAX),
+        )),
+        "queue_timeout" => text(duration::format(origin.queue_timeout)),
+        "default_ttl" => origin
+            .default_ttl
+            .map_or(Leaf::Unset, |ttl| text(duration::format(ttl))),
+        "forwarded" => Leaf::Set(Value::Boolean(origin.forwarded)),
+        // The schema test below keeps this list and `ORIGIN_KEYS` in step.
+        _ => Leaf::Unset,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use crate::{ByteSize, Config, LogFormat, Sources, load};
+    use crate::{ByteSize, Config, LogFormat, OriginConfig, Sources, load};
 
     fn reload(config: &Config) -> Config {
         let dir = tempfile::TempDir::new().unwrap();
@@ -136,6 +177,22 @@ mod tests {
         c.shutdown.grace_period = Duration::ZERO;
         c.log.level = "fleetcache_gateway=debug,info".into();
         c.log.format = LogFormat::Json;
+        c.origins = vec![
+            OriginConfig {
+                url: "HTTPS://Origin.Example:8443/".parse().unwrap(),
+                host: Some("shop.example".into()),
+                ca_file: Some(PathBuf::from("/etc/fc/origin ca.pem")),
+                connect_timeout: Duration::from_millis(250),
+                first_byte_timeout: Duration::from_secs(90),
+                idle_timeout: Duration::from_secs(5),
+                max_object_size: ByteSize(100 << 20),
+                max_fetches: 1,
+                queue_timeout: Duration::from_millis(1_500),
+                default_ttl: Some(Duration::from_secs(300)),
+                forwarded: false,
+            },
+            OriginConfig::new("http://[fd00::5]:8080".parse().unwrap()),
+        ];
         c
     }
 
@@ -147,6 +204,16 @@ mod tests {
                 matches!(config.leaf(key.path), super::Leaf::Set(_)),
                 "{} is not rendered",
                 key.path
+            );
+        }
+        for key in crate::schema::ORIGIN_KEYS {
+            assert!(
+                matches!(
+                    super::origin_leaf(&config.origins[0], key.name),
+                    super::Leaf::Set(_)
+                ),
+                "origin key {} is not rendered",
+                key.name
             );
         }
     }
@@ -186,8 +253,23 @@ mod tests {
             "capacity = \"10GiB\"\nhigh_watermark = 0.95\nlow_watermark = 0.9\n",
             "peers = []",
             "[log]\nlevel = \"info\"\nformat = \"text\"\n",
+            "# No [[origin]] tables: origin mode is off.",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
+
+        let text = everything_changed().to_toml();
+        for line in [
+            "\n[[origin]]\nurl = \"HTTPS://Origin.Example:8443/\"\nhost = \"shop.example\"\n\
+             ca_file = \"/etc/fc/origin ca.pem\"\nconnect_timeout = \"250ms\"\n",
+            "default_ttl = \"5m\"\nforwarded = false\n",
+            "\n[[origin]]\nurl = \"http://[fd00::5]:8080\"\n# host: not set\n\
+             # ca_file: not set\n",
+            "max_object_size = \"1GiB\"\nmax_fetches = 256\nqueue_timeout = \"10s\"\n\
+             # default_ttl: not set\nforwarded = true\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("No [[origin]]"), "{text}");
     }
 }

@@ -5,6 +5,11 @@
 //! what the loader needs to resolve `FLEETCACHE_STORE_DATA_DIR` without
 //! guessing where the underscores split. Tests check it against both the
 //! embedded `default.toml` and `Config::to_toml`.
+//!
+//! `[[origin]]` entries are not leaves of a table: their keys are
+//! [`ORIGIN_KEYS`], documented in `default.toml` as a commented example
+//! block, and the only one reachable from the environment or a flag is the
+//! default origin's url ([`ENV_ORIGIN`], flag key [`ORIGIN`]).
 
 /// How a string from the environment or a flag becomes a TOML value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +89,40 @@ pub(crate) const KEYS: &[Key] = &[
     key("log.format", Kind::Text),
 ];
 
+/// The array of `[[origin]]` tables, and the flag key that sets the default
+/// origin's url (`--origin URL`).
+pub(crate) const ORIGIN: &str = "origin";
+/// Sets the default origin's url, like the [`ORIGIN`] flag.
+pub(crate) const ENV_ORIGIN: &str = "FLEETCACHE_ORIGIN";
+
+/// One key of an `[[origin]]` table.
+#[derive(Debug)]
+pub(crate) struct EntryKey {
+    pub(crate) name: &'static str,
+    /// An `Option` field, unset by default. Only tests read it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) optional: bool,
+}
+
+const fn entry(name: &'static str, optional: bool) -> EntryKey {
+    EntryKey { name, optional }
+}
+
+/// Every key of an `[[origin]]` table, in the order `to_toml` prints them.
+pub(crate) const ORIGIN_KEYS: &[EntryKey] = &[
+    entry("url", false),
+    entry("host", true),
+    entry("ca_file", true),
+    entry("connect_timeout", false),
+    entry("first_byte_timeout", false),
+    entry("idle_timeout", false),
+    entry("max_object_size", false),
+    entry("max_fetches", false),
+    entry("queue_timeout", false),
+    entry("default_ttl", true),
+    entry("forwarded", false),
+];
+
 /// Every environment variable the loader reads starts with this.
 pub(crate) const ENV_PREFIX: &str = "FLEETCACHE_";
 /// The CLI's config-file variable; the loader skips it.
@@ -124,14 +163,31 @@ pub(crate) fn key_for_env(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|key| env_name(key.path) == name)
 }
 
+/// Whether `name` is a key of an `[[origin]]` table.
+pub(crate) fn is_origin_key(name: &str) -> bool {
+    ORIGIN_KEYS.iter().any(|key| key.name == name)
+}
+
+/// What a file, a flag or a variable may name: the leaves and `origin`.
+fn settable() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .map(|key| key.path)
+        .chain(std::iter::once(ORIGIN))
+}
+
 /// The known key closest to a misspelt one, if any is close.
 pub(crate) fn suggest_key(unknown: &str) -> Option<&'static str> {
-    closest(unknown, KEYS.iter().map(|key| key.path)).map(|(_, path)| path)
+    closest(unknown, settable()).map(|(_, path)| path)
+}
+
+/// The `[[origin]]` key closest to a misspelt one, if any is close.
+pub(crate) fn suggest_origin_key(unknown: &str) -> Option<&'static str> {
+    closest(unknown, ORIGIN_KEYS.iter().map(|key| key.name)).map(|(_, name)| name)
 }
 
 /// The known variable closest to a misspelt one, if any is close.
 pub(crate) fn suggest_env(unknown: &str) -> Option<String> {
-    closest(unknown, KEYS.iter().map(|key| key.path)).map(|(_, path)| env_name(path))
+    closest(unknown, settable()).map(|(_, path)| env_name(path))
 }
 
 /// Close means at most a third of the name differs (and at most 4 edits).
@@ -221,6 +277,83 @@ mod tests {
         }
     }
 
+    /// The commented `# [[origin]]` example in `default.toml`, uncommented:
+    /// its `# key = value` lines (prose there is `# # ...`).
+    fn documented_origin() -> Vec<String> {
+        let start = DEFAULT_TOML.find("\n# [[origin]]\n").unwrap() + "\n# [[origin]]\n".len();
+        DEFAULT_TOML[start..]
+            .lines()
+            .take_while(|line| line.starts_with('#'))
+            .map(|line| line.trim_start_matches('#').trim_start())
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn origin_keys_are_the_fields() {
+        let url = "http://a".parse().unwrap();
+        // No `..`: a new field does not compile until it is listed here,
+        // and then the assertion asks for it in `ORIGIN_KEYS`.
+        let crate::OriginConfig {
+            url: _,
+            host: _,
+            ca_file: _,
+            connect_timeout: _,
+            first_byte_timeout: _,
+            idle_timeout: _,
+            max_object_size: _,
+            max_fetches: _,
+            queue_timeout: _,
+            default_ttl: _,
+            forwarded: _,
+        } = crate::OriginConfig::new(url);
+        let names: Vec<&str> = ORIGIN_KEYS.iter().map(|key| key.name).collect();
+        assert_eq!(
+            names,
+            [
+                "url",
+                "host",
+                "ca_file",
+                "connect_timeout",
+                "first_byte_timeout",
+                "idle_timeout",
+                "max_object_size",
+                "max_fetches",
+                "queue_timeout",
+                "default_ttl",
+                "forwarded",
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_file_documents_every_origin_key_with_its_default() {
+        let lines = documented_origin();
+        let names: Vec<&str> = lines
+            .iter()
+            .map(|line| line.split_once(" = ").unwrap().0)
+            .collect();
+        let expected: Vec<&str> = ORIGIN_KEYS.iter().map(|key| key.name).collect();
+        assert_eq!(names, expected, "default.toml's [[origin]] block");
+
+        let mut documented: crate::OriginConfig = toml::from_str(&lines.join("\n")).unwrap();
+        // The optional keys show examples; everything else shows the default.
+        assert!(documented.host.is_some());
+        assert!(documented.ca_file.is_some());
+        assert!(documented.default_ttl.is_some());
+        let optional: Vec<&str> = ORIGIN_KEYS
+            .iter()
+            .filter(|key| key.optional)
+            .map(|key| key.name)
+            .collect();
+        assert_eq!(optional, ["host", "ca_file", "default_ttl"]);
+        documented.host = None;
+        documented.ca_file = None;
+        documented.default_ttl = None;
+        assert_eq!(documented, crate::OriginConfig::new(documented.url.clone()));
+    }
+
     #[test]
     fn env_names_are_unique_and_resolve() {
         for key in KEYS {
@@ -263,6 +396,17 @@ mod tests {
             Some("FLEETCACHE_STORE_DATA_DIR")
         );
         assert_eq!(suggest_env("FLEETCACHE_NO_SUCH_THING"), None);
+        assert_eq!(suggest_key("orign"), Some("origin"));
+        assert_eq!(
+            suggest_env("FLEETCACHE_ORIGN").as_deref(),
+            Some("FLEETCACHE_ORIGIN")
+        );
+        assert_eq!(suggest_origin_key("urll"), Some("url"));
+        assert_eq!(
+            suggest_origin_key("conect_timeout"),
+            Some("connect_timeout")
+        );
+        assert_eq!(suggest_origin_key("tls"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, ErrorKind};
+use crate::origin::OriginConfig;
 use crate::size::ByteSize;
 
 /// The whole node configuration. Build one with [`crate::load`].
@@ -28,6 +29,10 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Origin servers, the `[[origin]]` tables (default none). See
+    /// [`Config::origin_for_host`].
+    #[serde(default, rename = "origin")]
+    pub origins: Vec<OriginConfig>,
 }
 
 /// `[http]`: the public listener.

@@ -90,33 +90,9 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
         return fail("admin.max_upload_size", "must be greater than 0".to_owned());
     }
 
-    let store = &config.store;
-    if store.data_dir.as_os_str().is_empty() {
-        return fail("store.data_dir", "must not be empty".to_owned());
-    }
-    if store.capacity.0 == 0 {
-        return fail("store.capacity", "must be greater than 0".to_owned());
-    }
-    let (high, low) = (store.high_watermark, store.low_watermark);
-    // TOML and env both admit `nan`, which every comparison lets through.
-    if high.is_nan() || high <= 0.0 || high > 1.0 {
-        return fail(
-            "store.high_watermark",
-            "must be greater than 0 and at most 1".to_owned(),
-        );
-    }
-    if low.is_nan() || low <= 0.0 {
-        return fail("store.low_watermark", "must be greater than 0".to_owned());
-    }
-    if low >= high {
-        return fail(
-            "store.low_watermark",
-            format!(
-                "must be below store.high_watermark ({high}, {})",
-                layered.origin("store.high_watermark")
-            ),
-        );
-    }
+    // The store's own rules (data_dir, capacity, watermarks) are checked once,
+    // by the store when the node opens it; the gateway reports a failure there
+    // as a configuration error naming the key.
 
     let swarm = &config.swarm;
     for (index, peer) in swarm.peers.iter().enumerate() {
@@ -164,10 +140,14 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
     if config.log.level.trim().is_empty() {
         return fail("log.level", "must not be empty; try \"info\"".to_owned());
     }
-    Ok(())
+    crate::origin::validate(config, layered)
 }
 
-fn timeout_bound(field: &str, value: Duration, layered: &Layered) -> Result<(), ConfigError> {
+pub(crate) fn timeout_bound(
+    field: &str,
+    value: Duration,
+    layered: &Layered,
+) -> Result<(), ConfigError> {
     if value > MAX_TIMEOUT {
         return Err(layered.error(
             field,

@@ -19,7 +19,9 @@ use crate::error::RequestError;
 use crate::http::body::ResponseBody;
 use crate::http::{error_response, json_response, observed, text_response};
 use crate::node::NodeState;
+use crate::proxy::purge::PurgeRequest;
 use crate::public::parse_hash;
+use crate::sync::blocking;
 
 /// Upload chunks queued between the socket and the store writer: enough to
 /// keep both busy, few enough to keep memory flat.
@@ -56,6 +58,7 @@ fn route_label(path: &str) -> &'static str {
         "/healthz" | "/readyz" => "admin_health",
         "/stats" => "admin_stats",
         "/peers" => "admin_peers",
+        "/purge" => "admin_purge",
         p if p == "/blobs" || p.starts_with("/blobs/") => "admin_blobs",
         _ => "admin_other",
     }
@@ -119,6 +122,8 @@ where
         ("/stats", &Method::GET) => Ok(json_response(StatusCode::OK, &stats(state))),
         ("/peers", &Method::GET) => Ok(json_response(StatusCode::OK, &peers(state))),
         ("/blobs", &Method::POST) => ingest(state, req).await,
+        ("/purge", &Method::POST) => purge(state, req).await,
+        ("/purge", _) => Err(RequestError::MethodNotAllowed { allow: "POST" }),
         ("/healthz" | "/readyz" | "/metrics" | "/stats" | "/peers", _) => {
             Err(RequestError::MethodNotAllowed { allow: "GET" })
         }
@@ -157,6 +162,37 @@ async fn blob_action(
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
+}
+
+/// Largest purge body accepted.
+const MAX_PURGE_BODY: usize = 1 << 20;
+
+/// `POST /purge`: removes URL entries by URL, prefix or surrogate key.
+async fn purge<B>(
+    state: &Arc<NodeState>,
+    req: Request<B>,
+) -> Result<Response<ResponseBody>, RequestError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
+    let mut body = req.into_body();
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| RequestError::ClientAborted(err.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > MAX_PURGE_BODY {
+                return Err(RequestError::PayloadTooLarge {
+                    limit: MAX_PURGE_BODY as u64,
+                });
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    let body = collected;
+    let request = PurgeRequest::parse(&body)?;
+    let answer = crate::proxy::purge::purge(&state.store, &state.metrics, request).await?;
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 #[derive(Debug, Serialize)]
@@ -288,6 +324,8 @@ struct StoreStatsJson {
     ingests: u64,
     ingested_bytes: u64,
     corrupt_detected: u64,
+    /// Cached URL responses (records pointing at stored objects).
+    url_entries: u64,
 }
 
 fn stats(state: &NodeState) -> Stats {
@@ -305,6 +343,7 @@ fn stats(state: &NodeState) -> Stats {
             ingests: s.ingests,
             ingested_bytes: s.ingested_bytes,
             corrupt_detected: s.corrupt_detected,
+            url_entries: s.records,
         },
     }
 }
@@ -331,14 +370,13 @@ struct PeerJson {
 }
 
 fn peers(state: &NodeState) -> Peers {
-    let Some(fills) = &state.fills else {
+    let Some(swarm) = state.fills.swarm() else {
         return Peers {
             swarm: false,
             listen: None,
             peers: Vec::new(),
         };
     };
-    let swarm = fills.swarm();
     Peers {
         swarm: true,
         listen: swarm.local_addr().map(|a| a.to_string()),
@@ -358,12 +396,4 @@ fn peers(state: &NodeState) -> Peers {
             })
             .collect(),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, RequestError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|err| RequestError::Internal(format!("blocking task failed: {err}")))
 }

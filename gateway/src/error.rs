@@ -3,13 +3,15 @@
 
 use http::StatusCode;
 
-/// Who caused a request to fail. The origin joins when origin mode lands.
+/// Who caused a request to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
     /// The client sent something we will not act on (4xx).
     Client,
     /// A peer failed or went silent (502, 504).
     Peer,
+    /// The origin failed, went silent or is saturated (502, 503, 504).
+    Origin,
     /// Something inside this node failed (5xx).
     Internal,
 }
@@ -53,6 +55,16 @@ pub(crate) enum RequestError {
     /// Peers hold the object but went silent.
     #[error("gateway timeout: {0}")]
     PeerTimeout(String),
+    /// The origin failed or answered with something that is not HTTP.
+    #[error("bad gateway: {0}")]
+    Origin(crate::origin::OriginError),
+    /// The origin answered a revalidation with a server error (500, 502, 503,
+    /// 504); the caller serves its stale entry instead (stale-if-error).
+    #[error("bad gateway: origin answered {0}")]
+    OriginStatus(String),
+    /// Only a stored response was acceptable (`only-if-cached`) and none is.
+    #[error("gateway timeout: only-if-cached and nothing suitable is stored")]
+    NotCached,
     /// A failure inside the node (store IO, database, a panicked task).
     #[error("internal error: {0}")]
     Internal(String),
@@ -69,14 +81,25 @@ impl RequestError {
             RequestError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Peer(_) => StatusCode::BAD_GATEWAY,
-            RequestError::PeerTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::PeerTimeout(_) | RequestError::NotCached => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::Origin(err) if err.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::Origin(crate::origin::OriginError::Overloaded(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            RequestError::Origin(_) | RequestError::OriginStatus(_) => StatusCode::BAD_GATEWAY,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether the origin is at fault: what stale-if-error may paper over.
+    pub(crate) fn is_upstream(&self) -> bool {
+        self.side() == Side::Origin
     }
 
     pub(crate) fn side(&self) -> Side {
         match self {
             RequestError::Peer(_) | RequestError::PeerTimeout(_) => Side::Peer,
+            RequestError::Origin(_) | RequestError::OriginStatus(_) => Side::Origin,
             _ if self.status().is_client_error() => Side::Client,
             _ => Side::Internal,
         }
@@ -87,7 +110,9 @@ impl RequestError {
     pub(crate) fn log(&self) {
         match self.side() {
             Side::Client => tracing::debug!(status = self.status().as_u16(), "{self}"),
-            Side::Peer => tracing::warn!(status = self.status().as_u16(), "{self}"),
+            Side::Peer | Side::Origin => {
+                tracing::warn!(status = self.status().as_u16(), "{self}");
+            }
             Side::Internal => tracing::error!(status = self.status().as_u16(), "{self}"),
         }
     }
@@ -104,6 +129,9 @@ impl RequestError {
             RequestError::Unavailable(_) => "unavailable",
             RequestError::Peer(_) => "peer-error",
             RequestError::PeerTimeout(_) => "peer-timeout",
+            RequestError::Origin(err) => err.kind(),
+            RequestError::OriginStatus(_) => "origin-error",
+            RequestError::NotCached => "not-cached",
             RequestError::Internal(_) => "error",
         }
     }
@@ -133,5 +161,17 @@ impl From<fleetcache_store::IngestError> for RequestError {
             E::Closed => RequestError::Unavailable(err.to_string()),
             other => RequestError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<tokio::task::JoinError> for RequestError {
+    fn from(err: tokio::task::JoinError) -> Self {
+        RequestError::Internal(format!("blocking task failed: {err}"))
+    }
+}
+
+impl From<crate::origin::OriginError> for RequestError {
+    fn from(err: crate::origin::OriginError) -> Self {
+        RequestError::Origin(err)
     }
 }

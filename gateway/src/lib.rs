@@ -8,13 +8,19 @@
 //! repository root for the map.
 
 mod admin;
+mod cache;
 pub mod cli;
 mod error;
 mod fill;
 mod http;
 mod metrics;
 mod node;
+mod origin;
+mod origin_metrics;
+mod proxy;
 mod public;
+mod settings;
 mod swarm_metrics;
+mod sync;
 
 pub use node::{Node, StartError};

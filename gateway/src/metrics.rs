@@ -34,6 +34,8 @@ pub(crate) struct Metrics {
     pub(crate) fills_active: IntGauge,
     /// Requests that joined a fill already running instead of starting one.
     pub(crate) fill_waiters: IntCounter,
+    /// Origin mode.
+    pub(crate) origin: crate::origin_metrics::OriginMetrics,
 }
 
 /// Which listener a connection or request arrived on.
@@ -104,7 +106,7 @@ impl Metrics {
         let fills = IntCounterVec::new(
             Opts::new(
                 "fleetcache_fills_total",
-                "Misses filled, by source (peer) and result (ok, not_found, failed)",
+                "Misses filled, by source (peer, origin) and result (ok, unstored, declined, not_found, failed)",
             ),
             &["source", "result"],
         )?;
@@ -138,7 +140,9 @@ impl Metrics {
         registry.register(Box::new(connections_active.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(StoreCollector::new(store)?))?;
+        let origin = crate::origin_metrics::OriginMetrics::new(&registry)?;
         Ok(Arc::new(Self {
+            origin,
             registry,
             requests,
             request_duration,
@@ -269,7 +273,7 @@ type StatField = fn(&fleetcache_store::StoreStats) -> u64;
 /// Exposes the store's own counters at scrape time.
 struct StoreCollector {
     store: Store,
-    gauges: [(IntGauge, StatField); 4],
+    gauges: [(IntGauge, StatField); 5],
     counters: Mutex<[(IntCounter, StatField); 5]>,
     descs: Vec<Desc>,
 }
@@ -278,7 +282,7 @@ impl StoreCollector {
     fn new(store: Store) -> Result<Self, prometheus::Error> {
         let gauge = |name: &str, help: &str| IntGauge::new(name, help);
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
-        let gauges: [(IntGauge, StatField); 4] = [
+        let gauges: [(IntGauge, StatField); 5] = [
             (
                 gauge("fleetcache_store_bytes", "Bytes of objects in the store")?,
                 |s| s.bytes,
@@ -300,6 +304,13 @@ impl StoreCollector {
                     "Pinned objects (never evicted)",
                 )?,
                 |s| s.pinned_objects,
+            ),
+            (
+                gauge(
+                    "fleetcache_store_url_entries",
+                    "Cached URL responses (records pointing at stored objects)",
+                )?,
+                |s| s.records,
             ),
         ];
         let counters: [(IntCounter, StatField); 5] = [

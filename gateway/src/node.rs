@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fleetcache_config::{Config, ConfigError};
-use fleetcache_store::{OpenError, Store, StoreOptions};
-use fleetcache_swarm::{NodeIdentity, Swarm, SwarmOptions};
+use fleetcache_store::{OpenError, Store};
+use fleetcache_swarm::{NodeIdentity, Swarm};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fill::Fills;
-use crate::http::server::{self, Limits, Shutdown};
+use crate::http::server::{self, Shutdown};
 use crate::metrics::{Listener, Metrics};
-use crate::{admin, public};
+use crate::origin::Origins;
+use crate::{admin, public, settings};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -23,8 +24,10 @@ pub(crate) struct NodeState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) admin_token: Option<String>,
     pub(crate) max_upload_size: u64,
-    /// The miss pipeline; `None` for a node without a fleet (misses are 404).
-    pub(crate) fills: Option<Arc<Fills>>,
+    /// The miss pipeline (single-flight fills from peers and origins).
+    pub(crate) fills: Arc<Fills>,
+    /// The origins URL requests are cached in front of; empty without origin mode.
+    pub(crate) origins: Origins,
     /// False once shutdown starts, so `/readyz` takes the node out of rotation.
     pub(crate) ready: AtomicBool,
     pub(crate) started: Instant,
@@ -56,12 +59,39 @@ pub enum StartError {
     /// `swarm.cert_dir` that is wrong).
     #[error("invalid config: swarm.cert_dir: {0}")]
     Certificates(fleetcache_swarm::CertError),
+    /// A store setting is out of range (exit code 64). The store checks its own
+    /// rules; this names the configuration key.
+    #[error("invalid config: store.{option}: {problem}")]
+    StoreOption {
+        /// The `[store]` key.
+        option: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An origin's TLS settings are unusable (exit code 64); the message names
+    /// the key, e.g. `origin[0].ca_file`.
+    #[error("{0}")]
+    Origin(String),
     /// The swarm endpoint could not start.
     #[error("starting the swarm: {0}")]
     Swarm(#[from] fleetcache_swarm::SwarmError),
     /// A blocking start-up task died.
     #[error("start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl StartError {
+    /// Whether the configuration is at fault (exit code 64) rather than the
+    /// machine.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            StartError::Config(_)
+                | StartError::Certificates(_)
+                | StartError::StoreOption { .. }
+                | StartError::Origin(_)
+        )
+    }
 }
 
 /// A started node. Dropping it without [`Node::shutdown`] aborts nothing: the
@@ -80,12 +110,8 @@ impl Node {
     /// Opens the store and starts the public and admin listeners.
     pub async fn start(config: &Config) -> Result<Node, StartError> {
         let admin_token = config.admin_token()?;
-        let options = StoreOptions {
-            data_dir: config.store.data_dir.clone(),
-            capacity: config.store.capacity.0,
-            high_watermark: config.store.high_watermark,
-            low_watermark: config.store.low_watermark,
-        };
+        let options = settings::store_options(config);
+        let origins = Origins::new(config).map_err(|e| StartError::Origin(e.to_string()))?;
         let identity = match &config.swarm.cert_dir {
             Some(dir) => {
                 let dir = dir.clone();
@@ -94,28 +120,30 @@ impl Node {
             }
             None => None,
         };
-        let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
+        let store = match tokio::task::spawn_blocking(move || Store::open(options)).await? {
+            Ok(store) => store,
+            Err(OpenError::InvalidOptions { option, problem }) => {
+                return Err(StartError::StoreOption { option, problem });
+            }
+            Err(err) => return Err(err.into()),
+        };
         let swarm = match identity {
-            Some(identity) => Some(Swarm::start(SwarmOptions {
-                listen: config.swarm.listen,
+            Some(identity) => Some(Swarm::start(settings::swarm_options(
+                config,
                 identity,
-                peers: config.swarm.peers.clone(),
-                store: store.clone(),
-                peer_timeout: config.swarm.peer_timeout,
-                ping_interval: config.swarm.ping_interval,
-                resolve_interval: config.swarm.resolve_interval,
-                max_uploads: config.swarm.max_uploads,
-            })?),
+                store.clone(),
+            ))?),
             None => None,
         };
         let metrics = Metrics::new(store.clone(), swarm.clone())?;
-        let fills = swarm.map(|swarm| Fills::new(swarm, store.clone(), Arc::clone(&metrics)));
+        let fills = Fills::new(store.clone(), Arc::clone(&metrics), swarm);
         let state = Arc::new(NodeState {
             store,
             metrics: Arc::clone(&metrics),
             admin_token,
             max_upload_size: config.admin.max_upload_size.0,
             fills,
+            origins,
             ready: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -125,14 +153,7 @@ impl Node {
         let public_addr = local_addr("public", &public_listener, config.http.listen)?;
         let admin_addr = local_addr("admin", &admin_listener, config.admin.listen)?;
 
-        let http = &config.http;
-        let limits = Limits {
-            max_header_bytes: usize::try_from(http.max_header_bytes.0).unwrap_or(usize::MAX),
-            max_headers: http.max_headers,
-            header_read_timeout: http.header_read_timeout,
-            idle_timeout: http.idle_timeout,
-            max_connections: http.max_connections,
-        };
+        let limits = settings::http_limits(config);
         let shutdown = Shutdown {
             graceful: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -146,7 +167,7 @@ impl Node {
             limits.clone(),
             Arc::clone(&metrics),
             shutdown.clone(),
-            move |req, _peer| public::handle(Arc::clone(&public_state), req),
+            move |req, peer| public::handle(Arc::clone(&public_state), req, peer),
         ));
         let admin_state = Arc::clone(&state);
         shutdown.tracker.spawn(server::serve(
@@ -159,7 +180,7 @@ impl Node {
         ));
 
         state.ready.store(true, Ordering::Release);
-        let swarm_addr = state.fills.as_ref().and_then(|f| f.swarm().local_addr());
+        let swarm_addr = state.fills.swarm().and_then(|s| s.local_addr());
         let swarm_text = swarm_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
         tracing::info!(%public_addr, %admin_addr, swarm_addr = %swarm_text, data_dir = %config.store.data_dir.display(), "fleetcache node started");
         Ok(Node {
@@ -203,8 +224,8 @@ impl Node {
             self.shutdown.abort.cancel();
             tracker.wait().await;
         }
-        if let Some(fills) = &self.state.fills {
-            fills.swarm().shutdown();
+        if let Some(swarm) = self.state.fills.swarm() {
+            swarm.shutdown();
         }
         let store = self.state.store.clone();
         match tokio::task::spawn_blocking(move || store.close()).await {

@@ -2,26 +2,21 @@
 //! with ranges and conditional requests. Any other path is 404 until origin
 //! mode lands.
 
-use std::fmt::Write as _;
-use std::ops::Range;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fleetcache_store::{Blob, Hash};
-use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderName,
-    HeaderValue, RANGE,
-};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderName, HeaderValue, RANGE};
 use http::{Method, Request, Response, StatusCode};
 
 use tracing::Instrument;
 
+use crate::cache::status::{CacheStatus, ForwardReason};
 use crate::error::RequestError;
-use crate::fill::{DirectFetch, FillFailure, FlightSize, Joined};
-use crate::http::body::{ResponseBody, Segment, Source};
-use crate::http::conditional::{self, Precondition};
-use crate::http::range::{RangeRequest, parse_range};
-use crate::http::{error_response, observed, text_response};
+use crate::fill::{DirectFetch, FillFailure, FillKey, FillSource, HeadState, Joined};
+use crate::http::body::{ResponseBody, Source};
+use crate::http::representation::{self, Representation, header_value};
+use crate::http::{error_response, observed};
 use crate::node::NodeState;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -34,17 +29,31 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const HASH_PREFIX: &str = "/blake3/";
 
 /// Serves one request on the public listener.
-pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Response<ResponseBody> {
+pub(crate) async fn handle<B>(
+    state: Arc<NodeState>,
+    req: Request<B>,
+    peer: SocketAddr,
+) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path();
     let route = if path == "/blake3" || path.starts_with(HASH_PREFIX) {
         "blob"
-    } else {
+    } else if state.origins.is_empty() {
         "other"
+    } else {
+        "url"
     };
     let observer = state.metrics.observer(route);
     let span = tracing::info_span!("request", method = %req.method(), path = %path);
     let result = match route {
         "blob" => serve_blob(&state, &req).instrument(span.clone()).await,
+        "url" => crate::proxy::handle(&state, req, peer)
+            .instrument(span.clone())
+            .await
+            .map(|(response, served)| (response, Served::Url(served))),
         _ => Err(RequestError::NotFound),
     };
     let (response, cache, source) = match result {
@@ -57,13 +66,14 @@ pub(crate) async fn handle<B>(state: Arc<NodeState>, req: Request<B>) -> Respons
             response.headers_mut().insert(CACHE_STATUS, status);
             (response, "miss", "peer")
         }
+        Ok((response, Served::Url(served))) => (response, served.cache, served.source),
         Err(err) => {
             err.log();
             let mut response = error_response(&err);
-            let status = format!("fleetcache; fwd=miss; detail={}", err.detail());
-            if let Ok(value) = HeaderValue::from_str(&status) {
-                response.headers_mut().insert(CACHE_STATUS, value);
-            }
+            let status = CacheStatus::forward(ForwardReason::Miss).with_detail(err.detail());
+            response
+                .headers_mut()
+                .insert(CACHE_STATUS, status.to_header_value());
             (response, "miss", "local")
         }
     };
@@ -77,6 +87,8 @@ enum Served {
     Hit,
     /// From peers; `stored` once the object is (being) written to the store.
     Peer { stored: bool },
+    /// The URL route, which sets its own `Cache-Status`.
+    Url(crate::proxy::Served),
 }
 
 async fn serve_blob<B>(
@@ -97,14 +109,17 @@ async fn serve_blob<B>(
             Served::Hit,
         ));
     }
-    let fills = state.fills.as_ref().ok_or(RequestError::NotFound)?;
+    let fills = &state.fills;
+    let Some(swarm) = fills.swarm() else {
+        return Err(RequestError::NotFound);
+    };
+    let key = FillKey::Hash(hash);
     let flight = if req.headers().contains_key(RANGE) && !head {
-        match fills.running(&hash) {
+        match fills.join_running(&key) {
             Some(flight) => flight,
             None => {
                 // Only the groups the range needs, straight from a holder; nothing stored.
-                let located = fills
-                    .swarm()
+                let located = swarm
                     .locate(hash)
                     .await
                     .map_err(FillFailure::from)?
@@ -121,8 +136,8 @@ async fn serve_blob<B>(
             }
         }
     } else {
-        match fills.join(hash)? {
-            Joined::Flight(flight) => flight,
+        match fills.join(key, FillSource::Peers)? {
+            Joined::Started(flight) | Joined::Waiting(flight) => flight,
             Joined::Stored(blob) => {
                 return Ok((
                     object_response(&Object::stored(blob), req, head),
@@ -131,13 +146,14 @@ async fn serve_blob<B>(
             }
         }
     };
-    let object = match flight.size().await? {
-        FlightSize::Stored(blob) => Object::stored(blob),
-        FlightSize::Streaming(size) => Object {
+    let object = match flight.head().await? {
+        HeadState::Stored(_, blob) => Object::stored(blob),
+        HeadState::Streaming(fill_head) => Object {
             hash,
-            size,
+            size: fill_head.size.unwrap_or(0),
             source: Source::Filling(flight),
         },
+        HeadState::Declined(reason) => return Err(RequestError::Internal(reason)),
     };
     Ok((
         object_response(&object, req, head),
@@ -185,134 +201,21 @@ pub(crate) fn parse_hash(text: &str) -> Result<Hash, RequestError> {
     })
 }
 
-/// Builds the response for an object: preconditions, then ranges.
+/// The response for an object by hash: immutable, its hash the strong entity tag.
 fn object_response<B>(object: &Object, req: &Request<B>, head: bool) -> Response<ResponseBody> {
-    let size = object.size;
-    let etag = format!("\"{}\"", object.hash);
-    let content_type = object.content_type();
-
-    let mut builder = Response::builder()
-        .header(ETAG, &etag)
-        .header(CACHE_CONTROL, IMMUTABLE)
-        .header(ACCEPT_RANGES, "bytes");
-
-    match conditional::evaluate(req.headers(), &etag) {
-        Precondition::Proceed => {}
-        Precondition::NotModified => {
-            return finish(
-                builder.status(StatusCode::NOT_MODIFIED),
-                ResponseBody::empty(),
-            );
-        }
-        Precondition::Failed => {
-            let mut response =
-                text_response(StatusCode::PRECONDITION_FAILED, "precondition failed");
-            response.headers_mut().insert(ETAG, header_value(&etag));
-            return response;
-        }
-    }
-
-    // Range handling is defined for GET only (RFC 9110 §14.2).
-    let range_request = match req.headers().get(RANGE) {
-        Some(value) if !head && conditional::if_range_allows(req.headers(), &etag) => {
-            parse_range(value.as_bytes(), size)
-        }
-        _ => RangeRequest::Full,
+    let mut headers = http::HeaderMap::new();
+    headers.insert(ETAG, header_value(&format!("\"{}\"", object.hash)));
+    headers.insert(CACHE_CONTROL, IMMUTABLE);
+    headers.insert(CONTENT_TYPE, header_value(object.content_type()));
+    let rep = Representation {
+        status: StatusCode::OK,
+        headers,
+        size: Some(object.size),
+        source: object.source.clone(),
     };
-
-    let (status, length, segments) = match range_request {
-        RangeRequest::Full => {
-            builder = builder.header(CONTENT_TYPE, content_type);
-            (StatusCode::OK, size, vec![Segment::Blob(0..size)])
-        }
-        RangeRequest::Unsatisfiable => {
-            let mut response =
-                text_response(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_RANGE, header_value(&format!("bytes */{size}")));
-            headers.insert(ETAG, header_value(&etag));
-            headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            return response;
-        }
-        RangeRequest::Partial(ranges) if ranges.len() == 1 => {
-            let range = ranges[0].clone();
-            builder = builder
-                .header(CONTENT_TYPE, content_type)
-                .header(CONTENT_RANGE, content_range(&range, size));
-            (
-                StatusCode::PARTIAL_CONTENT,
-                range.end - range.start,
-                vec![Segment::Blob(range)],
-            )
-        }
-        RangeRequest::Partial(ranges) => {
-            let boundary = format!("fleetcache-{:016x}", rand::random::<u64>());
-            let segments = multipart_segments(&ranges, size, content_type, &boundary);
-            let length = segments.iter().map(segment_len).sum();
-            builder = builder.header(
-                CONTENT_TYPE,
-                format!("multipart/byteranges; boundary={boundary}"),
-            );
-            (StatusCode::PARTIAL_CONTENT, length, segments)
-        }
-    };
-
-    builder = builder.status(status).header(CONTENT_LENGTH, length);
-    let body = if head {
-        ResponseBody::empty()
-    } else {
-        ResponseBody::blob(object.source.clone(), segments)
-    };
-    finish(builder, body)
+    representation::respond(rep, req.headers(), head, unix_now())
 }
 
-fn finish(builder: http::response::Builder, body: ResponseBody) -> Response<ResponseBody> {
-    builder.body(body).unwrap_or_else(|err| {
-        // Only reachable if a header value we built is invalid.
-        tracing::error!("building response: {err}");
-        text_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    })
-}
-
-/// `multipart/byteranges` (RFC 9110 §14.6): a part header before each range
-/// and a closing delimiter.
-fn multipart_segments(
-    ranges: &[Range<u64>],
-    size: u64,
-    content_type: &str,
-    boundary: &str,
-) -> Vec<Segment> {
-    let mut segments = Vec::with_capacity(ranges.len() * 2 + 1);
-    for (i, range) in ranges.iter().enumerate() {
-        let mut head = String::new();
-        if i > 0 {
-            head.push_str("\r\n");
-        }
-        let _ = write!(
-            head,
-            "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: {}\r\n\r\n",
-            content_range(range, size)
-        );
-        segments.push(Segment::Literal(Bytes::from(head)));
-        segments.push(Segment::Blob(range.clone()));
-    }
-    segments.push(Segment::Literal(Bytes::from(format!(
-        "\r\n--{boundary}--\r\n"
-    ))));
-    segments
-}
-
-fn segment_len(segment: &Segment) -> u64 {
-    match segment {
-        Segment::Literal(bytes) => bytes.len() as u64,
-        Segment::Blob(range) => range.end - range.start,
-    }
-}
-
-fn content_range(range: &Range<u64>, size: u64) -> String {
-    format!("bytes {}-{}/{size}", range.start, range.end - 1)
-}
-
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+pub(crate) fn unix_now() -> u64 {
+    crate::cache::date::unix_seconds(std::time::SystemTime::now())
 }

@@ -30,9 +30,14 @@ pub enum OpenError {
     /// The index exists but its contents are unusable.
     #[error("store index is corrupt: {0}")]
     Corrupt(String),
-    /// The options are inconsistent; the message names the option.
-    #[error("invalid store options: {0}")]
-    InvalidOptions(String),
+    /// An option is out of range or inconsistent with another.
+    #[error("invalid store option {option}: {problem}")]
+    InvalidOptions {
+        /// The `StoreOptions` field at fault.
+        option: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// Why a lookup or a read of blob bytes failed.
@@ -72,6 +77,9 @@ pub enum ReadError {
     /// Writing an encoded stream to its output failed (the receiver went away).
     #[error("writing the encoded stream: {0}")]
     Output(io::Error),
+    /// The record key asked for cannot name a record (the caller's mistake).
+    #[error("{0}")]
+    InvalidRecord(InvalidRecord),
 }
 
 /// Why an ingest failed. The temp file is gone and nothing already stored is affected.
@@ -107,9 +115,13 @@ pub enum IngestError {
     /// object (a caller's bug: they should have been verified already).
     #[error("inconsistent verified ingest: {0}")]
     Inconsistent(String),
+    /// The record attached to the ingest breaks a limit (the caller's mistake); the
+    /// ingest itself stays usable.
+    #[error("{0}")]
+    InvalidRecord(InvalidRecord),
 }
 
-/// Why a delete or pin change failed.
+/// Why a delete, pin change, or record put or removal failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The index database reported an error.
@@ -126,6 +138,54 @@ pub enum WriteError {
     /// The store has been closed.
     #[error("the store is closed")]
     Closed,
+    /// The record, or the key, prefix or tag naming records, breaks a limit (the
+    /// caller's mistake). Nothing was changed.
+    #[error("{0}")]
+    InvalidRecord(InvalidRecord),
+    /// A record was to point at a blob the index does not have (never stored, or
+    /// deleted or evicted meanwhile). Nothing was changed.
+    #[error("blob {hash} is not in the store; a record cannot point at it")]
+    BlobNotFound {
+        /// The blob the record was to point at.
+        hash: Hash,
+    },
+}
+
+/// Why a record, or a key, key prefix or tag naming records, was refused. Keys, key
+/// prefixes and tags may not contain 0x00 because the record tables use it as a separator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRecord {
+    /// The record key is empty.
+    #[error("invalid record: the key is empty")]
+    EmptyKey,
+    /// A tag is empty.
+    #[error("invalid record: a tag is empty")]
+    EmptyTag,
+    /// A key, key prefix or tag contains a 0x00 byte.
+    #[error("invalid record: the {part} contains a 0x00 byte")]
+    NulByte {
+        /// `"key"`, `"key prefix"` or `"tag"`.
+        part: &'static str,
+    },
+    /// A part is longer than its limit (see the constants on
+    /// [`NewRecord`](crate::NewRecord)).
+    #[error("invalid record: the {part} is {len} bytes, more than the {max} allowed")]
+    TooLong {
+        /// `"key"`, `"key prefix"`, `"variant"`, `"tag"` or `"value"`.
+        part: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The record has more (distinct) tags than allowed.
+    #[error("invalid record: {count} tags, more than the {max} allowed")]
+    TooManyTags {
+        /// Distinct tags given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Why [`fsck`](crate::fsck) could not run (problems it finds are in the report instead).

@@ -1,13 +1,17 @@
 //! Offline consistency check: every object re-verified against its hash and outboard,
-//! index tables cross-checked, orphan files found; with repair on, bad objects and orphans
-//! are moved to `quarantine/` and the index and totals fixed.
+//! index tables cross-checked, records checked against their blobs and their index rows,
+//! orphan files found; with repair on, bad objects and orphans are moved to
+//! `quarantine/`, records without a blob removed, and the index and totals fixed.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableError,
+};
 
 use crate::error::FsckError;
 use crate::hash::Hash;
@@ -16,6 +20,10 @@ use crate::index::{
     lru_key_hash,
 };
 use crate::layout::{self, Layout};
+use crate::record::{
+    BLOB_RECORDS, RECORD_TAGS, RECORDS, RECORDS_KEY, RecordRef, blob_row, decode_count,
+    decode_value, encode_count, show_id, split_blob_row, split_id, split_tag_row, tag_row,
+};
 use crate::startup::{self, pending_deletes};
 use crate::tree::{OutboardBuilder, outboard_size};
 
@@ -35,8 +43,19 @@ pub struct FsckReport {
     pub orphan_files: Vec<PathBuf>,
     /// Objects taken out of the index plus orphan files moved to `quarantine/`.
     pub quarantined: u64,
-    /// Inconsistencies between index tables (LRU rows, totals); fixed in repair mode.
+    /// Inconsistencies between index tables (LRU rows, record tag and blob rows,
+    /// totals); fixed in repair mode.
     pub index_problems: Vec<String>,
+    /// Record rows examined.
+    pub records_checked: u64,
+    /// Records whose blob is not in the index; removed in repair mode.
+    pub dangling_records: Vec<RecordRef>,
+    /// Record rows that do not decode, by their stored id (`key ‖ 0x00 ‖ variant`), with
+    /// the reason; removed in repair mode.
+    pub corrupt_records: Vec<(Vec<u8>, String)>,
+    /// Records removed in repair mode: the dangling and corrupt ones, and those of
+    /// objects taken out of the index.
+    pub records_removed: u64,
 }
 
 impl FsckReport {
@@ -46,6 +65,8 @@ impl FsckReport {
             && self.missing.is_empty()
             && self.orphan_files.is_empty()
             && self.index_problems.is_empty()
+            && self.dangling_records.is_empty()
+            && self.corrupt_records.is_empty()
     }
 }
 
@@ -63,6 +84,7 @@ pub fn fsck(data_dir: &Path, quarantine: bool) -> Result<FsckReport, FsckError> 
     let mut report = scan.report;
     if quarantine && !report.is_clean() {
         report.quarantined = repair(&db, &layout, &scan.fix, &report.orphan_files)?;
+        report.records_removed = scan.fix.records.drop.len() as u64;
     }
     Ok(report)
 }
@@ -74,8 +96,23 @@ struct Fix {
     drop: Vec<(Hash, Option<Entry>)>,
     stale_lru: Vec<[u8; 40]>,
     missing_lru: Vec<[u8; 40]>,
-    /// Totals of the entries that stay.
+    records: RecordFix,
+    /// Totals of the entries (and records) that stay.
     kept: Totals,
+}
+
+/// A record's blob and tags: what names its `blob-records-1` and `record-tags-1` rows.
+type RecordRows = (Hash, Vec<Vec<u8>>);
+
+/// What repair mode will change in the record tables.
+#[derive(Debug, Default)]
+struct RecordFix {
+    /// Record rows to remove, with their blob and tags if they decoded.
+    drop: Vec<(Vec<u8>, Option<RecordRows>)>,
+    stale_tag_rows: Vec<Vec<u8>>,
+    stale_blob_rows: Vec<Vec<u8>>,
+    missing_tag_rows: Vec<Vec<u8>>,
+    missing_blob_rows: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -191,8 +228,149 @@ impl Scan {
         self.fix.kept.bytes = kept.bytes;
         self.fix.kept.objects = kept.objects;
         self.fix.kept.pinned_objects = kept.pinned_objects;
+        self.scan_records(&txn, &blobs, &meta)?;
         drop((blobs, inline, lru, meta, txn));
         self.find_orphans(db, layout)
+    }
+
+    /// Records against their blobs, and the tag and blob rows against the records. A
+    /// store written before records existed has no record tables: nothing to check.
+    fn scan_records(
+        &mut self,
+        txn: &ReadTransaction,
+        blobs: &BlobsTable,
+        meta: &ReadOnlyTable<&'static str, &'static [u8]>,
+    ) -> Result<(), FsckError> {
+        let (Some(records), Some(tags), Some(by_blob)) = (
+            open_optional(txn, RECORDS)?,
+            open_optional(txn, RECORD_TAGS)?,
+            open_optional(txn, BLOB_RECORDS)?,
+        ) else {
+            return Ok(());
+        };
+        let dropped: HashSet<Hash> = self.fix.drop.iter().map(|(hash, _)| *hash).collect();
+        let fix = &mut self.fix.records;
+        let report = &mut self.report;
+        let mut kept = 0;
+        for row in records.iter().map_err(db_err)? {
+            let (id, value) = row.map_err(db_err)?;
+            let id = id.value();
+            report.records_checked += 1;
+            let decoded = match (split_id(id), decode_value(value.value())) {
+                (Some((key, variant)), Ok(decoded)) => Ok((key, variant, decoded)),
+                (None, _) => Err("malformed record id".to_owned()),
+                (_, Err(reason)) => Err(reason),
+            };
+            let (key, variant, decoded) = match decoded {
+                Ok(decoded) => decoded,
+                Err(reason) => {
+                    report.corrupt_records.push((id.to_vec(), reason));
+                    fix.drop.push((id.to_vec(), None));
+                    continue;
+                }
+            };
+            let known: RecordRows = (
+                decoded.blob,
+                decoded.tags.iter().map(|t| t.to_vec()).collect(),
+            );
+            if blobs
+                .get(decoded.blob.as_bytes())
+                .map_err(db_err)?
+                .is_none()
+            {
+                report.dangling_records.push(RecordRef {
+                    key: key.to_vec(),
+                    variant: variant.to_vec(),
+                    blob: decoded.blob,
+                });
+                fix.drop.push((id.to_vec(), Some(known)));
+                continue;
+            }
+            if dropped.contains(&decoded.blob) {
+                // Goes with its blob, which repair takes out of the index.
+                fix.drop.push((id.to_vec(), Some(known)));
+                continue;
+            }
+            kept += 1;
+            for tag in &decoded.tags {
+                let row = tag_row(tag, id);
+                if tags.get(row.as_slice()).map_err(db_err)?.is_none() {
+                    report.index_problems.push(format!(
+                        "record {}: no tag row for one of its tags",
+                        show_id(id)
+                    ));
+                    fix.missing_tag_rows.push(row);
+                }
+            }
+            let row = blob_row(&decoded.blob, id);
+            if by_blob.get(row.as_slice()).map_err(db_err)?.is_none() {
+                report.index_problems.push(format!(
+                    "record {}: no blob-records row for {}",
+                    show_id(id),
+                    decoded.blob
+                ));
+                fix.missing_blob_rows.push(row);
+            }
+        }
+        for row in tags.iter().map_err(db_err)? {
+            let (row, _) = row.map_err(db_err)?;
+            let row = row.value();
+            let matches = match split_tag_row(row) {
+                None => false,
+                Some((tag, id)) => match records.get(id).map_err(db_err)? {
+                    None => false,
+                    Some(v) => decode_value(v.value()).is_ok_and(|d| d.has_tag(tag)),
+                },
+            };
+            if !matches {
+                let id = split_tag_row(row).map_or(row, |(_, id)| id);
+                report.index_problems.push(format!(
+                    "tag row for {}: no such record carries the tag",
+                    show_id(id)
+                ));
+                fix.stale_tag_rows.push(row.to_vec());
+            }
+        }
+        for row in by_blob.iter().map_err(db_err)? {
+            let (row, _) = row.map_err(db_err)?;
+            let row = row.value();
+            let matches = match split_blob_row(row) {
+                None => false,
+                Some((hash, id)) => match records.get(id).map_err(db_err)? {
+                    None => false,
+                    Some(v) => decode_value(v.value()).is_ok_and(|d| d.blob == hash),
+                },
+            };
+            if !matches {
+                let shown = split_blob_row(row).map_or_else(
+                    || "a malformed row".to_owned(),
+                    |(hash, id)| format!("{hash} → {}", show_id(id)),
+                );
+                report.index_problems.push(format!(
+                    "blob-records row {shown}: no such record points at the blob"
+                ));
+                fix.stale_blob_rows.push(row.to_vec());
+            }
+        }
+        let stored = meta
+            .get(RECORDS_KEY)
+            .map_err(db_err)?
+            .map(|v| decode_count(v.value()));
+        match stored {
+            Some(Ok(count)) if count == report.records_checked => {}
+            // Only an index from before records lacks the row, and it has no records.
+            None if report.records_checked == 0 => {}
+            Some(Ok(count)) => report.index_problems.push(format!(
+                "record count says {count}, the index holds {}",
+                report.records_checked
+            )),
+            Some(Err(reason)) => report.index_problems.push(reason),
+            None => report
+                .index_problems
+                .push("the record count row is missing".into()),
+        }
+        self.fix.kept.records = kept;
+        Ok(())
     }
 
     /// Files under `blobs/` that nothing accounts for. Files of pending deletes and of
@@ -243,6 +421,19 @@ impl Scan {
 }
 
 type InlineTable = ReadOnlyTable<&'static [u8; 32], &'static [u8]>;
+type BlobsTable = ReadOnlyTable<&'static [u8; 32], &'static [u8]>;
+
+/// A table, or `None` if the index was written before it existed.
+fn open_optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<'_, K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, FsckError> {
+    match txn.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(db_err(err)),
+    }
+}
 
 fn check_inline(
     inline: &InlineTable,
@@ -329,6 +520,38 @@ fn check_file(layout: &Layout, hash: &Hash, entry: &Entry) -> Result<(), Problem
     }
 }
 
+/// Removes dangling and undecodable records and records of dropped objects, with their
+/// tag and blob rows, and brings the tag and blob rows in line with the records.
+fn repair_records(txn: &redb::WriteTransaction, fix: &RecordFix) -> Result<(), FsckError> {
+    let mut records = txn.open_table(RECORDS).map_err(db_err)?;
+    let mut tags = txn.open_table(RECORD_TAGS).map_err(db_err)?;
+    let mut by_blob = txn.open_table(BLOB_RECORDS).map_err(db_err)?;
+    for (id, known) in &fix.drop {
+        records.remove(id.as_slice()).map_err(db_err)?;
+        if let Some((blob, record_tags)) = known {
+            for tag in record_tags {
+                tags.remove(tag_row(tag, id).as_slice()).map_err(db_err)?;
+            }
+            by_blob
+                .remove(blob_row(blob, id).as_slice())
+                .map_err(db_err)?;
+        }
+    }
+    for row in &fix.stale_tag_rows {
+        tags.remove(row.as_slice()).map_err(db_err)?;
+    }
+    for row in &fix.stale_blob_rows {
+        by_blob.remove(row.as_slice()).map_err(db_err)?;
+    }
+    for row in &fix.missing_tag_rows {
+        tags.insert(row.as_slice(), ()).map_err(db_err)?;
+    }
+    for row in &fix.missing_blob_rows {
+        by_blob.insert(row.as_slice(), ()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Applies the fixes: one transaction for the index, then the file moves.
 fn repair(
     db: &Database,
@@ -361,7 +584,10 @@ fn repair(
         for key in &fix.missing_lru {
             lru.insert(key, ()).map_err(db_err)?;
         }
+        repair_records(&txn, &fix.records)?;
         meta.insert(TOTALS_KEY, fix.kept.encode().as_slice())
+            .map_err(db_err)?;
+        meta.insert(RECORDS_KEY, encode_count(fix.kept.records).as_slice())
             .map_err(db_err)?;
     }
     txn.commit().map_err(db_err)?;

@@ -146,6 +146,9 @@ const TOTALS_LEN: usize = 1 + 9 * 8;
 /// Running totals, rewritten in every write transaction so that opening never scans.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
+    /// Records stored. Not part of the `totals` encoding: it has its own `meta-1` row
+    /// (`record::RECORDS_KEY`), so the `totals` layout of existing stores stays as it was.
+    pub(crate) records: u64,
     pub(crate) bytes: u64,
     pub(crate) objects: u64,
     pub(crate) pinned_objects: u64,
@@ -191,6 +194,7 @@ impl Totals {
         }
         let f = |i: usize| read_u64(bytes, 1 + 8 * i);
         Ok(Totals {
+            records: 0,
             bytes: f(0),
             objects: f(1),
             pinned_objects: f(2),
@@ -321,6 +325,7 @@ mod tests {
     #[test]
     fn totals_round_trip() {
         let totals = Totals {
+            records: 0,
             bytes: 1,
             objects: 2,
             pinned_objects: 3,

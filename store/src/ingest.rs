@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::IngestError;
+use crate::error::{IngestError, WriteError};
 use crate::given::GivenTree;
 use crate::hash::Hash;
 use crate::index::INLINE_MAX;
+use crate::record::NewRecord;
 use crate::store::Shared;
 use crate::tree::OutboardBuilder;
 use crate::writer::{Command, PendingBody, PendingObject};
@@ -37,6 +38,8 @@ pub struct Ingest {
     files: Option<TempFiles>,
     written: u64,
     failed: bool,
+    /// Committed with the object, in the same transaction.
+    record: Option<NewRecord>,
 }
 
 impl fmt::Debug for Ingest {
@@ -45,6 +48,7 @@ impl fmt::Debug for Ingest {
             .field("bytes_written", &self.written)
             .field("content_type", &self.content_type)
             .field("temp_file", &self.files.as_ref().map(|f| &f.guard.paths[0]))
+            .field("record_attached", &self.record.is_some())
             .finish()
     }
 }
@@ -83,6 +87,7 @@ impl Ingest {
             files: None,
             written: 0,
             failed: false,
+            record: None,
         }
     }
 
@@ -93,8 +98,9 @@ impl Ingest {
         }
     }
 
-    /// Saves one pair of the hash tree given to [`Store::ingest_verified`]
-    /// (crate::Store::ingest_verified), as bao-tree's decoder yields it.
+    /// Saves one pair of the hash tree given to
+    /// [`Store::ingest_verified`](crate::Store::ingest_verified), as bao-tree's decoder
+    /// yields it.
     pub fn save_pair(
         &mut self,
         node: bao_tree::TreeNode,
@@ -165,6 +171,18 @@ impl Ingest {
         result
     }
 
+    /// Attaches a record that [`finish`](Self::finish) commits pointing at this object,
+    /// in the same transaction as the object, whose hash is only known then: one commit
+    /// instead of two, and no moment at which a crash leaves the object without its
+    /// record. If the store already has the object, the record is put all the same. A
+    /// second call replaces the first record. Errors if the record breaks a limit
+    /// (see [`NewRecord`]); the ingest stays usable.
+    pub fn attach_record(&mut self, record: NewRecord) -> Result<(), IngestError> {
+        record.validate().map_err(IngestError::InvalidRecord)?;
+        self.record = Some(record);
+        Ok(())
+    }
+
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.written
@@ -204,7 +222,8 @@ impl Ingest {
         Ok(Bytes::from(out))
     }
 
-    /// Makes the object durable and adds it to the index (or finds it already there).
+    /// Makes the object durable and adds it to the index (or finds it already there),
+    /// with the attached record, if any.
     pub fn finish(mut self) -> Result<IngestOutcome, IngestError> {
         self.check_usable()?;
         let size = self.written;
@@ -223,14 +242,16 @@ impl Ingest {
                     given.size, given.hash
                 )));
             }
-            if let Some(outcome) = self.already_present(hash, size) {
+            if let Some(outcome) = self.already_present(hash, size)? {
                 return Ok(outcome);
             }
+            let record = self.record.take();
             return self.commit(PendingObject {
                 hash,
                 size,
                 content_type,
                 body: PendingBody::Inline(bytes),
+                record,
             });
         }
         self.flush_buf()?;
@@ -249,7 +270,7 @@ impl Ingest {
                 Hash::from(root)
             }
         };
-        if let Some(outcome) = self.already_present(hash, size) {
+        if let Some(outcome) = self.already_present(hash, size)? {
             return Ok(outcome);
         }
         sync(&files.data, &files.guard.paths[0])?;
@@ -263,11 +284,13 @@ impl Ingest {
             fs::rename(&*path, &marker).map_err(|e| IngestError::io(&*path, e))?;
             *path = marker;
         }
+        let record = self.record.take();
         self.commit(PendingObject {
             hash,
             size,
             content_type,
             body: PendingBody::File(guard),
+            record,
         })
     }
 
@@ -277,18 +300,45 @@ impl Ingest {
             .unwrap_or(Err(IngestError::Closed))
     }
 
-    /// A duplicate skips the fsyncs and the writer: it only counts as a read.
-    fn already_present(&self, hash: Hash, size: u64) -> Option<IngestOutcome> {
-        match self.shared.contains(&hash) {
-            Ok(true) => {
-                self.shared.touch(hash);
-                Some(IngestOutcome {
-                    hash,
-                    size,
-                    already_present: true,
-                })
+    /// A duplicate skips the fsyncs and, without a record, the writer: it only counts as
+    /// a read. With a record, only the record is committed. `None` means: store the
+    /// object (it is not there, or it left the index before the record could be put).
+    fn already_present(
+        &mut self,
+        hash: Hash,
+        size: u64,
+    ) -> Result<Option<IngestOutcome>, IngestError> {
+        if !matches!(self.shared.contains(&hash), Ok(true)) {
+            return Ok(None);
+        }
+        let outcome = IngestOutcome {
+            hash,
+            size,
+            already_present: true,
+        };
+        let Some(record) = &self.record else {
+            self.shared.touch(hash);
+            return Ok(Some(outcome));
+        };
+        // A copy, because the object may be evicted before the writer gets to the put;
+        // the record then goes with the object's own commit.
+        let record = record.clone();
+        let put = self.shared.request(|reply| Command::PutRecord {
+            blob: hash,
+            record,
+            reply,
+        });
+        match put {
+            None => Err(IngestError::Closed),
+            Some(Ok(_)) => {
+                self.record = None;
+                Ok(Some(outcome))
             }
-            _ => None,
+            Some(Err(WriteError::BlobNotFound { .. })) => Ok(None),
+            Some(Err(WriteError::Database(msg))) => Err(IngestError::Database(msg)),
+            Some(Err(WriteError::Io { path, source })) => Err(IngestError::io(path, source)),
+            Some(Err(WriteError::Closed)) => Err(IngestError::Closed),
+            Some(Err(WriteError::InvalidRecord(err))) => Err(IngestError::InvalidRecord(err)),
         }
     }
 

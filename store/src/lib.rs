@@ -6,6 +6,13 @@
 //! Capacity is bounded in bytes with LRU eviction between watermarks; pinned objects and
 //! objects being read are never evicted.
 //!
+//! Next to the blobs the index keeps *records*: opaque values under a byte key and a
+//! variant, each pointing at one blob and carrying tags (the gateway stores a cached URL
+//! response as one). A record never outlives its blob: every transaction that takes a
+//! blob out of the index (delete, eviction, quarantine, fsck) removes its records too.
+//! Records can be removed by key, by key and variant, by key prefix and by tag; removing
+//! records never removes blobs, which many records may share.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use fleetcache_store::{Store, StoreOptions};
@@ -46,7 +53,15 @@
 //! | `inline-1` | hash | the bytes of an object of at most 16 KiB |
 //! | `lru-1` | tick u64 BE ‖ hash | `()`; one row per unpinned object, oldest first |
 //! | `deletes-1` | hash | `1, op` (1 unlink, 2 quarantine): files to remove after a commit |
-//! | `meta-1` | `"format"` / `"totals"` | `[1]` / `1` then 9 × u64 LE: bytes, objects, pinned, next tick, evictions, evicted bytes, ingests, ingested bytes, corrupt detected |
+//! | `meta-1` | `"format"` / `"totals"` / `"records"` | `[1]` / `1` then 9 × u64 LE: bytes, objects, pinned, next tick, evictions, evicted bytes, ingests, ingested bytes, corrupt detected / `1, record count u64 LE` |
+//! | `records-1` | key ‖ 0x00 ‖ variant | `1, blob hash (32 B), n_tags u8, (tag len u16 LE, tag)*, value` |
+//! | `record-tags-1` | tag ‖ 0x00 ‖ key ‖ 0x00 ‖ variant | `()`; one row per tag of each record |
+//! | `blob-records-1` | hash ‖ key ‖ 0x00 ‖ variant | `()`; one row per record, found by the hash when the blob goes |
+//!
+//! Record keys and tags never contain 0x00, so the first 0x00 ends them: the variants of a
+//! key, the keys under a prefix, the records of a tag and those of a blob are each one
+//! range scan. Stores written before records existed get the three record tables and the
+//! `"records"` row when first opened; the format version is unchanged.
 //!
 //! Opening reads `meta-1`, the `deletes-1` rows and the names under `tmp/`; it never
 //! iterates the objects, so its cost does not grow with their number. Commits use redb's
@@ -55,7 +70,7 @@
 //! # Writes
 //!
 //! A single writer thread owns every write transaction. Commands (commit an ingest,
-//! delete, pin, quarantine) queue on a channel; the writer drains what is waiting into
+//! delete, pin, quarantine, put or remove records) queue on a channel; the writer drains what is waiting into
 //! one transaction, so concurrent ingests share one commit. Reads run their own read
 //! transactions on any thread. Reads are recorded in memory and applied to `lru-1` by the
 //! writer in its next transaction (at least every second, before any eviction, and at
@@ -81,6 +96,12 @@
 //!   every file under `blobs/` is either indexed, pending removal, or marked uncommitted.
 //!   Only a power loss that drops the marker rename but keeps the link can leave an
 //!   orphan; fsck reports it and moves it away.
+//! * A record attached to an ingest ([`Ingest::attach_record`]) is written in the
+//!   transaction that commits the blob's entry, after the blob's files are durable; a
+//!   record put on its own ([`Store::put_record`]) is refused unless the blob is in the
+//!   index inside the writer's transaction. So a crash leaves either no record or one
+//!   whose blob is durable, and since blob removals take the records with them in the
+//!   same transaction, no record ever points at a missing blob (fsck checks this).
 //!
 //! # Reads
 //!
@@ -101,6 +122,8 @@ mod hash;
 mod index;
 mod ingest;
 mod layout;
+mod record;
+mod records;
 mod startup;
 mod store;
 mod tree;
@@ -108,9 +131,10 @@ mod verify;
 mod writer;
 
 pub use blob::Blob;
-pub use error::{FsckError, IngestError, OpenError, ReadError, WriteError};
+pub use error::{FsckError, IngestError, InvalidRecord, OpenError, ReadError, WriteError};
 pub use fsck::{FsckReport, fsck};
 pub use hash::{Hash, ParseHashError};
 pub use ingest::{Ingest, IngestOutcome};
+pub use record::{KeyFilter, NewRecord, Record, RecordRef};
 pub use store::{Store, StoreOptions, StoreStats};
 pub use tree::BLOCK_SIZE;

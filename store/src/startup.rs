@@ -6,7 +6,9 @@ use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError};
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
+};
 
 use crate::error::{FsckError, OpenError};
 use crate::hash::Hash;
@@ -15,6 +17,7 @@ use crate::index::{
     TOTALS_KEY, Totals,
 };
 use crate::layout::{self, Layout};
+use crate::record::{BLOB_RECORDS, RECORD_TAGS, RECORDS, RECORDS_KEY, decode_count, encode_count};
 
 /// redb cache: the index of a million objects is a few hundred MiB on disk, but lookups
 /// touch few pages; a large cache would only raise the node's memory footprint.
@@ -123,8 +126,9 @@ pub(crate) fn open_database(path: &Path, create: bool) -> Result<Database, Start
     }
 }
 
-/// Creates the tables of a new index, checks the format of an existing one, and loads the
-/// totals. Commits only when it created something.
+/// Creates the tables of a new index (and the record tables of an index written before
+/// records existed), checks the format of an existing one, and loads the totals. Commits
+/// only when it created something.
 pub(crate) fn init_tables(db: &Database) -> Result<Totals, StartupError> {
     let txn = db.begin_write().map_err(db_error)?;
     let mut changed = false;
@@ -133,6 +137,10 @@ pub(crate) fn init_tables(db: &Database) -> Result<Totals, StartupError> {
             txn.open_table(table).map_err(db_error)?;
         }
         txn.open_table(LRU).map_err(db_error)?;
+        let records = txn.open_table(RECORDS).map_err(db_error)?;
+        for table in [RECORD_TAGS, BLOB_RECORDS] {
+            txn.open_table(table).map_err(db_error)?;
+        }
         let mut meta = txn.open_table(META).map_err(db_error)?;
         let format = meta
             .get(FORMAT_KEY)
@@ -155,7 +163,7 @@ pub(crate) fn init_tables(db: &Database) -> Result<Totals, StartupError> {
             .get(TOTALS_KEY)
             .map_err(db_error)?
             .map(|v| Totals::decode(v.value()));
-        match totals {
+        let mut totals = match totals {
             Some(Ok(totals)) => totals,
             Some(Err(reason)) => return Err(StartupError::Corrupt(reason)),
             None => {
@@ -165,7 +173,24 @@ pub(crate) fn init_tables(db: &Database) -> Result<Totals, StartupError> {
                 changed = true;
                 totals
             }
-        }
+        };
+        let count = meta
+            .get(RECORDS_KEY)
+            .map_err(db_error)?
+            .map(|v| decode_count(v.value()));
+        totals.records = match count {
+            Some(Ok(count)) => count,
+            Some(Err(reason)) => return Err(StartupError::Corrupt(reason)),
+            // An index from before records: its record table was created just now, empty.
+            None => {
+                let count = records.len().map_err(db_error)?;
+                meta.insert(RECORDS_KEY, encode_count(count).as_slice())
+                    .map_err(db_error)?;
+                changed = true;
+                count
+            }
+        };
+        totals
     };
     if changed {
         txn.commit().map_err(db_error)?;

@@ -17,6 +17,10 @@ use crate::hash::Hash;
 use crate::index::{BLOBS, Totals, sanitize_content_type};
 use crate::ingest::Ingest;
 use crate::layout::Layout;
+use crate::record::{
+    KeyFilter, NewRecord, Record, RecordRef, check_key, check_prefix, check_tag, check_variant,
+};
+use crate::records::{self, Selector};
 use crate::startup;
 use crate::writer::{self, Command, Limits};
 
@@ -41,21 +45,28 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     fn validate(&self) -> Result<Limits, OpenError> {
-        let invalid = |msg: String| Err(OpenError::InvalidOptions(msg));
+        // The one place these rules are checked: the gateway reports a failure
+        // here as a configuration error naming `store.<option>`.
+        let invalid = |option, problem: String| Err(OpenError::InvalidOptions { option, problem });
         if self.data_dir.as_os_str().is_empty() {
-            return invalid("data_dir is empty".into());
+            return invalid("data_dir", "must not be empty".into());
         }
         if self.capacity == 0 {
-            return invalid("capacity must be greater than 0 bytes".into());
+            return invalid("capacity", "must be greater than 0 bytes".into());
         }
         let (low, high) = (self.low_watermark, self.high_watermark);
+        // Written so that NaN fails every check.
         if !(high > 0.0 && high <= 1.0) {
-            return invalid(format!("high_watermark {high} must be in (0, 1]"));
+            return invalid(
+                "high_watermark",
+                format!("{high} must be greater than 0 and at most 1"),
+            );
         }
         if !(low > 0.0 && low < high) {
-            return invalid(format!(
-                "low_watermark {low} must be greater than 0 and less than high_watermark {high}"
-            ));
+            return invalid(
+                "low_watermark",
+                format!("{low} must be greater than 0 and below high_watermark ({high})"),
+            );
         }
         let cap = self.capacity as f64;
         Ok(Limits {
@@ -87,6 +98,8 @@ pub struct StoreStats {
     pub ingested_bytes: u64,
     /// Objects found corrupt and quarantined while serving, since the store was created.
     pub corrupt_detected: u64,
+    /// Records stored (they do not count against `capacity`).
+    pub records: u64,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +112,7 @@ pub(crate) struct AtomicStats {
     ingests: AtomicU64,
     ingested_bytes: AtomicU64,
     corrupt_detected: AtomicU64,
+    records: AtomicU64,
 }
 
 impl AtomicStats {
@@ -112,6 +126,7 @@ impl AtomicStats {
         set(&self.ingests, t.ingests);
         set(&self.ingested_bytes, t.ingested_bytes);
         set(&self.corrupt_detected, t.corrupt_detected);
+        set(&self.records, t.records);
     }
 
     fn snapshot(&self, capacity: u64) -> StoreStats {
@@ -126,6 +141,7 @@ impl AtomicStats {
             ingests: get(&self.ingests),
             ingested_bytes: get(&self.ingested_bytes),
             corrupt_detected: get(&self.corrupt_detected),
+            records: get(&self.records),
         }
     }
 }
@@ -376,6 +392,78 @@ impl Store {
                 pinned,
                 reply,
             })
+            .unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// Every record stored under exactly `key` (not under keys it is a prefix of), one
+    /// per variant, in variant byte order; one read transaction. Does not count as a read
+    /// of the blobs: [`get`](Self::get) the one you serve.
+    pub fn records(&self, key: &[u8]) -> Result<Vec<Record>, ReadError> {
+        check_key(key).map_err(ReadError::InvalidRecord)?;
+        let db = self.inner.shared.db().ok_or(ReadError::Closed)?;
+        records::lookup(&db, key)
+    }
+
+    /// Stores `record` pointing at `blob`, replacing any record at its (key, variant)
+    /// (the old one's tags go with it); true if one was replaced. Counts as a read of the
+    /// blob for LRU order. Fails with [`WriteError::BlobNotFound`] unless the blob is in
+    /// the index when the write happens, so a record can never be left pointing at a
+    /// blob evicted meanwhile. The record lives at most as long as its blob: deleting,
+    /// evicting or quarantining the blob removes it in the same transaction.
+    pub fn put_record(&self, blob: Hash, record: NewRecord) -> Result<bool, WriteError> {
+        record.validate().map_err(WriteError::InvalidRecord)?;
+        self.inner
+            .shared
+            .request(|reply| Command::PutRecord {
+                blob,
+                record,
+                reply,
+            })
+            .unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// Removes every variant of exactly `key`; returns what was removed. Blobs stay
+    /// (other records may share them; unreferenced ones age out by LRU).
+    pub fn remove_records(&self, key: &[u8]) -> Result<Vec<RecordRef>, WriteError> {
+        check_key(key).map_err(WriteError::InvalidRecord)?;
+        self.remove_selected(Selector::Key(key.to_vec()))
+    }
+
+    /// Removes the record at (`key`, `variant`), if there is one.
+    pub fn remove_record(
+        &self,
+        key: &[u8],
+        variant: &[u8],
+    ) -> Result<Option<RecordRef>, WriteError> {
+        check_key(key).map_err(WriteError::InvalidRecord)?;
+        check_variant(variant).map_err(WriteError::InvalidRecord)?;
+        let removed = self.remove_selected(Selector::Exact(key.to_vec(), variant.to_vec()))?;
+        Ok(removed.into_iter().next())
+    }
+
+    /// Removes every record whose key starts with `prefix` (no 0x00; empty means every
+    /// record) and, if given, passes `filter`; returns what was removed. A range scan of
+    /// the matching keys in one transaction, so a short prefix over many records makes
+    /// one large transaction. The filter runs on the writer thread (see [`KeyFilter`]).
+    pub fn remove_records_by_prefix(
+        &self,
+        prefix: &[u8],
+        filter: Option<KeyFilter>,
+    ) -> Result<Vec<RecordRef>, WriteError> {
+        check_prefix(prefix).map_err(WriteError::InvalidRecord)?;
+        self.remove_selected(Selector::Prefix(prefix.to_vec(), filter))
+    }
+
+    /// Removes every record carrying `tag`; returns what was removed.
+    pub fn remove_records_by_tag(&self, tag: &[u8]) -> Result<Vec<RecordRef>, WriteError> {
+        check_tag(tag).map_err(WriteError::InvalidRecord)?;
+        self.remove_selected(Selector::Tag(tag.to_vec()))
+    }
+
+    fn remove_selected(&self, selector: Selector) -> Result<Vec<RecordRef>, WriteError> {
+        self.inner
+            .shared
+            .request(|reply| Command::RemoveRecords { selector, reply })
             .unwrap_or(Err(WriteError::Closed))
     }
 

@@ -22,6 +22,8 @@ use crate::index::{
 };
 use crate::ingest::{IngestOutcome, TempGuard};
 use crate::layout::{self, Layout};
+use crate::record::{NewRecord, RECORDS_KEY, RecordRef, encode_count};
+use crate::records::{RecordTables, Selector};
 use crate::store::Shared;
 
 /// Idle time after which recorded touches and finished deletes are written anyway.
@@ -44,6 +46,8 @@ pub(crate) struct PendingObject {
     pub(crate) size: u64,
     pub(crate) content_type: Option<String>,
     pub(crate) body: PendingBody,
+    /// Put in the same transaction once the blob is in the index (validated already).
+    pub(crate) record: Option<NewRecord>,
 }
 
 #[derive(Debug)]
@@ -72,6 +76,16 @@ pub(crate) enum Command {
     Quarantine {
         hash: Hash,
         reply: SyncSender<()>,
+    },
+    /// Validated already; fails with `BlobNotFound` unless `blob` is in the index.
+    PutRecord {
+        blob: Hash,
+        record: NewRecord,
+        reply: SyncSender<Result<bool, WriteError>>,
+    },
+    RemoveRecords {
+        selector: Selector,
+        reply: SyncSender<Result<Vec<RecordRef>, WriteError>>,
     },
     Flush {
         reply: SyncSender<Result<(), WriteError>>,
@@ -126,6 +140,7 @@ struct Tables<'t> {
     lru: Table<'t, &'static [u8; 40], ()>,
     deletes: Table<'t, &'static [u8; 32], &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
+    records: RecordTables<'t>,
 }
 
 impl<'t> Tables<'t> {
@@ -136,6 +151,7 @@ impl<'t> Tables<'t> {
             lru: txn.open_table(LRU)?,
             deletes: txn.open_table(DELETES)?,
             meta: txn.open_table(META)?,
+            records: RecordTables::open(txn)?,
         })
     }
 
@@ -155,6 +171,15 @@ enum Reply {
         Result<IngestOutcome, IngestError>,
     ),
     Bool(SyncSender<Result<bool, WriteError>>, bool),
+    /// A put's answer, which may be a refusal that does not depend on the commit.
+    Put(
+        SyncSender<Result<bool, WriteError>>,
+        Result<bool, WriteError>,
+    ),
+    Removed(
+        SyncSender<Result<Vec<RecordRef>, WriteError>>,
+        Vec<RecordRef>,
+    ),
     Done(SyncSender<Result<(), WriteError>>),
     Quarantine(SyncSender<()>),
 }
@@ -253,6 +278,8 @@ impl Writer {
                     match reply {
                         Reply::Ingest(tx, result) => drop(tx.send(result)),
                         Reply::Bool(tx, value) => drop(tx.send(Ok(value))),
+                        Reply::Put(tx, result) => drop(tx.send(result)),
+                        Reply::Removed(tx, removed) => drop(tx.send(Ok(removed))),
                         Reply::Done(tx) => drop(tx.send(Ok(()))),
                         Reply::Quarantine(tx) => drop(tx.send(())),
                     }
@@ -274,6 +301,9 @@ impl Writer {
                         Reply::Ingest(tx, Ok(_)) => drop(tx.send(Err(IngestError::database(&err)))),
                         Reply::Ingest(tx, Err(e)) => drop(tx.send(Err(e))),
                         Reply::Bool(tx, _) => drop(tx.send(Err(WriteError::database(&err)))),
+                        Reply::Put(tx, Ok(_)) => drop(tx.send(Err(WriteError::database(&err)))),
+                        Reply::Put(tx, Err(e)) => drop(tx.send(Err(e))),
+                        Reply::Removed(tx, _) => drop(tx.send(Err(WriteError::database(&err)))),
                         Reply::Done(tx) => drop(tx.send(Err(WriteError::database(&err)))),
                         Reply::Quarantine(tx) => drop(tx.send(())),
                     }
@@ -306,6 +336,8 @@ impl Writer {
                 self.evict(&mut t, self.limits.low_bytes, batch)?;
             }
             t.meta.insert(TOTALS_KEY, self.totals.encode().as_slice())?;
+            t.meta
+                .insert(RECORDS_KEY, encode_count(self.totals.records).as_slice())?;
         }
         if !batch.linked.is_empty() {
             // The new links must be durable before the index points at them.
@@ -326,7 +358,7 @@ impl Writer {
         batch: &mut Batch,
     ) -> Result<(), redb::Error> {
         match command {
-            Command::Ingest { object, reply } => {
+            Command::Ingest { mut object, reply } => {
                 if let Some(Err(reason)) = t.entry(&object.hash)? {
                     tracing::warn!(hash = %object.hash, reason, "replacing an undecodable index entry");
                     self.remove(t, &object.hash, PendingFileOp::Quarantine, batch)?;
@@ -337,7 +369,11 @@ impl Writer {
                     batch.deferred.push(Command::Ingest { object, reply });
                     return Ok(());
                 }
+                let (hash, record) = (object.hash, object.record.take());
                 let result = self.ingest(t, object, batch)?;
+                if let (Ok(_), Some(record)) = (&result, record) {
+                    self.put_record(t, &hash, &record)?;
+                }
                 batch.replies.push(Reply::Ingest(reply, result));
             }
             Command::Delete { hash, reply } => {
@@ -363,6 +399,26 @@ impl Writer {
                 }
                 batch.replies.push(Reply::Quarantine(reply));
             }
+            Command::PutRecord {
+                blob,
+                record,
+                reply,
+            } => {
+                let result = match t.entry(&blob)? {
+                    Some(Ok(entry)) => {
+                        // A new record makes its blob as recently useful as a read would.
+                        self.touch(t, &blob, entry)?;
+                        Ok(self.put_record(t, &blob, &record)?)
+                    }
+                    _ => Err(WriteError::BlobNotFound { hash: blob }),
+                };
+                batch.replies.push(Reply::Put(reply, result));
+            }
+            Command::RemoveRecords { selector, reply } => {
+                let removal = t.records.remove(&selector)?;
+                self.totals.records = self.totals.records.saturating_sub(removal.rows);
+                batch.replies.push(Reply::Removed(reply, removal.removed));
+            }
             Command::Flush { reply } => batch.replies.push(Reply::Done(reply)),
             Command::Nudge | Command::Shutdown { .. } => {}
         }
@@ -380,6 +436,7 @@ impl Writer {
             size,
             content_type,
             body,
+            record: _,
         } = object;
         let outcome = |already_present| IngestOutcome {
             hash,
@@ -452,6 +509,20 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Puts a record for a blob found in the index in this transaction.
+    fn put_record(
+        &mut self,
+        t: &mut Tables<'_>,
+        blob: &Hash,
+        record: &NewRecord,
+    ) -> Result<bool, redb::Error> {
+        let replaced = t.records.put(blob, record)?;
+        if !replaced {
+            self.totals.records += 1;
+        }
+        Ok(replaced)
     }
 
     fn set_pinned(
@@ -530,6 +601,9 @@ impl Writer {
             Some(Err(_)) => None,
         };
         t.blobs.remove(hash.as_bytes())?;
+        // A record never outlives its blob.
+        let records = t.records.remove_for_blob(hash)?;
+        self.totals.records = self.totals.records.saturating_sub(records);
         match &entry {
             Some(entry) => {
                 if !entry.pinned {

@@ -673,7 +673,7 @@ fn invalid_options_are_refused() {
             low_watermark: low,
         };
         match Store::open(opts) {
-            Err(OpenError::InvalidOptions(msg)) => assert!(msg.contains(field), "{msg}"),
+            Err(OpenError::InvalidOptions { option, .. }) => assert_eq!(option, field),
             other => panic!("{capacity} {high} {low}: {other:?}"),
         }
     }

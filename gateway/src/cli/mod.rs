@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use fleetcache_config::{Config, LogFormat, Sources};
 
-use crate::node::{Node, StartError};
+use crate::node::Node;
 
 /// Exit code for bad usage or configuration (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -83,6 +83,10 @@ struct NodeArgs {
     /// (swarm.cert_dir).
     #[arg(long, value_name = "DIR")]
     cert_dir: Option<String>,
+    /// The default origin, http(s)://HOST[:PORT]: any path but /blake3/ is
+    /// cached in front of it (the [[origin]] entry without a host).
+    #[arg(long, value_name = "URL")]
+    origin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +143,7 @@ fn load_config(args: &NodeArgs) -> Result<Config, ExitCode> {
         ("swarm.listen", &args.swarm_listen),
         ("store.data_dir", &args.data_dir),
         ("swarm.cert_dir", &args.cert_dir),
+        ("origin", &args.origin),
     ]
     .into_iter()
     .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
@@ -188,11 +193,10 @@ fn serve(args: &NodeArgs) -> ExitCode {
             Err(err) => {
                 eprintln!("fleetcache: {err}");
                 tracing::error!("start-up failed: {err}");
-                return match err {
-                    StartError::Config(_) | StartError::Certificates(_) => {
-                        ExitCode::from(EXIT_USAGE)
-                    }
-                    _ => ExitCode::FAILURE,
+                return if err.is_config() {
+                    ExitCode::from(EXIT_USAGE)
+                } else {
+                    ExitCode::FAILURE
                 };
             }
         };
@@ -263,10 +267,11 @@ fn fsck(args: &FsckArgs) -> ExitCode {
 
 fn print_fsck(data_dir: &Path, report: &fleetcache_store::FsckReport, dry_run: bool) {
     println!(
-        "fsck {}: {} objects checked, {} ok",
+        "fsck {}: {} objects checked, {} ok; {} URL records checked",
         data_dir.display(),
         report.checked,
-        report.ok
+        report.ok,
+        report.records_checked
     );
     for (hash, reason) in &report.corrupt {
         println!("corrupt {hash}: {reason}");
@@ -280,15 +285,26 @@ fn print_fsck(data_dir: &Path, report: &fleetcache_store::FsckReport, dry_run: b
     for problem in &report.index_problems {
         println!("index: {problem}");
     }
+    for record in &report.dangling_records {
+        println!(
+            "record {}: points to missing object {}",
+            String::from_utf8_lossy(&record.key),
+            record.blob
+        );
+    }
+    for (key, reason) in &report.corrupt_records {
+        println!("record {}: {reason}", String::from_utf8_lossy(key));
+    }
     if report.is_clean() {
         println!("clean");
     } else if dry_run {
         println!("problems found (dry run: nothing changed)");
     } else {
         println!(
-            "problems found: {} objects quarantined under {}",
+            "problems found: {} objects quarantined under {}, {} records removed",
             report.quarantined,
-            data_dir.join("quarantine").display()
+            data_dir.join("quarantine").display(),
+            report.records_removed
         );
     }
 }

@@ -37,6 +37,9 @@ pub(crate) enum BodyError {
     /// The fill feeding this response failed.
     #[error("filling from peers: {0}")]
     Fill(String),
+    /// The origin's body failed mid-way (a passed-through response).
+    #[error("{0}")]
+    Origin(#[from] crate::origin::OriginError),
     /// The source returned less than its size promised.
     #[error("the object's bytes ended early, at byte {0}")]
     EndedEarly(u64),
@@ -82,6 +85,9 @@ pub(crate) enum Segment {
     Literal(Bytes),
     /// A byte range of the blob.
     Blob(Range<u64>),
+    /// Everything from this offset to the end of an object whose size is not
+    /// known yet (a chunked origin response still arriving).
+    Rest(u64),
 }
 
 /// A hyper response body.
@@ -96,6 +102,8 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Blob(BlobStream),
+    /// An origin response passed through as it arrives.
+    Origin(crate::origin::OriginBody),
 }
 
 impl ResponseBody {
@@ -124,8 +132,9 @@ impl ResponseBody {
         let remaining = segments
             .iter()
             .map(|s| match s {
-                Segment::Literal(b) => b.len() as u64,
-                Segment::Blob(r) => r.end - r.start,
+                Segment::Literal(b) => Some(b.len() as u64),
+                Segment::Blob(r) => Some(r.end - r.start),
+                Segment::Rest(_) => None,
             })
             .sum();
         Self {
@@ -135,6 +144,14 @@ impl ResponseBody {
                 in_flight: None,
                 remaining,
             }),
+            observer: None,
+        }
+    }
+
+    /// Streams an origin's body through (nothing stored).
+    pub(crate) fn origin(body: crate::origin::OriginBody) -> Self {
+        Self {
+            kind: Kind::Origin(body),
             observer: None,
         }
     }
@@ -160,6 +177,11 @@ impl http_body::Body for ResponseBody {
             Kind::Empty => None,
             Kind::Full(bytes) => bytes.take().map(Ok),
             Kind::Blob(stream) => ready!(stream.poll_next(cx)),
+            Kind::Origin(body) => match ready!(Pin::new(body).poll_frame(cx)) {
+                None => None,
+                Some(Ok(frame)) => Some(Ok(frame.into_data().unwrap_or_default())),
+                Some(Err(err)) => Some(Err(BodyError::Origin(err))),
+            },
         };
         if let (Some(Ok(bytes)), Some(observer)) = (&next, &mut this.observer) {
             observer.add_bytes(bytes.len() as u64);
@@ -174,7 +196,8 @@ impl http_body::Body for ResponseBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Blob(stream) => stream.remaining == 0,
+            Kind::Blob(stream) => stream.remaining == Some(0),
+            Kind::Origin(body) => body.is_end_stream(),
         }
     }
 
@@ -182,7 +205,11 @@ impl http_body::Body for ResponseBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Blob(stream) => SizeHint::with_exact(stream.remaining),
+            Kind::Blob(stream) => match stream.remaining {
+                Some(remaining) => SizeHint::with_exact(remaining),
+                None => SizeHint::default(),
+            },
+            Kind::Origin(body) => body.size_hint(),
         }
     }
 }
@@ -193,8 +220,9 @@ struct BlobStream {
     segments: VecDeque<Segment>,
     /// The next chunk being read.
     in_flight: Option<JoinHandle<Result<Bytes, BodyError>>>,
-    /// Bytes still to yield, across all segments.
-    remaining: u64,
+    /// Bytes still to yield, across all segments; `None` while a segment runs to
+    /// an end not known yet.
+    remaining: Option<u64>,
 }
 
 impl BlobStream {
@@ -209,6 +237,29 @@ impl BlobStream {
             Some(Segment::Blob(range)) if range.is_empty() => {
                 self.segments.pop_front();
                 return self.poll_next(cx);
+            }
+            Some(Segment::Rest(start)) => {
+                let handle = match &mut self.in_flight {
+                    Some(handle) => handle,
+                    None => self
+                        .in_flight
+                        .insert(self.source.spawn_read(*start, u64::MAX)),
+                };
+                let result = ready!(Pin::new(handle).poll(cx));
+                self.in_flight = None;
+                let bytes = match result {
+                    Ok(Ok(bytes)) => bytes,
+                    Ok(Err(err)) => return Poll::Ready(Some(Err(err))),
+                    Err(err) => return Poll::Ready(Some(Err(err.into()))),
+                };
+                if bytes.is_empty() {
+                    // The object ended here: a complete object, not a cut one (a
+                    // failed fill is an error, never an empty read).
+                    self.segments.pop_front();
+                    return self.poll_next(cx);
+                }
+                *start += bytes.len() as u64;
+                bytes
             }
             Some(Segment::Blob(range)) => {
                 let inline = match &self.source {
@@ -246,7 +297,9 @@ impl BlobStream {
                 }
             }
         };
-        self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(chunk.len() as u64);
+        }
         Poll::Ready(Some(Ok(chunk)))
     }
 

@@ -1,47 +1,95 @@
-//! Conditional requests (RFC 9110 §13) against one strong entity tag.
+//! Conditional requests (RFC 9110 §13) against a representation's validators:
+//! an entity tag (strong or weak) and a last-modification date.
 //!
-//! Objects are immutable and addressed by hash, so the entity tag is the hash
-//! and there is no Last-Modified: date-based preconditions never apply, and a
-//! date in `If-Range` never matches (so the full object is sent).
+//! Objects served by hash have a strong tag (the hash) and no date; URL objects
+//! carry whatever validators their origin sent.
 
 use http::HeaderMap;
-use http::header::{IF_MATCH, IF_NONE_MATCH, IF_RANGE};
+use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE};
+
+use crate::cache::date::parse_http_date;
 
 /// What the preconditions of a GET or HEAD request decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Precondition {
     /// Carry on and build the normal response.
     Proceed,
-    /// `If-None-Match` matched: 304 Not Modified.
+    /// `If-None-Match` or `If-Modified-Since` says the client has it: 304.
     NotModified,
-    /// `If-Match` did not match: 412 Precondition Failed.
+    /// `If-Match` or `If-Unmodified-Since` failed: 412 Precondition Failed.
     Failed,
 }
 
-/// Evaluates `If-Match` then `If-None-Match`, in the order RFC 9110 §13.2.2
-/// prescribes, for a representation whose strong entity tag is `etag`
-/// (including the quotes).
-pub(crate) fn evaluate(headers: &HeaderMap, etag: &str) -> Precondition {
-    if let Some(list) = header_str(headers, IF_MATCH)
-        && !list_matches(&list, etag, Comparison::Strong)
+/// A representation's validators.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Validators<'a> {
+    /// The `ETag` value as sent, e.g. `"abc"` or `W/"abc"`.
+    pub(crate) etag: Option<&'a str>,
+    /// `Last-Modified`, in Unix seconds.
+    pub(crate) last_modified: Option<u64>,
+}
+
+impl Validators<'_> {
+    /// The tag and whether it is weak; `None` when absent or malformed.
+    fn tag(&self) -> Option<(bool, &str)> {
+        let etag = self.etag?.trim();
+        let (weak, tag) = match etag.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, etag),
+        };
+        let well_formed = tag.len() >= 2 && tag.starts_with('"') && tag.ends_with('"');
+        well_formed.then_some((weak, tag))
+    }
+}
+
+/// Evaluates the preconditions in the order RFC 9110 §13.2.2 prescribes:
+/// `If-Match`, else `If-Unmodified-Since`; then `If-None-Match`, else
+/// `If-Modified-Since`. `now` (Unix seconds) makes a date in the future invalid.
+pub(crate) fn evaluate(headers: &HeaderMap, validators: &Validators<'_>, now: u64) -> Precondition {
+    let tag = validators.tag();
+    if let Some(list) = header_str(headers, IF_MATCH) {
+        if !list_matches(&list, tag, Comparison::Strong) {
+            return Precondition::Failed;
+        }
+    } else if let (Some(date), Some(modified)) = (
+        header_date(headers, IF_UNMODIFIED_SINCE, now),
+        validators.last_modified,
+    ) && modified > date
     {
         return Precondition::Failed;
     }
-    if let Some(list) = header_str(headers, IF_NONE_MATCH)
-        && list_matches(&list, etag, Comparison::Weak)
+    if let Some(list) = header_str(headers, IF_NONE_MATCH) {
+        if list_matches(&list, tag, Comparison::Weak) {
+            return Precondition::NotModified;
+        }
+    } else if let (Some(date), Some(modified)) = (
+        header_date(headers, IF_MODIFIED_SINCE, now),
+        validators.last_modified,
+    ) && date <= now
+        && modified <= date
     {
         return Precondition::NotModified;
     }
     Precondition::Proceed
 }
 
-/// Whether a `Range` header may be honoured given `If-Range`: true when there
-/// is no `If-Range`, or when it carries our strong entity tag.
-pub(crate) fn if_range_allows(headers: &HeaderMap, etag: &str) -> bool {
-    match header_str(headers, IF_RANGE) {
-        None => true,
-        // A weak tag or an HTTP date never validates here.
-        Some(value) => value.trim() == etag,
+/// Whether a `Range` header may be honoured given `If-Range` (§13.1.5): true
+/// when there is no `If-Range`, when it carries our strong entity tag, or when
+/// it carries exactly our modification date.
+pub(crate) fn if_range_allows(headers: &HeaderMap, validators: &Validators<'_>) -> bool {
+    let Some(value) = header_str(headers, IF_RANGE) else {
+        return true;
+    };
+    let value = value.trim();
+    if value.starts_with('"') || value.starts_with("W/") {
+        return matches!(validators.tag(), Some((false, tag)) if tag == value);
+    }
+    match (
+        validators.last_modified,
+        parse_http_date(value.as_bytes(), 0),
+    ) {
+        (Some(modified), Some(date)) => modified == date,
+        _ => false,
     }
 }
 
@@ -49,6 +97,17 @@ pub(crate) fn if_range_allows(headers: &HeaderMap, etag: &str) -> bool {
 enum Comparison {
     Strong,
     Weak,
+}
+
+/// A date header's value; `None` if absent, repeated, malformed, or (for
+/// `If-Modified-Since`, checked by the caller) in the future.
+fn header_date(headers: &HeaderMap, name: http::header::HeaderName, now: u64) -> Option<u64> {
+    let mut values = headers.get_all(&name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    parse_http_date(value.as_bytes(), now)
 }
 
 /// All values of a list header joined with commas, as one string. Values that
@@ -70,11 +129,15 @@ fn header_str(headers: &HeaderMap, name: http::header::HeaderName) -> Option<Str
     Some(joined)
 }
 
-/// `*` or a comma-separated list of entity tags; true if any matches `etag`.
-fn list_matches(list: &str, etag: &str, comparison: Comparison) -> bool {
+/// `*` or a comma-separated list of entity tags; true if any matches `ours`
+/// (`*` matches any current representation, which there always is here).
+fn list_matches(list: &str, ours: Option<(bool, &str)>, comparison: Comparison) -> bool {
     if list.trim() == "*" {
         return true;
     }
+    let Some((our_weak, our_tag)) = ours else {
+        return false;
+    };
     let mut rest = list;
     loop {
         rest = rest.trim_start_matches([' ', '\t', ',']);
@@ -93,8 +156,8 @@ fn list_matches(list: &str, etag: &str, comparison: Comparison) -> bool {
         };
         let tag = &tagged[..close + 2];
         let matches = match comparison {
-            Comparison::Strong => !weak && tag == etag,
-            Comparison::Weak => tag == etag,
+            Comparison::Strong => !weak && !our_weak && tag == our_tag,
+            Comparison::Weak => tag == our_tag,
         };
         if matches {
             return true;
@@ -108,7 +171,19 @@ fn list_matches(list: &str, etag: &str, comparison: Comparison) -> bool {
 mod tests {
     use super::*;
 
-    const ETAG: &str = "\"abc\"";
+    const ETAG: Validators<'static> = Validators {
+        etag: Some("\"abc\""),
+        last_modified: None,
+    };
+    const NOW: u64 = 1_800_000_000;
+
+    fn evaluate(headers: &HeaderMap, validators: Validators<'_>) -> Precondition {
+        super::evaluate(headers, &validators, NOW)
+    }
+
+    fn if_range_allows(headers: &HeaderMap, validators: Validators<'_>) -> bool {
+        super::if_range_allows(headers, &validators)
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -201,6 +276,68 @@ mod tests {
         assert!(!if_range_allows(
             &headers(&[("if-range", "Tue, 24 Nov 2026 10:00:00 GMT")]),
             ETAG
+        ));
+    }
+
+    #[test]
+    fn weak_tags_match_weakly_only() {
+        let weak = Validators {
+            etag: Some("W/\"abc\""),
+            last_modified: None,
+        };
+        let h = headers(&[("if-none-match", "\"abc\"")]);
+        assert_eq!(evaluate(&h, weak), Precondition::NotModified);
+        let h = headers(&[("if-match", "\"abc\"")]);
+        assert_eq!(evaluate(&h, weak), Precondition::Failed);
+        assert!(!if_range_allows(
+            &headers(&[("if-range", "W/\"abc\"")]),
+            weak
+        ));
+        let none = Validators::default();
+        assert_eq!(
+            evaluate(&headers(&[("if-match", "\"abc\"")]), none),
+            Precondition::Failed
+        );
+        assert_eq!(
+            evaluate(&headers(&[("if-match", "*")]), none),
+            Precondition::Proceed
+        );
+    }
+
+    #[test]
+    fn dates_compare_with_last_modified() {
+        let modified = NOW - 1000;
+        let v = Validators {
+            etag: None,
+            last_modified: Some(modified),
+        };
+        let at = |t: u64| crate::cache::date::format_http_date(t);
+        // If-Modified-Since: not modified at or after the date.
+        let h = headers(&[("if-modified-since", &at(modified))]);
+        assert_eq!(evaluate(&h, v), Precondition::NotModified);
+        let h = headers(&[("if-modified-since", &at(modified - 1))]);
+        assert_eq!(evaluate(&h, v), Precondition::Proceed);
+        // A date in the future is invalid and ignored.
+        let h = headers(&[("if-modified-since", &at(NOW + 60))]);
+        assert_eq!(evaluate(&h, v), Precondition::Proceed);
+        // If-None-Match wins over If-Modified-Since.
+        let h = headers(&[
+            ("if-none-match", "\"other\""),
+            ("if-modified-since", &at(modified)),
+        ]);
+        assert_eq!(evaluate(&h, v), Precondition::Proceed);
+        // If-Unmodified-Since.
+        let h = headers(&[("if-unmodified-since", &at(modified - 1))]);
+        assert_eq!(evaluate(&h, v), Precondition::Failed);
+        let h = headers(&[("if-unmodified-since", &at(modified))]);
+        assert_eq!(evaluate(&h, v), Precondition::Proceed);
+        let h = headers(&[("if-unmodified-since", "garbage")]);
+        assert_eq!(evaluate(&h, v), Precondition::Proceed);
+        // If-Range with the exact date.
+        assert!(if_range_allows(&headers(&[("if-range", &at(modified))]), v));
+        assert!(!if_range_allows(
+            &headers(&[("if-range", &at(modified + 1))]),
+            v
         ));
     }
 }

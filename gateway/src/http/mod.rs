@@ -3,6 +3,7 @@
 pub(crate) mod body;
 pub(crate) mod conditional;
 pub(crate) mod range;
+pub(crate) mod representation;
 pub(crate) mod server;
 
 use http::header::{CONTENT_TYPE, HeaderValue};

@@ -5,12 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod liar;
+mod origin_server;
 mod support;
 
 mod admin;
 mod blobs;
 mod limits;
 mod netns;
+mod origin;
 mod process;
 mod ranges;
 mod swarm;

@@ -316,6 +316,37 @@ fn config_errors_exit_64_naming_the_field() {
         ),
         (vec!["serve", "--no-such-flag"], vec![], "--no-such-flag"),
         (
+            vec!["serve", "--data-dir", &data],
+            vec![("FLEETCACHE_STORE_LOW_WATERMARK", "0.99")],
+            "store.low_watermark",
+        ),
+        (
+            vec!["serve", "--data-dir", &data],
+            vec![("FLEETCACHE_STORE_CAPACITY", "0GiB")],
+            "store.capacity",
+        ),
+        (
+            vec!["serve"],
+            vec![("FLEETCACHE_STORE_DATA_DIR", "")],
+            "store.data_dir",
+        ),
+        (
+            vec![
+                "serve",
+                "--data-dir",
+                &data,
+                "--origin",
+                "ftp://origin.example",
+            ],
+            vec![],
+            "origin[0].url",
+        ),
+        (
+            vec!["serve", "--data-dir", &data],
+            vec![("FLEETCACHE_ORIGIN", "http://origin.example/base")],
+            "origin[0].url",
+        ),
+        (
             vec!["config", "print", "--config", &bad_file],
             vec![],
             "capcity",

@@ -26,11 +26,24 @@ pub fn client() -> HttpClient {
 }
 
 /// A response, fully read.
-#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for Reply {
+    /// Status, headers and the start of the body: enough to see what went
+    /// wrong without flooding the log with a large body.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = &self.body[..self.body.len().min(200)];
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("body_start", &String::from_utf8_lossy(shown))
+            .finish()
+    }
 }
 
 impl Reply {
@@ -153,10 +166,21 @@ impl TestNode {
         metric_value(&self.metrics().await, sample).unwrap_or(0.0)
     }
 
+    /// Starts a node with a config file plus FLEETCACHE_* settings.
+    pub async fn start_with_file(file: &Path, env: &[(&str, &str)]) -> Self {
+        let data = TempDir::new().expect("tempdir");
+        let config = config_with(data.path(), Some(file), env).expect("valid test config");
+        Self::from_config(data, &config).await
+    }
+
     /// Starts a node on an existing data dir (restart tests).
     pub async fn start_in(data: TempDir, env: &[(&str, &str)]) -> Self {
         let config = test_config(data.path(), env).expect("valid test config");
-        let node = Node::start(&config).await.expect("node starts");
+        Self::from_config(data, &config).await
+    }
+
+    async fn from_config(data: TempDir, config: &fleetcache_config::Config) -> Self {
+        let node = Node::start(config).await.expect("node starts");
         TestNode {
             public: node.public_addr(),
             admin: node.admin_addr(),
@@ -242,8 +266,16 @@ pub fn test_config(
     data: &Path,
     env: &[(&str, &str)],
 ) -> Result<fleetcache_config::Config, fleetcache_config::ConfigError> {
+    config_with(data, None, env)
+}
+
+pub fn config_with(
+    data: &Path,
+    file: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Result<fleetcache_config::Config, fleetcache_config::ConfigError> {
     fleetcache_config::load(Sources {
-        file: None,
+        file,
         env: env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

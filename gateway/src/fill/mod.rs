@@ -1,0 +1,507 @@
+//! The miss pipeline's one single-flight: one fill per cold key, whatever the key
+//! (a BLAKE3 hash, or a URL and its variant) and whatever the source (peers, or the
+//! origin). Bytes are teed into the store and to every waiting client as they arrive.
+//!
+//! A fill writes into a store ingest; waiters read back what has been written and
+//! wait for more. Once the ingest is committed, waiters move to the stored blob. A
+//! client that goes away never stops the fill: the other waiters and the store still
+//! want the object.
+//!
+//! What each source does lives beside this file: `peer.rs` (verified bytes from fleet
+//! members) and `origin.rs` (an origin response, judged by the RFC 9111 policy).
+//! Bytes read back from a running fill are the bytes the fill wrote: verified against
+//! the hash for peer fills, as received for origin fills (the origin is the authority
+//! for a URL). Once committed, every read is verified against the stored tree.
+
+mod origin;
+mod peer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use fleetcache_store::{Blob, Hash, Ingest, IngestError, ReadError, Store};
+use fleetcache_swarm::{FetchError, FetchItem, Swarm};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::error::RequestError;
+use crate::metrics::Metrics;
+use crate::sync::lock;
+
+pub(crate) use origin::{Handoff, OriginJob, StaleEntry};
+pub(crate) use peer::DirectFetch;
+
+/// Bytes gathered before one blocking write into the ingest: large writes for the
+/// disk, and waiters see progress in steps of this size.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// What a fill is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum FillKey {
+    /// An object by hash, from peers.
+    Hash(Hash),
+    /// A URL response (cache key and Vary variant), from the origin.
+    Url { key: String, variant: Vec<u8> },
+}
+
+impl std::fmt::Display for FillKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FillKey::Hash(hash) => write!(f, "{hash}"),
+            FillKey::Url { key, .. } => f.write_str(key),
+        }
+    }
+}
+
+/// What a fill knows once its source has answered.
+#[derive(Debug)]
+pub(crate) struct FillHead {
+    /// Total bytes, when known before the end: proven by peers, or the origin's
+    /// `Content-Length`. `None` for a chunked origin response.
+    pub(crate) size: Option<u64>,
+    /// URL fills: the response as it is stored (status, headers, times).
+    pub(crate) response: Option<Arc<crate::cache::stored::StoredResponse>>,
+    /// URL fills: the status the origin answered (304 for a revalidation).
+    pub(crate) origin_status: Option<u16>,
+}
+
+/// Where a fill stands; waiters watch it.
+#[derive(Debug, Clone)]
+pub(crate) enum Progress {
+    /// Asking peers, or waiting for the origin's response head.
+    Starting,
+    /// The head is known; `written` bytes can be read back.
+    Streaming { head: Arc<FillHead>, written: u64 },
+    /// Stored and committed (or, for a revalidation, the stored object confirmed).
+    Done { head: Arc<FillHead>, blob: Blob },
+    /// Every byte arrived but the object is not kept (too large for the store
+    /// limits); waiters read the rest back from the fill.
+    Unstored { head: Arc<FillHead>, size: u64 },
+    /// The answer is not for sharing; waiters fetch for themselves.
+    Declined(String),
+    /// Gave up; nothing was stored.
+    Failed(FillFailure),
+}
+
+/// Why a fill ended without an object.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum FillFailure {
+    /// No live peer holds the object.
+    #[error("no peer holds the object")]
+    NotFound,
+    /// Peers hold it but none delivered it.
+    #[error("{0}")]
+    Fetch(#[from] FetchError),
+    /// The origin failed.
+    #[error("{0}")]
+    Origin(#[from] crate::origin::OriginError),
+    /// The store has no room for it.
+    #[error("storing the fill: {0}")]
+    StorageFull(String),
+    /// The store could not take it.
+    #[error("storing the fill: {0}")]
+    Store(String),
+}
+
+impl From<IngestError> for FillFailure {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::StorageFull | IngestError::TooLarge { .. } => {
+                FillFailure::StorageFull(err.to_string())
+            }
+            other => FillFailure::Store(other.to_string()),
+        }
+    }
+}
+
+impl From<fleetcache_store::WriteError> for FillFailure {
+    fn from(err: fleetcache_store::WriteError) -> Self {
+        FillFailure::Store(err.to_string())
+    }
+}
+
+impl From<ReadError> for FillFailure {
+    fn from(err: ReadError) -> Self {
+        FillFailure::Store(err.to_string())
+    }
+}
+
+/// A failure of the fill's own bookkeeping (never expected).
+fn lost(what: &str) -> FillFailure {
+    FillFailure::Store(format!("the fill lost its {what}"))
+}
+
+impl From<FillFailure> for RequestError {
+    fn from(failure: FillFailure) -> Self {
+        match failure {
+            FillFailure::NotFound => RequestError::NotFound,
+            FillFailure::Fetch(err) if err.is_timeout() => {
+                RequestError::PeerTimeout(err.to_string())
+            }
+            FillFailure::Fetch(err) => RequestError::Peer(err.to_string()),
+            FillFailure::Origin(err) => RequestError::from(err),
+            FillFailure::StorageFull(msg) => RequestError::StorageFull(msg),
+            FillFailure::Store(msg) => RequestError::Internal(msg),
+        }
+    }
+}
+
+/// How a fill ended, before it is published to waiters.
+enum Outcome {
+    Stored { head: Arc<FillHead>, blob: Blob },
+    Unstored { head: Arc<FillHead>, size: u64 },
+    Declined(String),
+}
+
+/// Where a fill's bytes come from.
+pub(crate) enum FillSource {
+    /// Fleet members holding the hash.
+    Peers,
+    /// The origin, for a URL.
+    Origin(Box<OriginJob>),
+}
+
+/// Every fill in progress on this node.
+#[derive(Debug)]
+pub(crate) struct Fills {
+    store: Store,
+    metrics: Arc<Metrics>,
+    swarm: Option<Swarm>,
+    flights: Mutex<HashMap<FillKey, Arc<Flight>>>,
+}
+
+/// One fill and what its waiters need to read it.
+#[derive(Debug)]
+pub(crate) struct Flight {
+    key: FillKey,
+    progress: watch::Sender<Progress>,
+    /// Shared with blocking tasks: the fill writes, waiters read back.
+    ingest: Arc<Mutex<Option<Ingest>>>,
+    /// A declined URL answer, kept for the request that started the fill.
+    handoff: Mutex<Option<Handoff>>,
+}
+
+/// What joining a key's fill found.
+#[derive(Debug)]
+pub(crate) enum Joined {
+    /// The object was stored meanwhile (hash fills only).
+    Stored(Blob),
+    /// This request started the fill.
+    Started(Arc<Flight>),
+    /// A fill was already running; this request waits on it.
+    Waiting(Arc<Flight>),
+}
+
+impl Fills {
+    pub(crate) fn new(store: Store, metrics: Arc<Metrics>, swarm: Option<Swarm>) -> Arc<Self> {
+        Arc::new(Fills {
+            store,
+            metrics,
+            swarm,
+            flights: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn swarm(&self) -> Option<&Swarm> {
+        self.swarm.as_ref()
+    }
+
+    /// Joins the running fill of `key`, if there is one (counted as a waiter).
+    pub(crate) fn join_running(&self, key: &FillKey) -> Option<Arc<Flight>> {
+        let flight = lock(&self.flights).get(key).cloned();
+        if flight.is_some() {
+            self.metrics.fill_waiters.inc();
+        }
+        flight
+    }
+
+    /// Joins the fill of `key`, starting it from `source` if none is running.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        key: FillKey,
+        source: FillSource,
+    ) -> Result<Joined, ReadError> {
+        let mut flights = lock(&self.flights);
+        if let Some(flight) = flights.get(&key) {
+            self.metrics.fill_waiters.inc();
+            return Ok(Joined::Waiting(flight.clone()));
+        }
+        // A fill leaves the map only after its commit, so one that finished since the
+        // caller's miss is in the store now: serve that rather than fetch it again.
+        if let FillKey::Hash(hash) = &key
+            && let Some(blob) = self.store.get(hash)?
+        {
+            return Ok(Joined::Stored(blob));
+        }
+        let flight = Arc::new(Flight {
+            key: key.clone(),
+            progress: watch::Sender::new(Progress::Starting),
+            ingest: Arc::new(Mutex::new(None)),
+            handoff: Mutex::new(None),
+        });
+        flights.insert(key, flight.clone());
+        drop(flights);
+        let fills = self.clone();
+        let task_flight = flight.clone();
+        let span = tracing::info_span!("fill", key = %flight.key);
+        tokio::spawn(async move { fills.run(task_flight, source).await }.instrument(span));
+        Ok(Joined::Started(flight))
+    }
+
+    async fn run(self: Arc<Self>, flight: Arc<Flight>, source: FillSource) {
+        let start = Instant::now();
+        self.metrics.fills_active.inc();
+        let label = match source {
+            FillSource::Peers => "peer",
+            FillSource::Origin(_) => "origin",
+        };
+        let outcome = match source {
+            FillSource::Peers => self.fill_from_peers(&flight).await,
+            FillSource::Origin(job) => self.fill_from_origin(&flight, *job).await,
+        };
+        self.metrics.fills_active.dec();
+        let result = match &outcome {
+            Ok(Outcome::Stored { .. }) => "ok",
+            Ok(Outcome::Unstored { .. }) => "unstored",
+            Ok(Outcome::Declined(_)) => "declined",
+            Err(FillFailure::NotFound) => "not_found",
+            Err(_) => "failed",
+        };
+        self.metrics.fills.with_label_values(&[label, result]).inc();
+        self.metrics
+            .fill_duration
+            .with_label_values(&[label])
+            .observe(start.elapsed().as_secs_f64());
+        // Leave the map before publishing: a request that arrives after the end must
+        // find the stored object or start afresh, never join a finished fill.
+        lock(&self.flights).remove(&flight.key);
+        let progress = match outcome {
+            Ok(Outcome::Stored { head, blob }) => {
+                tracing::info!(
+                    size = blob.size(),
+                    elapsed_ms = start.elapsed().as_millis() as u64,
+                    source = label,
+                    "filled"
+                );
+                Progress::Done { head, blob }
+            }
+            Ok(Outcome::Unstored { head, size }) => {
+                tracing::info!(size, source = label, "streamed without storing");
+                Progress::Unstored { head, size }
+            }
+            Ok(Outcome::Declined(reason)) => {
+                tracing::debug!(reason, "answer not shared");
+                *lock(&flight.ingest) = None;
+                Progress::Declined(reason)
+            }
+            Err(failure) => {
+                tracing::warn!("fill failed: {failure}");
+                *lock(&flight.ingest) = None;
+                Progress::Failed(failure)
+            }
+        };
+        flight.progress.send_replace(progress);
+    }
+
+    /// Streams `items` (bytes, and for verified fills the tree's pairs) into the
+    /// flight's ingest in batches, publishing progress; one batch is written on the
+    /// blocking pool while the next arrives. Returns the bytes written.
+    async fn stream_into<S>(
+        &self,
+        flight: &Flight,
+        head: &Arc<FillHead>,
+        mut items: S,
+    ) -> Result<u64, FillFailure>
+    where
+        S: ItemSource,
+    {
+        let mut batch = Vec::new();
+        let mut batch_len = 0;
+        let mut written = 0u64;
+        let mut writing: Option<JoinHandle<Result<u64, FillFailure>>> = None;
+        let publish = |written| {
+            flight.progress.send_replace(Progress::Streaming {
+                head: head.clone(),
+                written,
+            });
+        };
+        loop {
+            let next = items.next_item().await?;
+            let end = next.is_none();
+            if let Some(item) = next {
+                if let FetchItem::Bytes(bytes) = &item {
+                    batch_len += bytes.len();
+                }
+                batch.push(item);
+            }
+            if batch_len >= WRITE_BATCH || (end && batch_len > 0) {
+                if let Some(previous) = writing.take() {
+                    written += joined(previous).await?;
+                    publish(written);
+                }
+                writing = Some(flight.start_write(std::mem::take(&mut batch)));
+                batch_len = 0;
+            }
+            if end {
+                break;
+            }
+        }
+        if let Some(last) = writing {
+            written += joined(last).await?;
+            publish(written);
+        }
+        Ok(written)
+    }
+}
+
+/// What a fill writes into its ingest, in order: bytes, and for verified fills the
+/// tree's pairs (origin fills have bytes only).
+pub(crate) trait ItemSource {
+    async fn next_item(&mut self) -> Result<Option<FetchItem>, FillFailure>;
+}
+
+impl Flight {
+    /// Waits until the fill's source has answered: the head, the stored object, or
+    /// why there is none.
+    pub(crate) async fn head(&self) -> Result<HeadState, FillFailure> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Progress::Starting => {}
+                Progress::Streaming { head, .. } | Progress::Unstored { head, .. } => {
+                    return Ok(HeadState::Streaming(head.clone()));
+                }
+                Progress::Done { head, blob } => {
+                    return Ok(HeadState::Stored(head.clone(), blob.clone()));
+                }
+                Progress::Declined(reason) => return Ok(HeadState::Declined(reason.clone())),
+                Progress::Failed(failure) => return Err(failure.clone()),
+            }
+            if rx.changed().await.is_err() {
+                return Err(FillFailure::Store("the fill task ended".into()));
+            }
+        }
+    }
+
+    /// Waits for the fill to end: the stored object, or why there is none.
+    pub(crate) async fn finished(&self) -> Result<HeadState, FillFailure> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Progress::Starting | Progress::Streaming { .. } => {}
+                Progress::Unstored { head, .. } => return Ok(HeadState::Streaming(head.clone())),
+                Progress::Done { head, blob } => {
+                    return Ok(HeadState::Stored(head.clone(), blob.clone()));
+                }
+                Progress::Declined(reason) => return Ok(HeadState::Declined(reason.clone())),
+                Progress::Failed(failure) => return Err(failure.clone()),
+            }
+            if rx.changed().await.is_err() {
+                return Err(FillFailure::Store("the fill task ended".into()));
+            }
+        }
+    }
+
+    /// The declined answer, for the request that started the fill (once).
+    pub(crate) fn take_handoff(&self) -> Option<Handoff> {
+        lock(&self.handoff).take()
+    }
+
+    /// Appends bytes and saves verified pairs on the blocking pool; returns the bytes
+    /// appended.
+    fn start_write(&self, batch: Vec<FetchItem>) -> JoinHandle<Result<u64, FillFailure>> {
+        let ingest = self.ingest.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = lock(&ingest);
+            let ingest = guard.as_mut().ok_or_else(|| lost("ingest"))?;
+            let mut n = 0;
+            for item in &batch {
+                match item {
+                    FetchItem::Bytes(bytes) => {
+                        ingest.write(bytes)?;
+                        n += bytes.len() as u64;
+                    }
+                    FetchItem::Pair(parent) => ingest.save_pair(parent.node, &parent.pair)?,
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// Up to `len` bytes from `start`, waiting until the fill has them. Empty once
+    /// `start` is at the end of a complete object.
+    pub(crate) async fn read(self: Arc<Self>, start: u64, len: usize) -> Result<Bytes, String> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            let progress = rx.borrow_and_update().clone();
+            let (written, complete) = match progress {
+                Progress::Done { blob, .. } => {
+                    if start >= blob.size() {
+                        return Ok(Bytes::new());
+                    }
+                    return blocking(move || Ok(blob.read_verified(start, len)?))
+                        .await
+                        .map_err(|e| e.to_string());
+                }
+                Progress::Failed(failure) => return Err(failure.to_string()),
+                Progress::Declined(reason) => return Err(format!("fill declined: {reason}")),
+                Progress::Unstored { size, .. } => (size, true),
+                Progress::Streaming { written, .. } => (written, false),
+                Progress::Starting => (0, false),
+            };
+            if written > start {
+                let ingest = self.ingest.clone();
+                let read = blocking(move || {
+                    let guard = lock(&ingest);
+                    match guard.as_ref() {
+                        Some(ingest) => Ok(Some(
+                            ingest.read_written(start, len.min((written - start) as usize))?,
+                        )),
+                        // Being committed: wait for Done.
+                        None => Ok(None),
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                if let Some(bytes) = read {
+                    return Ok(bytes);
+                }
+            } else if complete {
+                return Ok(Bytes::new());
+            }
+            if rx.changed().await.is_err() {
+                return Err("the fill task ended".into());
+            }
+        }
+    }
+}
+
+/// What a waiter learns once the fill's source has answered.
+#[derive(Debug)]
+pub(crate) enum HeadState {
+    /// Bytes are arriving (or arrived without being stored); read them from the flight.
+    Streaming(Arc<FillHead>),
+    /// Already stored.
+    Stored(Arc<FillHead>, Blob),
+    /// Not shared: fetch for yourself.
+    Declined(String),
+}
+
+async fn joined<T>(task: JoinHandle<Result<T, FillFailure>>) -> Result<T, FillFailure> {
+    match task.await {
+        Ok(result) => result,
+        Err(err) => Err(FillFailure::Store(format!("blocking task failed: {err}"))),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FillFailure> + Send + 'static,
+) -> Result<T, FillFailure> {
+    match crate::sync::blocking(work).await {
+        Ok(result) => result,
+        Err(err) => Err(FillFailure::Store(format!("blocking task failed: {err}"))),
+    }
+}

@@ -1,0 +1,65 @@
+//! The one place the configuration becomes each part's own options: the store's
+//! `StoreOptions`, the swarm's `SwarmOptions`, the listeners' limits and the
+//! origins' settings. No other module reads `fleetcache_config` types, and each
+//! rule is checked once: by the config crate when it is about the file, by the
+//! part that owns it otherwise (the store checks its watermarks).
+
+use fleetcache_config::{Config, OriginConfig};
+use fleetcache_store::{Store, StoreOptions};
+use fleetcache_swarm::{NodeIdentity, SwarmOptions};
+
+use crate::http::server::Limits;
+use crate::origin::OriginSettings;
+
+pub(crate) fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        data_dir: config.store.data_dir.clone(),
+        capacity: config.store.capacity.0,
+        high_watermark: config.store.high_watermark,
+        low_watermark: config.store.low_watermark,
+    }
+}
+
+pub(crate) fn swarm_options(config: &Config, identity: NodeIdentity, store: Store) -> SwarmOptions {
+    let swarm = &config.swarm;
+    SwarmOptions {
+        listen: swarm.listen,
+        identity,
+        peers: swarm.peers.clone(),
+        store,
+        peer_timeout: swarm.peer_timeout,
+        ping_interval: swarm.ping_interval,
+        resolve_interval: swarm.resolve_interval,
+        max_uploads: swarm.max_uploads,
+    }
+}
+
+pub(crate) fn http_limits(config: &Config) -> Limits {
+    let http = &config.http;
+    Limits {
+        max_header_bytes: usize::try_from(http.max_header_bytes.0).unwrap_or(usize::MAX),
+        max_headers: http.max_headers,
+        header_read_timeout: http.header_read_timeout,
+        idle_timeout: http.idle_timeout,
+        max_connections: http.max_connections,
+    }
+}
+
+pub(crate) fn origin_settings(origin: &OriginConfig) -> OriginSettings {
+    OriginSettings {
+        name: origin.url.as_str().trim_end_matches('/').to_owned(),
+        https: origin.url.is_https(),
+        host: origin.url.host().to_owned(),
+        port: origin.url.port(),
+        authority: origin.url.authority().to_owned(),
+        ca_file: origin.ca_file.clone(),
+        connect_timeout: origin.connect_timeout,
+        first_byte_timeout: origin.first_byte_timeout,
+        idle_timeout: origin.idle_timeout,
+        queue_timeout: origin.queue_timeout,
+        max_fetches: origin.max_fetches,
+        max_object_size: origin.max_object_size.0,
+        default_ttl: origin.default_ttl,
+        forwarded: origin.forwarded,
+    }
+}

@@ -18,6 +18,7 @@ mod peer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -329,7 +330,41 @@ impl Fills {
             });
         };
         loop {
-            let next = items.next_item().await?;
+            let mut pending = Box::pin(items.next_item());
+            // Waiters should see bytes as soon as they arrive: when the source
+            // has nothing ready, write what the batch holds instead of waiting
+            // for it to fill.
+            let ready = std::future::poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx))).await;
+            let next = match ready {
+                Poll::Ready(next) => next?,
+                Poll::Pending => {
+                    if batch_len > 0 {
+                        if let Some(previous) = writing.take() {
+                            written += joined(previous).await?;
+                            publish(written);
+                        }
+                        writing = Some(flight.start_write(std::mem::take(&mut batch)));
+                        batch_len = 0;
+                    }
+                    // While the source is quiet, finish the write in flight and
+                    // publish it.
+                    match writing.take() {
+                        Some(mut write) => tokio::select! {
+                            biased;
+                            next = &mut pending => {
+                                writing = Some(write);
+                                next?
+                            }
+                            done = &mut write => {
+                                written += join_result(done)?;
+                                publish(written);
+                                pending.await?
+                            }
+                        },
+                        None => pending.await?,
+                    }
+                }
+            };
             let end = next.is_none();
             if let Some(item) = next {
                 if let FetchItem::Bytes(bytes) = &item {
@@ -491,7 +526,13 @@ pub(crate) enum HeadState {
 }
 
 async fn joined<T>(task: JoinHandle<Result<T, FillFailure>>) -> Result<T, FillFailure> {
-    match task.await {
+    join_result(task.await)
+}
+
+fn join_result<T>(
+    result: Result<Result<T, FillFailure>, tokio::task::JoinError>,
+) -> Result<T, FillFailure> {
+    match result {
         Ok(result) => result,
         Err(err) => Err(FillFailure::Store(format!("blocking task failed: {err}"))),
     }

@@ -44,6 +44,11 @@ pub(crate) fn error_response(err: &RequestError) -> Response<ResponseBody> {
         RequestError::MethodNotAllowed { allow } => {
             headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));
         }
+        // A request we could not make sense of leaves the connection in an
+        // unknown state: close it rather than parse what follows.
+        RequestError::BadRequest(_) => {
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         RequestError::Unauthorized => {
             headers.insert(
                 http::header::WWW_AUTHENTICATE,

@@ -13,6 +13,7 @@ mod blobs;
 mod limits;
 mod netns;
 mod origin;
+mod origin_faults;
 mod process;
 mod ranges;
 mod swarm;

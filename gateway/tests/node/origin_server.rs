@@ -69,6 +69,8 @@ pub enum ScriptBody {
     },
     /// Sends these bytes, then dies (the connection is cut mid-body).
     Die(Bytes),
+    /// Sends `first`, waits for `gate`, then dies.
+    DieAfter { first: Bytes, gate: Arc<Notify> },
     /// Sends `bytes` at about `per_second` bytes per second, in 16 KiB steps.
     Paced { bytes: Bytes, per_second: u64 },
 }
@@ -265,6 +267,15 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<ScriptedBody>
             }
             ScriptBody::Die(bytes) => {
                 let _ = tx.send(Ok(bytes)).await;
+                let _ = tx
+                    .send(Err(std::io::Error::other("scripted origin death")))
+                    .await;
+            }
+            ScriptBody::DieAfter { first, gate } => {
+                if tx.send(Ok(first)).await.is_err() {
+                    return;
+                }
+                gate.notified().await;
                 let _ = tx
                     .send(Err(std::io::Error::other("scripted origin death")))
                     .await;

@@ -1,0 +1,481 @@
+//! Origin mode when things go wrong or get busy: origins that die, lie or
+//! stall; hostile requests; ranges and HEAD on cold URLs; many clients at
+//! once; limits; restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::Notify;
+
+use crate::origin::node_for;
+use crate::origin_server::{RawOrigin, ScriptBody, Scripted, TestOrigin};
+use crate::support::{TestNode, eventually, pattern, raw_exchange};
+
+fn cache_status(reply: &crate::support::Reply) -> String {
+    reply.header("cache-status").unwrap_or_default().to_owned()
+}
+
+/// GETs `path` and returns the status and the body read to its end, or the
+/// error that cut it off.
+async fn get_body(node: &TestNode, path: &str) -> (StatusCode, Result<Bytes, String>) {
+    let request = http::Request::get(node.url(path))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = node.client.request(request).await.expect("response head");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| format!("{e:?}"));
+    (status, body)
+}
+
+#[tokio::test]
+async fn an_origin_dying_mid_body_aborts_the_response_and_stores_nothing() {
+    let origin = TestOrigin::start().await;
+    let body = pattern(300_000, 6);
+    let gate = Arc::new(Notify::new());
+    let (full, held) = (body.clone(), gate.clone());
+    origin.route("/dies", move |seen| {
+        if seen.n == 0 {
+            // Promise the whole length, send a third, wait, then die.
+            return Scripted::ok(Bytes::new())
+                .header("cache-control", "max-age=300")
+                .header("content-length", &full.len().to_string())
+                .body(ScriptBody::DieAfter {
+                    first: Bytes::copy_from_slice(&full[..100_000]),
+                    gate: held.clone(),
+                });
+        }
+        Scripted::ok(full.clone()).header("cache-control", "max-age=300")
+    });
+    let held = gate.clone();
+    origin.route("/dies-chunked", move |seen| {
+        if seen.n == 0 {
+            return Scripted::ok(Bytes::new())
+                .header("cache-control", "max-age=300")
+                .body(ScriptBody::DieAfter {
+                    first: Bytes::from(pattern(100_000, 7)),
+                    gate: held.clone(),
+                });
+        }
+        Scripted::ok(pattern(200_000, 7)).header("cache-control", "max-age=300")
+    });
+    let node = node_for(&origin, &[]).await;
+    for path in ["/dies", "/dies-chunked"] {
+        let request = http::Request::get(node.url(path))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let response = node.client.request(request).await.expect("response head");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let mut body = response.into_body();
+        let first = body
+            .frame()
+            .await
+            .expect("a first frame")
+            .expect("first bytes");
+        assert!(!first.into_data().unwrap_or_default().is_empty());
+        gate.notify_one();
+        let rest = body.collect().await;
+        assert!(rest.is_err(), "{path}: a cut body must not end cleanly");
+        // Nothing was stored: the next request goes to the origin and gets it all.
+        let (status, again) = get_body(&node, path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(again.is_ok(), "{path}");
+        assert_eq!(origin.hits(path), 2, "{path}");
+    }
+    assert_eq!(node.stats().await["store"]["url_entries"], 2);
+
+    // A death before the client has seen anything is a 502 or a cut body,
+    // never a clean answer.
+    origin.route("/dies-at-once", |_| {
+        Scripted::ok(Bytes::new())
+            .header("cache-control", "max-age=300")
+            .header("content-length", "100000")
+            .body(ScriptBody::Die(Bytes::from_static(b"just this")))
+    });
+    let (status, body) = get_body(&node, "/dies-at-once").await;
+    assert!(
+        status == StatusCode::BAD_GATEWAY || body.is_err(),
+        "{status} with a clean body"
+    );
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_is_an_error_not_an_entry() {
+    let short = RawOrigin::start(
+        "HTTP/1.1 200 OK\r\ncontent-length: 100\r\ncache-control: max-age=300\r\n\r\nonly fifty bytes of the hundred that were promised.",
+        None,
+        false,
+    )
+    .await;
+    let node = TestNode::start_with(&[("FLEETCACHE_ORIGIN", &short.url())]).await;
+    let (status, body) = get_body(&node, "/short").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_err(), "a short body must be cut off, not completed");
+    assert_eq!(node.stats().await["store"]["url_entries"], 0);
+    let (_, again) = get_body(&node, "/short").await;
+    assert!(again.is_err());
+    assert_eq!(short.connections(), 2, "nothing was served from the store");
+}
+
+#[tokio::test]
+async fn broken_origins_get_clean_502s_and_504s() {
+    let garbage = RawOrigin::start("this is not HTTP at all\r\n\r\n", None, false).await;
+    let huge_head = {
+        let mut reply = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..4000 {
+            reply.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(40)).as_bytes());
+        }
+        reply.extend_from_slice(b"content-length: 2\r\n\r\nok");
+        RawOrigin::start(reply, None, false).await
+    };
+    let bad_length = RawOrigin::start(
+        "HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\nok",
+        None,
+        false,
+    )
+    .await;
+    let slowloris = RawOrigin::start(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        Some(Duration::from_millis(400)),
+        true,
+    )
+    .await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}")
+    };
+    let cases = [
+        (garbage.url(), StatusCode::BAD_GATEWAY, "protocol"),
+        (huge_head.url(), StatusCode::BAD_GATEWAY, "protocol"),
+        (bad_length.url(), StatusCode::BAD_GATEWAY, "protocol"),
+        (slowloris.url(), StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        (closed, StatusCode::BAD_GATEWAY, "connect"),
+    ];
+    for (url, status, detail) in cases {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            format!("[[origin]]\nurl = \"{url}\"\nfirst_byte_timeout = \"1s\"\n"),
+        )
+        .unwrap();
+        let node = TestNode::start_with_file(file.path(), &[]).await;
+        let reply = node.get("/x").await;
+        assert_eq!(reply.status, status, "{url}: {reply:?}");
+        assert!(
+            cache_status(&reply).contains(detail),
+            "{url}: {}",
+            cache_status(&reply)
+        );
+        assert_eq!(node.stats().await["store"]["url_entries"], 0);
+        let text = node.metrics().await;
+        assert!(
+            text.contains("fleetcache_origin_requests_total{class=\"error\""),
+            "{url}: origin errors are counted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn three_hundred_concurrent_misses_make_one_origin_fetch_and_stream_early() {
+    let origin = TestOrigin::start().await;
+    let first = Bytes::from(pattern(64 * 1024, 8));
+    let rest = Bytes::from(pattern(1 << 20, 9));
+    let gate = Arc::new(Notify::new());
+    let (first_c, rest_c, gate_c) = (first.clone(), rest.clone(), gate.clone());
+    origin.route("/popular", move |_| {
+        Scripted::ok(Bytes::new())
+            .header("cache-control", "max-age=300")
+            .header(
+                "content-length",
+                &(first_c.len() + rest_c.len()).to_string(),
+            )
+            .body(ScriptBody::Gated {
+                first: first_c.clone(),
+                gate: gate_c.clone(),
+                rest: rest_c.clone(),
+            })
+    });
+    let node = node_for(&origin, &[]).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(300);
+    let mut clients = Vec::new();
+    for _ in 0..300 {
+        let client = node.client.clone();
+        let url = node.url("/popular");
+        let tx = tx.clone();
+        clients.push(tokio::spawn(async move {
+            let request = http::Request::get(url)
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap();
+            let response = client.request(request).await.expect("head");
+            assert_eq!(response.status(), StatusCode::OK);
+            let mut body = response.into_body();
+            let mut received = Vec::new();
+            let mut told = false;
+            while let Some(frame) = body.frame().await {
+                let data = frame.expect("body frame").into_data().unwrap_or_default();
+                received.extend_from_slice(&data);
+                if !told && !received.is_empty() {
+                    told = true;
+                    tx.send(()).await.unwrap();
+                }
+            }
+            received
+        }));
+    }
+    drop(tx);
+    // Every client gets bytes while the origin is still holding back the rest.
+    for _ in 0..300 {
+        tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("every client gets its first bytes before the origin finishes")
+            .expect("a client ended without bytes");
+    }
+    gate.notify_one();
+    let mut expected = first.to_vec();
+    expected.extend_from_slice(&rest);
+    for client in clients {
+        assert!(client.await.unwrap() == expected);
+    }
+    assert_eq!(origin.hits("/popular"), 1);
+    assert!(node.metric("fleetcache_fill_waiters_total").await >= 299.0);
+}
+
+#[tokio::test]
+async fn ranges_on_cold_and_stored_urls() {
+    let origin = TestOrigin::start().await;
+    let body = pattern(2 << 20, 10);
+    let served = body.clone();
+    origin.route("/big", move |_| {
+        Scripted::ok(served.clone()).header("cache-control", "max-age=300")
+    });
+    let node = node_for(&origin, &[]).await;
+    let cold = node.get_with("/big", &[("range", "bytes=1000-1999")]).await;
+    assert_eq!(cold.status, StatusCode::PARTIAL_CONTENT);
+    assert!(cold.body[..] == body[1000..2000]);
+    assert_eq!(
+        cold.header("content-range"),
+        Some(format!("bytes 1000-1999/{}", body.len()).as_str())
+    );
+    eventually(
+        "the whole object stored",
+        Duration::from_secs(10),
+        async || node.stats().await["store"]["url_entries"] == 1,
+    )
+    .await;
+    let stored = node.get_with("/big", &[("range", "bytes=-10")]).await;
+    assert_eq!(stored.status, StatusCode::PARTIAL_CONTENT);
+    assert!(stored.body[..] == body[body.len() - 10..]);
+    assert!(cache_status(&stored).contains("hit"));
+    let unsatisfiable = node.get_with("/big", &[("range", "bytes=99999999-")]).await;
+    assert_eq!(unsatisfiable.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        origin.hits("/big"),
+        1,
+        "the range miss filled the object once"
+    );
+    // The origin never saw a Range: the cache fills whole objects.
+    assert!(origin.last("/big").unwrap().header("range").is_none());
+}
+
+#[tokio::test]
+async fn head_misses_never_download_a_body_and_head_hits_come_from_the_store() {
+    let origin = TestOrigin::start().await;
+    origin.route("/h", |seen| {
+        let reply = Scripted::ok(pattern(500_000, 11)).header("cache-control", "max-age=300");
+        if seen.method == Method::HEAD {
+            return reply.header("x-method", "head");
+        }
+        reply
+    });
+    let node = node_for(&origin, &[]).await;
+    let head = node
+        .request(Method::HEAD, &node.url("/h"), &[], Bytes::new())
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(origin.last("/h").unwrap().method, Method::HEAD);
+    node.get("/h").await;
+    let hit = node
+        .request(Method::HEAD, &node.url("/h"), &[], Bytes::new())
+        .await;
+    assert!(cache_status(&hit).contains("hit"), "{hit:?}");
+    assert_eq!(hit.header("content-length"), Some("500000"));
+    let methods: Vec<Method> = origin.seen().into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, [Method::HEAD, Method::GET]);
+}
+
+#[tokio::test]
+async fn ambiguous_requests_are_refused_and_never_forwarded() {
+    let origin = TestOrigin::start().await;
+    origin.route("/x", |_| {
+        Scripted::ok("x").header("cache-control", "max-age=300")
+    });
+    let node = node_for(&origin, &[]).await;
+    let cases: [&[u8]; 3] = [
+        b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        b"GET /x HTTP/1.1\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: bad host\r\n\r\n",
+    ];
+    let addr = node.public;
+    for request in cases {
+        let reply = tokio::task::spawn_blocking(move || {
+            raw_exchange(addr, request, Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+    assert_eq!(origin.hits("/x"), 0);
+}
+
+#[tokio::test]
+async fn absolute_form_targets_never_make_the_node_connect_elsewhere() {
+    let origin = TestOrigin::start().await;
+    origin.route("/x", |_| Scripted::ok("from the origin"));
+    let elsewhere = RawOrigin::start(
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nevil!",
+        None,
+        false,
+    )
+    .await;
+    let node = node_for(&origin, &[]).await;
+    let request = format!(
+        "GET http://{}/x HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        elsewhere.addr, elsewhere.addr
+    );
+    let addr = node.public;
+    let reply = tokio::task::spawn_blocking(move || {
+        raw_exchange(addr, request.as_bytes(), Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("from the origin"), "{text}");
+    assert_eq!(elsewhere.connections(), 0);
+    assert_eq!(origin.hits("/x"), 1);
+}
+
+#[tokio::test]
+async fn requests_wait_for_a_fetch_slot_then_get_503() {
+    let origin = TestOrigin::start().await;
+    let gate = Arc::new(Notify::new());
+    let held = gate.clone();
+    origin.route("/slow", move |_| {
+        Scripted::ok(Bytes::new()).body(ScriptBody::Gated {
+            first: Bytes::from_static(b"a"),
+            gate: held.clone(),
+            rest: Bytes::from_static(b"b"),
+        })
+    });
+    origin.route("/other", |_| Scripted::ok("other"));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "[[origin]]\nurl = \"{}\"\nmax_fetches = 1\nqueue_timeout = \"200ms\"\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start_with_file(file.path(), &[]).await;
+    let slow_node = node.url("/slow");
+    let client = node.client.clone();
+    let slow = tokio::spawn(async move {
+        crate::support::request(&client, Method::GET, &slow_node, &[], Bytes::new()).await
+    });
+    eventually(
+        "the slow fetch holds the slot",
+        Duration::from_secs(5),
+        async || origin.hits("/slow") == 1,
+    )
+    .await;
+    let busy = node.get("/other").await;
+    assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE, "{busy:?}");
+    assert_eq!(origin.hits("/other"), 0);
+    gate.notify_one();
+    assert_eq!(&slow.await.unwrap().body[..], b"ab");
+    assert_eq!(&node.get("/other").await.body[..], b"other");
+}
+
+#[tokio::test]
+async fn answers_over_max_object_size_stream_through_unstored() {
+    let origin = TestOrigin::start().await;
+    let big = Bytes::from(pattern(300_000, 12));
+    let (sized, chunked) = (big.clone(), big.clone());
+    origin.route("/sized", move |_| {
+        Scripted::ok(sized.clone()).header("cache-control", "max-age=300")
+    });
+    origin.route("/chunked", move |_| {
+        Scripted::ok(Bytes::new())
+            .header("cache-control", "max-age=300")
+            .body(ScriptBody::Chunks(vec![
+                chunked.slice(..150_000),
+                chunked.slice(150_000..),
+            ]))
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "[[origin]]\nurl = \"{}\"\nmax_object_size = \"100KiB\"\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start_with_file(file.path(), &[]).await;
+    for path in ["/sized", "/chunked"] {
+        for _ in 0..2 {
+            let reply = node.get(path).await;
+            assert!(reply.body == big, "{path}");
+        }
+        assert_eq!(origin.hits(path), 2, "{path} was not stored");
+    }
+    assert_eq!(node.stats().await["store"]["url_entries"], 0);
+}
+
+#[tokio::test]
+async fn url_entries_survive_a_restart_and_eviction_takes_them_with_their_bodies() {
+    let origin = TestOrigin::start().await;
+    for i in 0..12 {
+        origin.route(&format!("/e/{i}"), move |_| {
+            Scripted::ok(pattern(100_000, i as u8)).header("cache-control", "max-age=3600")
+        });
+    }
+    let url = origin.url();
+    let env = [
+        ("FLEETCACHE_ORIGIN", url.as_str()),
+        ("FLEETCACHE_STORE_CAPACITY", "1MiB"),
+    ];
+    // The cache key holds the host: name it, since the node's port changes.
+    let host = [("host", "cache.example")];
+    let node = TestNode::start_with(&env).await;
+    node.get_with("/e/0", &host).await;
+    let data = node.stop().await;
+    let node = TestNode::start_in(data, &env).await;
+    let after = node.get_with("/e/0", &host).await;
+    assert!(cache_status(&after).contains("hit"), "{after:?}");
+    for i in 1..12 {
+        node.get_with(&format!("/e/{i}"), &host).await;
+    }
+    let stats = node.stats().await;
+    let objects = stats["store"]["objects"].as_u64().unwrap();
+    assert!(objects < 12, "{stats}");
+    assert_eq!(stats["store"]["url_entries"].as_u64().unwrap(), objects);
+    // The evicted ones go back to the origin; none is served without its body.
+    assert_eq!(node.get_with("/e/0", &host).await.body, pattern(100_000, 0));
+    assert_eq!(origin.hits("/e/0"), 2);
+}

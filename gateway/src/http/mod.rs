@@ -2,6 +2,7 @@
 
 pub(crate) mod body;
 pub(crate) mod conditional;
+mod framing;
 pub(crate) mod range;
 pub(crate) mod representation;
 pub(crate) mod server;

@@ -29,6 +29,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::body::ResponseBody;
+use super::framing::{Inspected, Verdict, Verdicts};
+use crate::error::RequestError;
 use crate::metrics::{Listener, Metrics};
 
 /// Connection limits for one listener.
@@ -94,7 +96,9 @@ pub(crate) async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let guard = metrics.connection_opened(kind);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let verdicts = Verdicts::default();
+        let inspected = Inspected::new(stream, verdicts.clone(), limits.max_header_bytes);
+        let io = TokioIo::new(IdleTimeout::new(inspected, limits.idle_timeout));
         let builder = Arc::clone(&builder);
         let handler = handler.clone();
         let stop = shutdown.clone();
@@ -102,8 +106,19 @@ pub(crate) async fn serve<H, F>(
         shutdown.tracker.spawn(
             async move {
                 let service = service_fn(move |req| {
-                    let response = handler(req, peer);
-                    async move { Ok::<_, Infallible>(response.await) }
+                    let ambiguous = verdicts.next() == Verdict::Ambiguous;
+                    let response = (!ambiguous).then(|| handler(req, peer));
+                    async move {
+                        Ok::<_, Infallible>(match response {
+                            Some(response) => response.await,
+                            None => {
+                                tracing::debug!("refused a request with both Content-Length and Transfer-Encoding");
+                                super::error_response(&RequestError::BadRequest(
+                                    "a request may not carry both Content-Length and Transfer-Encoding".into(),
+                                ))
+                            }
+                        })
+                    }
                 });
                 let conn = builder.serve_connection(io, service);
                 tokio::pin!(conn);

@@ -12,6 +12,7 @@ mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -460,12 +461,30 @@ impl Exchange<'_> {
             self.origin.settings.forwarded,
             Purpose::Pass,
         );
-        let body: ForwardBody = req.into_body().map_err(Into::into).boxed();
+        // A body the client breaks (an invalid chunk, a cut connection) fails
+        // the origin request too; remember whose fault it was.
+        let broken = Arc::new(AtomicBool::new(false));
+        let flag = broken.clone();
+        let body: ForwardBody = req
+            .into_body()
+            .map_err(move |err| {
+                flag.store(true, Ordering::Relaxed);
+                err.into()
+            })
+            .boxed();
         let mut forward = Request::new(body);
         *forward.method_mut() = method.clone();
         *forward.uri_mut() = self.target_uri()?;
         *forward.headers_mut() = headers;
-        let response = self.send(forward).await?;
+        let response = match self.send(forward).await {
+            Ok(response) => response,
+            Err(_) if broken.load(Ordering::Relaxed) => {
+                return Err(RequestError::BadRequest(
+                    "the request body is malformed or was cut off".into(),
+                ));
+            }
+            Err(err) => return Err(err),
+        };
         let request_target = RequestTarget {
             scheme: self.target.scheme.as_str(),
             authority: &self.target.host,

@@ -33,6 +33,8 @@ pub struct Seen {
     pub target: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Whether the request body arrived whole (false: the upload was cut).
+    pub complete: bool,
     /// How many requests for this target the origin had seen before this one.
     pub n: u64,
 }
@@ -201,11 +203,10 @@ impl TestOrigin {
 
 async fn answer(state: &State, req: Request<Incoming>) -> Response<ScriptedBody> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (body, complete) = match body.collect().await {
+        Ok(body) => (body.to_bytes(), true),
+        Err(_) => (Bytes::new(), false),
+    };
     let target = parts
         .uri
         .path_and_query()
@@ -221,6 +222,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<ScriptedBody>
         target: target.clone(),
         headers: parts.headers,
         body,
+        complete,
         n,
     };
     state.seen.lock().unwrap().push(seen.clone());

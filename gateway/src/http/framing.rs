@@ -1,0 +1,351 @@
+//! Request framing checks hyper cannot report: a request with both
+//! `Content-Length` and `Transfer-Encoding` is the classic smuggling vector
+//! (RFC 9112 §6.3). hyper frames it safely (chunked wins, the connection closes
+//! afterwards) but drops the `Content-Length` before the handler sees the
+//! request, so the handler cannot refuse it. This wrapper reads the same bytes
+//! hyper reads, follows the framing of each request on the connection, and
+//! queues one verdict per request head; the service pops them in order and
+//! answers an ambiguous request with 400 before anything is forwarded.
+//!
+//! It never changes the bytes. Whenever it cannot follow the stream (a head it
+//! does not understand, an upgrade), it stops judging and hyper's own parsing
+//! decides, as it would without it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::sync::lock;
+
+/// Most header fields examined in one head (hyper refuses more anyway).
+const MAX_HEADERS: usize = 1000;
+/// Longest chunk-size line followed; longer ones are left to hyper.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// One verdict per request head, in connection order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Verdicts(Arc<Mutex<VecDeque<Verdict>>>);
+
+/// What the inspector saw in one request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Clear,
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    Ambiguous,
+}
+
+impl Verdicts {
+    /// The verdict on the next request hyper hands over; `Clear` when the
+    /// inspector stopped following the connection.
+    pub(crate) fn next(&self) -> Verdict {
+        lock(&self.0).pop_front().unwrap_or(Verdict::Clear)
+    }
+
+    fn push(&self, verdict: Verdict) {
+        lock(&self.0).push_back(verdict);
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Collecting a request head.
+    Head(Vec<u8>),
+    /// Skipping a body of known length.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkSize(Vec<u8>),
+    /// Skipping chunk data, then its CRLF.
+    ChunkData(u64),
+    /// Reading trailer lines after the last chunk, up to an empty line.
+    Trailers(Vec<u8>),
+    /// Not following this connection any more.
+    Off,
+}
+
+/// Wraps a connection's IO and judges every request head that passes.
+#[derive(Debug)]
+pub(crate) struct Inspected<T> {
+    inner: T,
+    state: State,
+    verdicts: Verdicts,
+    max_head: usize,
+}
+
+impl<T> Inspected<T> {
+    pub(crate) fn new(inner: T, verdicts: Verdicts, max_head: usize) -> Self {
+        Inspected {
+            inner,
+            state: State::Head(Vec::new()),
+            verdicts,
+            max_head,
+        }
+    }
+
+    /// Feeds bytes read from the client through the framing state machine.
+    fn observe(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let state = std::mem::replace(&mut self.state, State::Off);
+            let (next, used) = self.step(state, bytes);
+            self.state = next;
+            if matches!(self.state, State::Off) {
+                return;
+            }
+            bytes = &bytes[used..];
+        }
+    }
+
+    fn step(&self, state: State, bytes: &[u8]) -> (State, usize) {
+        match state {
+            State::Off => (State::Off, bytes.len()),
+            State::Head(mut head) => {
+                let before = head.len();
+                head.extend_from_slice(bytes);
+                match self.judge(&head) {
+                    None if head.len() > self.max_head => (State::Off, bytes.len()),
+                    None => (State::Head(head), bytes.len()),
+                    Some((used, next)) => (next, used.saturating_sub(before)),
+                }
+            }
+            State::Body(remaining) => {
+                let take = remaining.min(bytes.len() as u64);
+                let next = if take == remaining {
+                    State::Head(Vec::new())
+                } else {
+                    State::Body(remaining - take)
+                };
+                (next, take as usize)
+            }
+            State::ChunkSize(mut line) => match bytes.iter().position(|&b| b == b'\n') {
+                None if line.len() + bytes.len() > MAX_CHUNK_LINE => (State::Off, bytes.len()),
+                None => {
+                    line.extend_from_slice(bytes);
+                    (State::ChunkSize(line), bytes.len())
+                }
+                Some(end) => {
+                    line.extend_from_slice(&bytes[..end]);
+                    let next = match chunk_size(&line) {
+                        Some(0) => State::Trailers(Vec::new()),
+                        // The data, then its CRLF.
+                        Some(size) => State::ChunkData(size.saturating_add(2)),
+                        None => State::Off,
+                    };
+                    (next, end + 1)
+                }
+            },
+            State::ChunkData(remaining) => {
+                let take = remaining.min(bytes.len() as u64);
+                let next = if take == remaining {
+                    State::ChunkSize(Vec::new())
+                } else {
+                    State::ChunkData(remaining - take)
+                };
+                (next, take as usize)
+            }
+            State::Trailers(mut line) => match bytes.iter().position(|&b| b == b'\n') {
+                None if line.len() + bytes.len() > self.max_head => (State::Off, bytes.len()),
+                None => {
+                    line.extend_from_slice(bytes);
+                    (State::Trailers(line), bytes.len())
+                }
+                Some(end) => {
+                    line.extend_from_slice(&bytes[..end]);
+                    let blank = line.iter().all(|&b| b == b'\r');
+                    let next = if blank {
+                        State::Head(Vec::new())
+                    } else {
+                        State::Trailers(Vec::new())
+                    };
+                    (next, end + 1)
+                }
+            },
+        }
+    }
+
+    /// Parses a complete head, queues its verdict and says how its body is
+    /// framed: `(bytes of the head, next state)`; `None` while incomplete.
+    fn judge(&self, head: &[u8]) -> Option<(usize, State)> {
+        // Leading blank lines before a request line are allowed (RFC 9112 §2.2).
+        let skipped = head
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(head.len());
+        if skipped == head.len() {
+            return None;
+        }
+        let mut fields = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut fields);
+        let len = match request.parse(&head[skipped..]) {
+            Ok(httparse::Status::Complete(len)) => skipped + len,
+            Ok(httparse::Status::Partial) => return None,
+            // hyper refuses it and closes the connection.
+            Err(_) => return Some((head.len(), State::Off)),
+        };
+        let mut lengths = Vec::new();
+        let mut encodings = Vec::new();
+        let mut upgrade = false;
+        for field in request.headers.iter() {
+            if field.name.eq_ignore_ascii_case("content-length") {
+                lengths.push(field.value);
+            } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+                encodings.push(field.value);
+            } else if field.name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+        if !lengths.is_empty() && !encodings.is_empty() {
+            self.verdicts.push(Verdict::Ambiguous);
+            // hyper closes the connection after this request: nothing follows.
+            return Some((len, State::Off));
+        }
+        self.verdicts.push(Verdict::Clear);
+        if upgrade || request.method == Some("CONNECT") {
+            return Some((len, State::Off));
+        }
+        let next = if let Some(last) = encodings.last() {
+            let chunked = last
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            if chunked {
+                State::ChunkSize(Vec::new())
+            } else {
+                State::Off
+            }
+        } else if let Some(first) = lengths.first() {
+            match std::str::from_utf8(first)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                Some(0) => State::Head(Vec::new()),
+                Some(length) if lengths.iter().all(|l| l == first) => State::Body(length),
+                _ => State::Off,
+            }
+        } else {
+            State::Head(Vec::new())
+        };
+        Some((len, next))
+    }
+}
+
+/// The size on a chunk-size line (`1a;ext=1\r`), `None` if malformed.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.split(|&b| b == b';').next()?.trim_ascii();
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Inspected<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &poll
+            && !matches!(this.state, State::Off)
+        {
+            let filled = buf.filled()[before..].to_vec();
+            this.observe(&filled);
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Inspected<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdicts(stream: &[u8], split: usize) -> Vec<Verdict> {
+        let verdicts = Verdicts::default();
+        let mut inspected = Inspected::new((), verdicts.clone(), 64 * 1024);
+        // Any split into reads gives the same verdicts.
+        for piece in stream.chunks(split.max(1)) {
+            inspected.observe(piece);
+        }
+        let mut out = Vec::new();
+        while let Some(v) = lock(&verdicts.0).pop_front() {
+            out.push(v);
+        }
+        out
+    }
+
+    #[test]
+    fn pipelined_requests_are_followed_through_their_bodies() {
+        let stream = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\n\r\n\
+GET /fake HTTP/1.1\r\nTransfer-Encoding: x\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+5;ext=1\r\nhello\r\n1a\r\nContent-Length: 1\r\n\r\nxxxxx\r\n0\r\nX-Trailer: 1\r\n\r\n\
+GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
+        for split in [1, 2, 3, 7, 64, 1000] {
+            assert_eq!(
+                verdicts(stream, split),
+                [Verdict::Clear; 4],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn length_and_encoding_together_are_ambiguous() {
+        for stream in [
+            &b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+        ] {
+            let got = verdicts(stream, 5);
+            assert_eq!(got.last(), Some(&Verdict::Ambiguous), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn what_it_cannot_follow_it_leaves_to_hyper() {
+        // Garbage, an unknown coding, an oversized head: no verdicts after.
+        assert!(verdicts(b"\x00\x01garbage\r\n\r\nGET / HTTP/1.1\r\n\r\n", 4).is_empty());
+        let coded = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(verdicts(coded, 8), [Verdict::Clear]);
+        assert!(verdicts(&vec![b'a'; 70 * 1024], 1000).is_empty());
+        assert_eq!(chunk_size(b"ffffffffffffffffff"), None);
+        assert_eq!(chunk_size(b"1A\r"), Some(26));
+        assert_eq!(chunk_size(b"\r"), None);
+    }
+}

@@ -488,3 +488,153 @@ async fn url_entries_survive_a_restart_and_eviction_takes_them_with_their_bodies
     assert_eq!(node.get_with("/e/0", &host).await.body, pattern(100_000, 0));
     assert_eq!(origin.hits("/e/0"), 2);
 }
+
+#[tokio::test]
+async fn https_origins_are_trusted_through_ca_file_and_refused_otherwise() {
+    let origin = crate::origin_server::TlsOrigin::start("over tls").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &origin.ca_pem).unwrap();
+    let trusting = dir.path().join("trusting.toml");
+    std::fs::write(
+        &trusting,
+        format!(
+            "[[origin]]\nurl = \"{}\"\nca_file = \"{}\"\n",
+            origin.url(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start_with_file(&trusting, &[]).await;
+    assert_eq!(&node.get("/t").await.body[..], b"over tls");
+    assert!(cache_status(&node.get("/t").await).contains("hit"));
+
+    // Without the CA the certificate is refused: a clean 502, nothing stored.
+    let stranger = TestNode::start_with(&[("FLEETCACHE_ORIGIN", &origin.url())]).await;
+    let refused = stranger.get("/t").await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{refused:?}");
+    assert_eq!(stranger.stats().await["store"]["url_entries"], 0);
+    assert!(origin.connections() >= 2);
+
+    // An unreadable CA file stops the node at start with the key named.
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(
+        &missing,
+        format!(
+            "[[origin]]\nurl = \"{}\"\nca_file = \"{}\"\n",
+            origin.url(),
+            dir.path().join("nope.pem").display()
+        ),
+    )
+    .unwrap();
+    let data = tempfile::TempDir::new().unwrap();
+    let config = crate::support::config_with(data.path(), Some(&missing), &[]).unwrap();
+    let err = fleetcache_gateway::Node::start(&config)
+        .await
+        .expect_err("an unreadable ca_file is a config error");
+    assert!(err.is_config());
+    assert!(err.to_string().contains("origin[0].ca_file"), "{err}");
+}
+
+/// A blocking GET with a fixed Host: (status, head, body).
+fn blocking_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: cache.example\r\nConnection: close\r\n\r\n");
+    let reply = raw_exchange(addr, request.as_bytes(), Duration::from_secs(30));
+    let split = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(reply.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&reply[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = reply[split..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..end]).unwrap_or("0"), 16).unwrap_or(0);
+        if size == 0 || raw.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[end + 4 + size..];
+    }
+    out
+}
+
+#[test]
+fn url_entries_survive_kill_9_and_a_fill_cut_by_it_leaves_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = runtime.block_on(TestOrigin::start());
+    let small = pattern(50_000, 13);
+    let big = Bytes::from(pattern(8 << 20, 14));
+    let (small_c, big_c) = (small.clone(), big.clone());
+    origin.route("/small", move |_| {
+        Scripted::ok(small_c.clone()).header("cache-control", "max-age=3600")
+    });
+    origin.route("/big", move |_| {
+        Scripted::ok(Bytes::new())
+            .header("cache-control", "max-age=3600")
+            .header("content-length", &big_c.len().to_string())
+            .body(ScriptBody::Paced {
+                bytes: big_c.clone(),
+                per_second: 4 << 20,
+            })
+    });
+    let data = tempfile::TempDir::new().unwrap();
+    let url = origin.url();
+    let env = [("FLEETCACHE_ORIGIN", url.as_str())];
+    let node = crate::support::Proc::serve(data.path(), &env);
+    let (status, _, body) = blocking_get(node.public, "/small");
+    assert_eq!((status, body == small), (200, true));
+    let (_, head, _) = blocking_get(node.public, "/small");
+    assert!(head.contains("cache-status: fleetcache; hit"), "{head}");
+    let public = node.public;
+    let cut = std::thread::spawn(move || blocking_get(public, "/big"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.hits("/big") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the big fill never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    node.kill9();
+    let (_, _, partial) = cut.join().unwrap();
+    assert!(partial.len() < big.len(), "the client saw a cut body");
+
+    let fsck = std::process::Command::new(crate::support::bin())
+        .args(["fsck", "--dry-run", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let node = crate::support::Proc::serve(data.path(), &env);
+    let (_, head, body) = blocking_get(node.public, "/small");
+    assert!(head.contains("cache-status: fleetcache; hit"), "{head}");
+    assert!(body == small);
+    let (status, head, body) = blocking_get(node.public, "/big");
+    assert_eq!(status, 200);
+    assert!(
+        !head.contains("; hit"),
+        "a cut fill was served as stored: {head}"
+    );
+    assert!(body == big[..]);
+    assert_eq!(origin.hits("/big"), 2);
+    drop(runtime);
+}

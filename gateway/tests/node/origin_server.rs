@@ -398,3 +398,83 @@ impl RawOrigin {
         *self.connections.lock().unwrap()
     }
 }
+
+/// An https origin with a certificate for 127.0.0.1 from its own test CA;
+/// answers every request with `body` and `Cache-Control: max-age=300`.
+pub struct TlsOrigin {
+    pub addr: SocketAddr,
+    /// The CA certificate (PEM) a client must trust.
+    pub ca_pem: String,
+    connections: Arc<Mutex<u64>>,
+}
+
+impl TlsOrigin {
+    pub async fn start(body: &'static str) -> TlsOrigin {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+        let cert = params.signed_by(&key, &issuer).expect("cert");
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(Mutex::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                *counter.lock().unwrap() += 1;
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("cache-control", "max-age=300")
+                                .body(http_body_util::Full::new(Bytes::from_static(
+                                    body.as_bytes(),
+                                )))
+                                .unwrap(),
+                        )
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        TlsOrigin {
+            addr,
+            ca_pem: ca_cert.pem(),
+            connections,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn connections(&self) -> u64 {
+        *self.connections.lock().unwrap()
+    }
+}

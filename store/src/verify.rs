@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::store::lock;
 use crate::tree::{GROUP_SIZE, Node, PAIR_SIZE, groups, outboard_size, parent_hash, subtree_cv};
 
 const PAGE_PAIRS: u64 = 64;
@@ -233,12 +234,6 @@ impl Walk<'_> {
         }
         Ok(())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -295,6 +295,21 @@ impl Exchange<'_> {
                 )));
             }
         };
+        self.answer_from(req, flight, started, fwd, again, stale_ok)
+            .await
+    }
+
+    /// Answers from a fill once its source has answered: streaming or stored,
+    /// declined, or (for another variant) through this request's own fill.
+    async fn answer_from<B>(
+        &self,
+        req: &Request<B>,
+        flight: Arc<Flight>,
+        started: bool,
+        fwd: ForwardReason,
+        again: bool,
+        stale_ok: bool,
+    ) -> Result<(Response<ResponseBody>, Served), RequestError> {
         let state = match flight.head().await {
             Ok(state) => state,
             Err(failure) => return Err(failure.into()),
@@ -412,10 +427,8 @@ impl Exchange<'_> {
             key: self.key.as_str().to_owned(),
             variant: variant_for(variants, req),
         };
-        if self.state.fills.join_running(&key).is_some() {
-            return self
-                .fill(req, key_variant(key), None, fwd, true, false)
-                .await;
+        if let Some(flight) = self.state.fills.join_running(&key) {
+            return self.answer_from(req, flight, false, fwd, true, false).await;
         }
         self.pass(req, fwd).await
     }
@@ -584,13 +597,6 @@ fn variant_for<B>(variants: &[Arc<StoredResponse>], req: &Request<B>) -> Vec<u8>
         .and_then(|stored| VaryKey::for_request(&stored.headers, req.headers()))
         .map(|key| key.to_variant())
         .unwrap_or_default()
-}
-
-fn key_variant(key: FillKey) -> Vec<u8> {
-    match key {
-        FillKey::Url { variant, .. } => variant,
-        FillKey::Hash(_) => Vec::new(),
-    }
 }
 
 fn empty_body() -> ForwardBody {

@@ -67,6 +67,8 @@ mod origin;
 mod render;
 mod schema;
 mod size;
+#[cfg(test)]
+mod test_case;
 mod types;
 mod validate;
 

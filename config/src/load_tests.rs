@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::test_case::Case;
 use crate::{
     AdminConfig, ByteSize, HttpConfig, LogConfig, LogFormat, ShutdownConfig, StoreConfig,
     SwarmConfig,
@@ -49,64 +50,6 @@ fn documented() -> Config {
             format: LogFormat::Text,
         },
         origins: vec![],
-    }
-}
-
-/// A config file in a temp dir that lives as long as the value.
-struct Case {
-    dir: tempfile::TempDir,
-    file: Option<PathBuf>,
-    env: Vec<(String, String)>,
-    flags: Vec<(&'static str, String)>,
-}
-
-impl Case {
-    fn new() -> Case {
-        Case {
-            dir: tempfile::TempDir::new().unwrap(),
-            file: None,
-            env: vec![],
-            flags: vec![],
-        }
-    }
-
-    fn file(mut self, text: &str) -> Case {
-        let path = self.dir.path().join("fleetcache.toml");
-        std::fs::write(&path, text).unwrap();
-        self.file = Some(path);
-        self
-    }
-
-    fn env(mut self, name: &str, value: &str) -> Case {
-        self.env.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    fn flag(mut self, key: &'static str, value: &str) -> Case {
-        self.flags.push((key, value.to_owned()));
-        self
-    }
-
-    fn load(&self) -> Result<Config, ConfigError> {
-        load(Sources {
-            file: self.file.as_deref(),
-            env: self.env.clone(),
-            flags: self.flags.clone(),
-        })
-    }
-
-    fn file_name(&self) -> String {
-        self.file.as_ref().unwrap().display().to_string()
-    }
-
-    /// The error, checked to name `field`; returns its message.
-    fn fails_on(&self, field: &str) -> String {
-        let err = self.load().unwrap_err();
-        assert_eq!(err.field(), Some(field), "{err}");
-        let text = err.to_string();
-        assert!(text.starts_with("invalid config: "), "{text}");
-        assert!(text.contains(field), "{text}");
-        text
     }
 }
 

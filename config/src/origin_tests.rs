@@ -1,79 +1,17 @@
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::test_case::Case;
 use crate::{Sources, load};
 
-/// Loads with an optional file (written to a temp dir), env and flags.
-struct Case {
-    dir: tempfile::TempDir,
-    file: Option<PathBuf>,
-    env: Vec<(String, String)>,
-    flags: Vec<(&'static str, String)>,
-}
-
-impl Case {
-    fn new() -> Case {
-        Case {
-            dir: tempfile::TempDir::new().unwrap(),
-            file: None,
-            env: vec![],
-            flags: vec![],
-        }
-    }
-
-    fn file(mut self, text: &str) -> Case {
-        let path = self.dir.path().join("fleetcache.toml");
-        std::fs::write(&path, text).unwrap();
-        self.file = Some(path);
-        self
-    }
-
-    fn env(mut self, value: &str) -> Case {
-        self.env
-            .push(("FLEETCACHE_ORIGIN".to_owned(), value.to_owned()));
-        self
-    }
-
-    fn flag(mut self, value: &str) -> Case {
-        self.flags.push(("origin", value.to_owned()));
-        self
-    }
-
-    fn load(&self) -> Result<Config, ConfigError> {
-        load(Sources {
-            file: self.file.as_deref(),
-            env: self.env.clone(),
-            flags: self.flags.clone(),
-        })
-    }
-
-    fn file_source(&self) -> String {
-        format!("(from file {})", self.file.as_deref().unwrap().display())
-    }
-
-    /// The error, checked to name `field` and to say the value came from
-    /// `source`; returns its message.
-    fn fails_on(&self, field: &str, source: &str) -> String {
-        let err = self.load().unwrap_err();
-        let text = err.to_string();
-        assert_eq!(err.field(), Some(field), "{text}");
-        assert!(
-            text.starts_with(&format!("invalid config: {field}")),
-            "{text}"
-        );
-        assert!(text.contains(source), "{text}");
-        text
-    }
-
-    /// A file error: names `field`, the file, and says `why`.
-    fn file_fails(text: &str, field: &str, why: &str) {
-        let case = Case::new().file(text);
-        let message = case.fails_on(field, &case.file_source());
-        assert!(message.contains(why), "{message}");
-    }
+/// A file error: names `field`, the file, and says `why`.
+fn file_fails(text: &str, field: &str, why: &str) {
+    let case = Case::new().file(text);
+    let message = case.fails_on_from(field, &case.file_source());
+    assert!(message.contains(why), "{message}");
 }
 
 fn url(text: &str) -> OriginUrl {
@@ -261,15 +199,18 @@ fn file_entries_get_the_documented_defaults() {
 
 #[test]
 fn env_and_flag_add_a_default_origin() {
-    let config = Case::new().env("https://env.example").load().unwrap();
+    let config = Case::new()
+        .env("FLEETCACHE_ORIGIN", "https://env.example")
+        .load()
+        .unwrap();
     assert_eq!(
         config.origins,
         [OriginConfig::new(url("https://env.example"))]
     );
 
     let config = Case::new()
-        .env("https://env.example")
-        .flag("http://flag.example:8080")
+        .env("FLEETCACHE_ORIGIN", "https://env.example")
+        .flag("origin", "http://flag.example:8080")
         .load()
         .unwrap();
     assert_eq!(
@@ -280,7 +221,7 @@ fn env_and_flag_add_a_default_origin() {
     // The file's named origins stay; the default one is appended after them.
     let config = Case::new()
         .file("[[origin]]\nurl = \"http://a\"\nhost = \"a.example\"\n")
-        .flag("http://flag.example")
+        .flag("origin", "http://flag.example")
         .load()
         .unwrap();
     assert_eq!(config.origins.len(), 2);
@@ -298,7 +239,7 @@ fn env_and_flag_replace_only_the_default_origins_url() {
                 ca_file = \"/etc/ca.pem\"\n";
     let config = Case::new()
         .file(file)
-        .env("https://env.example")
+        .env("FLEETCACHE_ORIGIN", "https://env.example")
         .load()
         .unwrap();
     assert_eq!(config.origins.len(), 2);
@@ -313,16 +254,18 @@ fn env_and_flag_replace_only_the_default_origins_url() {
 
     let config = Case::new()
         .file(file)
-        .env("https://env.example")
-        .flag("https://flag.example")
+        .env("FLEETCACHE_ORIGIN", "https://env.example")
+        .flag("origin", "https://flag.example")
         .load()
         .unwrap();
     assert_eq!(config.origins[1].url.as_str(), "https://flag.example");
     assert_eq!(config.origins[1].max_fetches, 7);
 
     // The file's other keys are checked against the new url.
-    let case = Case::new().file(file).flag("http://plain.example");
-    let text = case.fails_on("origin[1].ca_file", &case.file_source());
+    let case = Case::new()
+        .file(file)
+        .flag("origin", "http://plain.example");
+    let text = case.fails_on_from("origin[1].ca_file", &case.file_source());
     assert!(
         text.contains("origin[1].url is http://plain.example (from flag --origin)"),
         "{text}"
@@ -345,7 +288,7 @@ fn bad_urls_name_the_entry_and_the_source() {
         let case = Case::new().file(&format!(
             "[[origin]]\nurl = \"http://a\"\nhost = \"a\"\n[[origin]]\nurl = \"{url}\"\n"
         ));
-        let text = case.fails_on("origin[1].url", &case.file_source());
+        let text = case.fails_on_from("origin[1].url", &case.file_source());
         assert!(
             text.contains(&format!("origin[1].url = \"{url}\"")),
             "{text}"
@@ -354,36 +297,36 @@ fn bad_urls_name_the_entry_and_the_source() {
     }
 
     let text = Case::new()
-        .env("notaurl")
-        .fails_on("origin[0].url", "(from env FLEETCACHE_ORIGIN)");
+        .env("FLEETCACHE_ORIGIN", "notaurl")
+        .fails_on_from("origin[0].url", "(from env FLEETCACHE_ORIGIN)");
     assert_eq!(
         text,
         "invalid config: origin[0].url = \"notaurl\" (from env FLEETCACHE_ORIGIN): not a URL \
          (no \"://\"); write it like \"https://origin.example\" or \"http://10.0.0.5:8080\""
     );
     let text = Case::new()
-        .flag("")
-        .fails_on("origin[0].url", "(from flag --origin)");
+        .flag("origin", "")
+        .fails_on_from("origin[0].url", "(from flag --origin)");
     assert!(
         text.contains("origin[0].url = \"\" (from flag --origin): the URL is empty"),
         "{text}"
     );
     Case::new()
-        .env("")
-        .fails_on("origin[0].url", "(from env FLEETCACHE_ORIGIN)");
+        .env("FLEETCACHE_ORIGIN", "")
+        .fails_on_from("origin[0].url", "(from env FLEETCACHE_ORIGIN)");
 
     // The flag's value is blamed on the flag even when the file holds the entry.
     let case = Case::new()
         .file("[[origin]]\nurl = \"http://a\"\nmax_fetches = 3\n")
-        .flag("ftp://a");
-    case.fails_on("origin[0].url", "(from flag --origin)");
+        .flag("origin", "ftp://a");
+    case.fails_on_from("origin[0].url", "(from flag --origin)");
 
-    Case::file_fails(
+    file_fails(
         "[[origin]]\nurl = 5\n",
         "origin[0].url",
         "expected a URL string",
     );
-    Case::file_fails(
+    file_fails(
         "[[origin]]\nhost = \"a\"\n",
         "origin[0].url",
         "required, but not set",
@@ -456,11 +399,11 @@ fn ranges_and_relations_are_checked() {
         ("host = \"a/b\"", "origin[0].host", "not a valid host name"),
         ("forwarded = \"yes\"", "origin[0].forwarded", "invalid type"),
     ] {
-        Case::file_fails(&one(keys), field, why);
+        file_fails(&one(keys), field, why);
     }
     let text = Case::new()
         .file(&one("connect_timeout = \"0s\""))
-        .fails_on("origin[0].connect_timeout", "from file");
+        .fails_on_from("origin[0].connect_timeout", "from file");
     assert!(
         text.contains("origin[0].connect_timeout = \"0s\" (from file "),
         "{text}"
@@ -468,14 +411,14 @@ fn ranges_and_relations_are_checked() {
 
     let text = Case::new()
         .file("[[origin]]\nurl = \"http://a\"\nhost = \"a\"\n[[origin]]\nurl = \"http://b\"\nmax_fetches = 0\n")
-        .fails_on("origin[1].max_fetches", "from file");
+        .fails_on_from("origin[1].max_fetches", "from file");
     assert!(
         text.contains("origin[1].max_fetches = 0 (from file"),
         "{text}"
     );
 
     let case = Case::new().file("[[origin]]\nurl = \"http://a\"\nca_file = \"/etc/ca.pem\"\n");
-    let text = case.fails_on("origin[0].ca_file", &case.file_source());
+    let text = case.fails_on_from("origin[0].ca_file", &case.file_source());
     assert!(text.contains("only applies to https origins"), "{text}");
     assert!(
         text.contains("origin[0].url is http://a (from file"),
@@ -489,7 +432,7 @@ fn one_default_and_one_origin_per_host() {
         "[[origin]]\nurl = \"http://a\"\n[[origin]]\nurl = \"http://b\"\nhost = \"b\"\n\
          [[origin]]\nurl = \"http://c\"\n",
     );
-    let text = case.fails_on("origin[2].host", &case.file_source());
+    let text = case.fails_on_from("origin[2].host", &case.file_source());
     assert!(text.contains("origin[0] (from file"), "{text}");
     assert!(
         text.contains("only one origin may be the default"),
@@ -500,7 +443,7 @@ fn one_default_and_one_origin_per_host() {
         "[[origin]]\nurl = \"http://a\"\nhost = \"www.example.com\"\n\
          [[origin]]\nurl = \"http://b\"\nhost = \"WWW.example.com\"\n",
     );
-    let text = case.fails_on("origin[1].host", &case.file_source());
+    let text = case.fails_on_from("origin[1].host", &case.file_source());
     assert!(
         text.contains("origin[1].host = \"WWW.example.com\""),
         "{text}"
@@ -546,18 +489,18 @@ fn unknown_and_misshapen_origin_tables() {
         .to_string();
     assert!(text.contains("did you mean origin?"), "{text}");
 
-    Case::file_fails(
+    file_fails(
         "[origin]\nurl = \"http://a\"\n",
         "origin",
         "write [[origin]] (double brackets)",
     );
-    Case::file_fails("origin.url = \"http://a\"\n", "origin", "[[origin]]");
-    Case::file_fails("origin = 5\n", "origin", "expected a list");
-    Case::file_fails("origin = [5]\n", "origin[0]", "expected a table");
+    file_fails("origin.url = \"http://a\"\n", "origin", "[[origin]]");
+    file_fails("origin = 5\n", "origin", "expected a list");
+    file_fails("origin = [5]\n", "origin[0]", "expected a table");
 
     let text = Case::new()
         .file("[origin]\nurl = \"http://a\"\n")
-        .flag("http://b")
+        .flag("origin", "http://b")
         .load()
         .unwrap_err()
         .to_string();
@@ -640,7 +583,7 @@ fn origins_round_trip_through_to_toml() {
              [[origin]]\nurl = \"http://[fd00::5]:8080\"\nhost = \"WWW.example.com:8080\"\n\
              max_object_size = \"1500MB\"\n",
         )
-        .flag("https://flag.example");
+        .flag("origin", "https://flag.example");
     let config = case.load().unwrap();
     let printed = case.dir.path().join("printed.toml");
     std::fs::write(&printed, config.to_toml()).unwrap();

@@ -1,7 +1,6 @@
-//! Records: integration tests on real redb files and blob files in temp dirs.
+//! Records: URL entries attached to blobs.
 
-#![allow(clippy::unwrap_used)]
-
+use crate::support::{KIB, open, options, pattern};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
@@ -11,37 +10,14 @@ use std::time::{Duration, Instant};
 
 use fleetcache_store::{
     Blob, Hash, IngestError, InvalidRecord, NewRecord, ReadError, Record, RecordRef, Store,
-    StoreOptions, WriteError, fsck,
+    WriteError, fsck,
 };
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-
-const KIB: usize = 1024;
 
 const RECORDS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("records-1");
 const RECORD_TAGS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("record-tags-1");
 const BLOB_RECORDS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("blob-records-1");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta-1");
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
-}
-
-fn options(dir: &Path, capacity: u64) -> StoreOptions {
-    StoreOptions {
-        data_dir: dir.to_owned(),
-        capacity,
-        high_watermark: 0.9,
-        low_watermark: 0.6,
-    }
-}
-
-fn open(dir: &Path) -> Store {
-    Store::open(options(dir, 1 << 30)).unwrap()
-}
 
 fn put(store: &Store, data: &[u8]) -> Hash {
     let mut ingest = store.ingest(None).unwrap();
@@ -877,7 +853,7 @@ fn a_killed_store_leaves_no_record_without_its_blob() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "crash_child",
+                "records::crash_child",
                 "--nocapture",
                 "--test-threads",
                 "1",

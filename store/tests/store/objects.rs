@@ -1,7 +1,6 @@
-//! Integration tests: real redb files and blob files in temp dirs.
+//! Objects: ingest, reads, eviction, crash safety, fsck.
 
-#![allow(clippy::unwrap_used)]
-
+use crate::support::{KIB, open, options, pattern};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -11,29 +10,9 @@ use fleetcache_store::{
     Blob, FsckError, Hash, IngestError, OpenError, ReadError, Store, StoreOptions, WriteError, fsck,
 };
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 
-const KIB: usize = 1024;
 const GROUP: usize = 16 * KIB;
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
-}
-
-fn options(dir: &Path, capacity: u64) -> StoreOptions {
-    StoreOptions {
-        data_dir: dir.to_owned(),
-        capacity,
-        high_watermark: 0.9,
-        low_watermark: 0.6,
-    }
-}
-
-fn open(dir: &Path) -> Store {
-    Store::open(options(dir, 1 << 30)).unwrap()
-}
 
 /// Ingests `data` in writes of `write_size` bytes.
 fn put_in(store: &Store, data: &[u8], write_size: usize) -> Hash {

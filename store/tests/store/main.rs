@@ -1,0 +1,7 @@
+//! Integration tests: real redb files and blob files in temp dirs.
+
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod objects;
+mod records;
+mod support;

@@ -402,37 +402,31 @@ impl Flight {
     /// Waits until the fill's source has answered: the head, the stored object, or
     /// why there is none.
     pub(crate) async fn head(&self) -> Result<HeadState, FillFailure> {
-        let mut rx = self.progress.subscribe();
-        loop {
-            match &*rx.borrow_and_update() {
-                Progress::Starting => {}
-                Progress::Streaming { head, .. } | Progress::Unstored { head, .. } => {
-                    return Ok(HeadState::Streaming(head.clone()));
-                }
-                Progress::Done { head, blob } => {
-                    return Ok(HeadState::Stored(head.clone(), blob.clone()));
-                }
-                Progress::Declined(reason) => return Ok(HeadState::Declined(reason.clone())),
-                Progress::Failed(failure) => return Err(failure.clone()),
-            }
-            if rx.changed().await.is_err() {
-                return Err(FillFailure::Store("the fill task ended".into()));
-            }
-        }
+        self.wait(false).await
     }
 
     /// Waits for the fill to end: the stored object, or why there is none.
     pub(crate) async fn finished(&self) -> Result<HeadState, FillFailure> {
+        self.wait(true).await
+    }
+
+    async fn wait(&self, to_the_end: bool) -> Result<HeadState, FillFailure> {
         let mut rx = self.progress.subscribe();
         loop {
-            match &*rx.borrow_and_update() {
-                Progress::Starting | Progress::Streaming { .. } => {}
-                Progress::Unstored { head, .. } => return Ok(HeadState::Streaming(head.clone())),
-                Progress::Done { head, blob } => {
-                    return Ok(HeadState::Stored(head.clone(), blob.clone()));
+            let state = match &*rx.borrow_and_update() {
+                Progress::Starting => None,
+                Progress::Streaming { .. } if to_the_end => None,
+                Progress::Streaming { head, .. } | Progress::Unstored { head, .. } => {
+                    Some(Ok(HeadState::Streaming(head.clone())))
                 }
-                Progress::Declined(reason) => return Ok(HeadState::Declined(reason.clone())),
-                Progress::Failed(failure) => return Err(failure.clone()),
+                Progress::Done { head, blob } => {
+                    Some(Ok(HeadState::Stored(head.clone(), blob.clone())))
+                }
+                Progress::Declined(reason) => Some(Ok(HeadState::Declined(reason.clone()))),
+                Progress::Failed(failure) => Some(Err(failure.clone())),
+            };
+            if let Some(state) = state {
+                return state;
             }
             if rx.changed().await.is_err() {
                 return Err(FillFailure::Store("the fill task ended".into()));

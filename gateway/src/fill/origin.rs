@@ -7,18 +7,16 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use fleetcache_store::{Blob, NewRecord};
 use fleetcache_swarm::FetchItem;
 use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 
 use super::{FillFailure, FillHead, Fills, Flight, ItemSource, Outcome, Progress, blocking, lost};
 use crate::cache::storable::{Exchange, storable};
 use crate::cache::stored::StoredResponse;
 use crate::cache::validation::{self, Freshened};
-use crate::origin::{ForwardBody, Origin, OriginBody};
+use crate::origin::{Origin, OriginBody, empty_body};
 use crate::proxy::key::UrlKey;
 use crate::sync::lock;
 
@@ -338,10 +336,4 @@ fn surrogate_keys(headers: &HeaderMap) -> Vec<Vec<u8>> {
     keys.dedup();
     keys.truncate(NewRecord::TAGS_MAX);
     keys
-}
-
-fn empty_body() -> ForwardBody {
-    http_body_util::Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
 }

@@ -225,6 +225,21 @@ struct BlobStream {
     remaining: Option<u64>,
 }
 
+/// Polls the read of `start..end` from `source`, starting it unless one is in
+/// flight (the prefetched next chunk).
+fn poll_read(
+    in_flight: &mut Option<JoinHandle<Result<Bytes, BodyError>>>,
+    source: &Source,
+    cx: &mut Context<'_>,
+    start: u64,
+    end: u64,
+) -> Poll<Result<Bytes, BodyError>> {
+    let handle = in_flight.get_or_insert_with(|| source.spawn_read(start, end));
+    let result = ready!(Pin::new(handle).poll(cx));
+    *in_flight = None;
+    Poll::Ready(result.unwrap_or_else(|err| Err(err.into())))
+}
+
 impl BlobStream {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
         let chunk = match self.segments.front_mut() {
@@ -239,18 +254,10 @@ impl BlobStream {
                 return self.poll_next(cx);
             }
             Some(Segment::Rest(start)) => {
-                let handle = match &mut self.in_flight {
-                    Some(handle) => handle,
-                    None => self
-                        .in_flight
-                        .insert(self.source.spawn_read(*start, u64::MAX)),
-                };
-                let result = ready!(Pin::new(handle).poll(cx));
-                self.in_flight = None;
-                let bytes = match result {
-                    Ok(Ok(bytes)) => bytes,
-                    Ok(Err(err)) => return Poll::Ready(Some(Err(err))),
-                    Err(err) => return Poll::Ready(Some(Err(err.into()))),
+                let read = poll_read(&mut self.in_flight, &self.source, cx, *start, u64::MAX);
+                let bytes = match ready!(read) {
+                    Ok(bytes) => bytes,
+                    Err(err) => return Poll::Ready(Some(Err(err))),
                 };
                 if bytes.is_empty() {
                     // The object ended here: a complete object, not a cut one (a
@@ -272,18 +279,16 @@ impl BlobStream {
                     self.segments.pop_front();
                     inline.slice(start.min(inline.len())..end.min(inline.len()))
                 } else {
-                    let handle = match &mut self.in_flight {
-                        Some(handle) => handle,
-                        None => self
-                            .in_flight
-                            .insert(self.source.spawn_read(range.start, range.end)),
-                    };
-                    let result = ready!(Pin::new(handle).poll(cx));
-                    self.in_flight = None;
-                    let bytes = match result {
-                        Ok(Ok(bytes)) => bytes,
-                        Ok(Err(err)) => return Poll::Ready(Some(Err(err))),
-                        Err(err) => return Poll::Ready(Some(Err(err.into()))),
+                    let read = poll_read(
+                        &mut self.in_flight,
+                        &self.source,
+                        cx,
+                        range.start,
+                        range.end,
+                    );
+                    let bytes = match ready!(read) {
+                        Ok(bytes) => bytes,
+                        Err(err) => return Poll::Ready(Some(Err(err))),
                     };
                     if bytes.is_empty() {
                         return Poll::Ready(Some(Err(BodyError::EndedEarly(range.start))));

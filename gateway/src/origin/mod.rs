@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -27,6 +28,13 @@ pub(crate) use connect::TlsSetupError;
 /// Request bodies sent to an origin: empty for cache fills, the client's
 /// streamed body for pass-through requests.
 pub(crate) type ForwardBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The body of a request that has none.
+pub(crate) fn empty_body() -> ForwardBody {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
 
 /// Largest response head accepted from an origin; beyond it the answer is a
 /// 502, never a partial parse.

@@ -34,7 +34,7 @@ use crate::error::RequestError;
 use crate::fill::{FillKey, FillSource, Flight, HeadState, Joined, OriginJob, StaleEntry};
 use crate::http::body::{ResponseBody, Source};
 use crate::node::NodeState;
-use crate::origin::{ForwardBody, Origin};
+use crate::origin::{ForwardBody, Origin, empty_body};
 use key::UrlKey;
 use request::{Purpose, Target, forward_headers, target_of};
 use respond::EntryParts;
@@ -440,17 +440,7 @@ impl Exchange<'_> {
         req: &Request<B>,
         fwd: ForwardReason,
     ) -> Result<(Response<ResponseBody>, Served), RequestError> {
-        let headers = forward_headers(
-            req.headers(),
-            &self.target,
-            self.peer,
-            self.origin.settings.forwarded,
-            Purpose::Pass,
-        );
-        let mut forward = Request::new(empty_body());
-        *forward.method_mut() = req.method().clone();
-        *forward.uri_mut() = self.target_uri()?;
-        *forward.headers_mut() = headers;
+        let forward = self.passing(req.method(), req.headers(), empty_body())?;
         let response = self.send(forward).await?;
         let status = CacheStatus::forward(fwd).with_fwd_status(response.status().as_u16());
         Ok((respond::passed(response, &status), PASS))
@@ -466,29 +456,19 @@ impl Exchange<'_> {
         B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let method = req.method().clone();
-        let headers = forward_headers(
-            req.headers(),
-            &self.target,
-            self.peer,
-            self.origin.settings.forwarded,
-            Purpose::Pass,
-        );
+        let (parts, body) = req.into_parts();
         // A body the client breaks (an invalid chunk, a cut connection) fails
         // the origin request too; remember whose fault it was.
         let broken = Arc::new(AtomicBool::new(false));
         let flag = broken.clone();
-        let body: ForwardBody = req
-            .into_body()
+        let body: ForwardBody = body
             .map_err(move |err| {
                 flag.store(true, Ordering::Relaxed);
                 err.into()
             })
             .boxed();
-        let mut forward = Request::new(body);
-        *forward.method_mut() = method.clone();
-        *forward.uri_mut() = self.target_uri()?;
-        *forward.headers_mut() = headers;
+        let method = parts.method;
+        let forward = self.passing(&method, &parts.headers, body)?;
         let response = match self.send(forward).await {
             Ok(response) => response,
             Err(_) if broken.load(Ordering::Relaxed) => {
@@ -517,6 +497,26 @@ impl Exchange<'_> {
         let status =
             CacheStatus::forward(ForwardReason::Method).with_fwd_status(response.status().as_u16());
         Ok((respond::passed(response, &status), PASS))
+    }
+
+    /// The request as it goes to the origin when passed through.
+    fn passing(
+        &self,
+        method: &Method,
+        headers: &http::HeaderMap,
+        body: ForwardBody,
+    ) -> Result<Request<ForwardBody>, RequestError> {
+        let mut forward = Request::new(body);
+        *forward.method_mut() = method.clone();
+        *forward.uri_mut() = self.target_uri()?;
+        *forward.headers_mut() = forward_headers(
+            headers,
+            &self.target,
+            self.peer,
+            self.origin.settings.forwarded,
+            Purpose::Pass,
+        );
+        Ok(forward)
     }
 
     async fn send(
@@ -597,10 +597,4 @@ fn variant_for<B>(variants: &[Arc<StoredResponse>], req: &Request<B>) -> Vec<u8>
         .and_then(|stored| VaryKey::for_request(&stored.headers, req.headers()))
         .map(|key| key.to_variant())
         .unwrap_or_default()
-}
-
-fn empty_body() -> ForwardBody {
-    http_body_util::Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
 }

@@ -638,3 +638,53 @@ fn url_entries_survive_kill_9_and_a_fill_cut_by_it_leaves_nothing() {
     assert_eq!(origin.hits("/big"), 2);
     drop(runtime);
 }
+
+#[tokio::test]
+async fn concurrent_misses_for_different_variants_each_get_their_own() {
+    let origin = TestOrigin::start().await;
+    origin.route("/negotiated", |seen| {
+        let encoding = seen
+            .header("accept-encoding")
+            .unwrap_or("identity")
+            .to_owned();
+        Scripted::ok(format!("encoded as {encoding}"))
+            .header("vary", "accept-encoding")
+            .header("cache-control", "max-age=300")
+            .delay(Duration::from_millis(300))
+    });
+    let node = node_for(&origin, &[]).await;
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let encoding = if i % 2 == 0 { "gzip" } else { "br" };
+        let client = node.client.clone();
+        let url = node.url("/negotiated");
+        clients.push(tokio::spawn(async move {
+            let reply = crate::support::request(
+                &client,
+                Method::GET,
+                &url,
+                &[("accept-encoding", encoding)],
+                Bytes::new(),
+            )
+            .await;
+            (encoding, reply)
+        }));
+    }
+    for client in clients {
+        let (encoding, reply) = client.await.unwrap();
+        assert_eq!(reply.body, format!("encoded as {encoding}"), "{reply:?}");
+    }
+    // One fetch per variant, or a few more if a waiter had to find its own
+    // variant after the first answer said what varies; never one per client.
+    let hits = origin.hits("/negotiated");
+    assert!(
+        (2..=4).contains(&hits),
+        "{hits} origin fetches for 20 clients"
+    );
+    for encoding in ["gzip", "br"] {
+        let reply = node
+            .get_with("/negotiated", &[("accept-encoding", encoding)])
+            .await;
+        assert!(cache_status(&reply).contains("hit"), "{reply:?}");
+    }
+}

@@ -47,11 +47,9 @@ pub(crate) fn respond(
         size,
         source,
     } = rep;
-    for name in [
-        CONTENT_LENGTH,
-        CONTENT_RANGE,
-        http::header::TRANSFER_ENCODING,
-    ] {
+    // Framing is ours to set. A stored Content-Range on a 200 is the origin's
+    // field and is kept (RFC 9111 §3.1); a 206 gets its own below.
+    for name in [CONTENT_LENGTH, http::header::TRANSFER_ENCODING] {
         headers.remove(name);
     }
     // Preconditions apply to what would otherwise be a 2xx (RFC 9110 §13.2.1).
@@ -143,6 +141,7 @@ fn ranged(
                 .unwrap_or(DEFAULT_CONTENT_TYPE)
                 .to_owned();
             let segments = multipart_segments(&ranges, size, &content_type, &boundary);
+            headers.remove(CONTENT_RANGE);
             let length = segments.iter().map(segment_len).sum();
             headers.insert(
                 CONTENT_TYPE,

@@ -27,6 +27,7 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_OBJECT_SIZE: ByteSize = ByteSize(1 << 30);
 const DEFAULT_MAX_FETCHES: usize = 256;
 const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 /// Far beyond any useful concurrency; a typo, not a plan.
 const MAX_FETCHES: usize = 100_000;
 /// RFC 9111 §1.2.2: caches treat larger delta-seconds as 2^31 seconds, so a
@@ -85,6 +86,15 @@ pub struct OriginConfig {
     /// RFC 9111 heuristic applies.
     #[serde(default, deserialize_with = "deserialize_some_duration")]
     pub default_ttl: Option<Duration>,
+    /// How long past its freshness a stored response may still be served when
+    /// the origin cannot be reached, times out or answers 500/502/503/504
+    /// (default 1h; 0s turns it off). Never for responses that forbid serving
+    /// stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`).
+    #[serde(
+        default = "default_stale_if_error",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub stale_if_error: Duration,
     /// Add `X-Forwarded-For` and `Forwarded` to origin requests (default true).
     #[serde(default = "default_forwarded")]
     pub forwarded: bool,
@@ -105,6 +115,7 @@ impl OriginConfig {
             max_fetches: DEFAULT_MAX_FETCHES,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             default_ttl: None,
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
             forwarded: true,
         }
     }
@@ -127,6 +138,9 @@ fn default_max_fetches() -> usize {
 }
 fn default_queue_timeout() -> Duration {
     DEFAULT_QUEUE_TIMEOUT
+}
+fn default_stale_if_error() -> Duration {
+    DEFAULT_STALE_IF_ERROR
 }
 fn default_forwarded() -> bool {
     true
@@ -491,6 +505,15 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
             );
         }
         positive_timeout(&field("queue_timeout"), origin.queue_timeout, layered)?;
+        if origin.stale_if_error > MAX_DEFAULT_TTL {
+            return fail(
+                "stale_if_error",
+                format!(
+                    "must be at most {} (2^31 seconds)",
+                    duration::format(MAX_DEFAULT_TTL)
+                ),
+            );
+        }
         if let Some(ttl) = origin.default_ttl {
             if ttl.is_zero() {
                 return fail(

@@ -151,7 +151,7 @@ fn file_entries_get_the_documented_defaults() {
          [[origin]]\nurl = \"http://10.0.0.5:8080\"\nhost = \"WWW.Example.COM\"\n\
          connect_timeout = \"1s\"\nfirst_byte_timeout = \"2s\"\nidle_timeout = \"3s\"\n\
          max_object_size = \"10MiB\"\nmax_fetches = 8\nqueue_timeout = \"4s\"\n\
-         default_ttl = \"1h\"\nforwarded = false\n",
+         default_ttl = \"1h\"\nstale_if_error = \"0s\"\nforwarded = false\n",
     );
     let config = case.load().unwrap();
     assert_eq!(
@@ -166,6 +166,7 @@ fn file_entries_get_the_documented_defaults() {
     assert_eq!(first.max_fetches, 256);
     assert_eq!(first.queue_timeout, Duration::from_secs(10));
     assert_eq!(first.default_ttl, None);
+    assert_eq!(first.stale_if_error, Duration::from_secs(3600));
     assert!(first.forwarded);
     assert_eq!(
         config.origins[1],
@@ -180,6 +181,7 @@ fn file_entries_get_the_documented_defaults() {
             max_fetches: 8,
             queue_timeout: Duration::from_secs(4),
             default_ttl: Some(Duration::from_secs(3600)),
+            stale_if_error: Duration::ZERO,
             forwarded: false,
         }
     );
@@ -388,6 +390,12 @@ fn ranges_and_relations_are_checked() {
             "origin[0].default_ttl",
             "2^31 seconds",
         ),
+        (
+            "stale_if_error = \"600000h\"",
+            "origin[0].stale_if_error",
+            "2^31 seconds",
+        ),
+        ("stale_if_error = 60", "origin[0].stale_if_error", ""),
         (
             "connect_timeout = 5",
             "origin[0].connect_timeout",

@@ -130,6 +130,7 @@ fn origin_leaf(origin: &OriginConfig, name: &str) -> Leaf {
         "default_ttl" => origin
             .default_ttl
             .map_or(Leaf::Unset, |ttl| text(duration::format(ttl))),
+        "stale_if_error" => text(duration::format(origin.stale_if_error)),
         "forwarded" => Leaf::Set(Value::Boolean(origin.forwarded)),
         // The schema test below keeps this list and `ORIGIN_KEYS` in step.
         _ => Leaf::Unset,
@@ -189,6 +190,7 @@ mod tests {
                 max_fetches: 1,
                 queue_timeout: Duration::from_millis(1_500),
                 default_ttl: Some(Duration::from_secs(300)),
+                stale_if_error: Duration::from_secs(90),
                 forwarded: false,
             },
             OriginConfig::new("http://[fd00::5]:8080".parse().unwrap()),
@@ -262,11 +264,11 @@ mod tests {
         for line in [
             "\n[[origin]]\nurl = \"HTTPS://Origin.Example:8443/\"\nhost = \"shop.example\"\n\
              ca_file = \"/etc/fc/origin ca.pem\"\nconnect_timeout = \"250ms\"\n",
-            "default_ttl = \"5m\"\nforwarded = false\n",
+            "default_ttl = \"5m\"\nstale_if_error = \"1m30s\"\nforwarded = false\n",
             "\n[[origin]]\nurl = \"http://[fd00::5]:8080\"\n# host: not set\n\
              # ca_file: not set\n",
             "max_object_size = \"1GiB\"\nmax_fetches = 256\nqueue_timeout = \"10s\"\n\
-             # default_ttl: not set\nforwarded = true\n",
+             # default_ttl: not set\nstale_if_error = \"1h\"\nforwarded = true\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

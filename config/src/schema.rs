@@ -120,6 +120,7 @@ pub(crate) const ORIGIN_KEYS: &[EntryKey] = &[
     entry("max_fetches", false),
     entry("queue_timeout", false),
     entry("default_ttl", true),
+    entry("stale_if_error", false),
     entry("forwarded", false),
 ];
 
@@ -306,6 +307,7 @@ mod tests {
             max_fetches: _,
             queue_timeout: _,
             default_ttl: _,
+            stale_if_error: _,
             forwarded: _,
         } = crate::OriginConfig::new(url);
         let names: Vec<&str> = ORIGIN_KEYS.iter().map(|key| key.name).collect();
@@ -322,6 +324,7 @@ mod tests {
                 "max_fetches",
                 "queue_timeout",
                 "default_ttl",
+                "stale_if_error",
                 "forwarded",
             ]
         );

@@ -211,6 +211,7 @@ fn object_response<B>(object: &Object, req: &Request<B>, head: bool) -> Response
         status: StatusCode::OK,
         headers,
         size: Some(object.size),
+        generated: None,
         source: object.source.clone(),
     };
     representation::respond(rep, req.headers(), head, unix_now())

@@ -27,6 +27,11 @@ pub(crate) struct Validators<'a> {
     pub(crate) etag: Option<&'a str>,
     /// `Last-Modified`, in Unix seconds.
     pub(crate) last_modified: Option<u64>,
+    /// For a stored response without `Last-Modified`: when it was generated
+    /// (its `Date`, else when it arrived). Only `If-Modified-Since` compares
+    /// with it (RFC 9111 §4.3.2); `If-Unmodified-Since` and `If-Range` need a
+    /// real modification date.
+    pub(crate) generated: Option<u64>,
 }
 
 impl Validators<'_> {
@@ -64,7 +69,7 @@ pub(crate) fn evaluate(headers: &HeaderMap, validators: &Validators<'_>, now: u6
         }
     } else if let (Some(date), Some(modified)) = (
         header_date(headers, IF_MODIFIED_SINCE, now),
-        validators.last_modified,
+        validators.last_modified.or(validators.generated),
     ) && date <= now
         && modified <= date
     {
@@ -174,6 +179,7 @@ mod tests {
     const ETAG: Validators<'static> = Validators {
         etag: Some("\"abc\""),
         last_modified: None,
+        generated: None,
     };
     const NOW: u64 = 1_800_000_000;
 
@@ -283,7 +289,7 @@ mod tests {
     fn weak_tags_match_weakly_only() {
         let weak = Validators {
             etag: Some("W/\"abc\""),
-            last_modified: None,
+            ..Validators::default()
         };
         let h = headers(&[("if-none-match", "\"abc\"")]);
         assert_eq!(evaluate(&h, weak), Precondition::NotModified);
@@ -308,8 +314,8 @@ mod tests {
     fn dates_compare_with_last_modified() {
         let modified = NOW - 1000;
         let v = Validators {
-            etag: None,
             last_modified: Some(modified),
+            ..Validators::default()
         };
         let at = |t: u64| crate::cache::date::format_http_date(t);
         // If-Modified-Since: not modified at or after the date.
@@ -337,6 +343,27 @@ mod tests {
         assert!(if_range_allows(&headers(&[("if-range", &at(modified))]), v));
         assert!(!if_range_allows(
             &headers(&[("if-range", &at(modified + 1))]),
+            v
+        ));
+    }
+
+    #[test]
+    fn without_last_modified_if_modified_since_uses_the_generation_date() {
+        let generated = NOW - 3600;
+        let v = Validators {
+            generated: Some(generated),
+            ..Validators::default()
+        };
+        let at = |t: u64| crate::cache::date::format_http_date(t);
+        let h = headers(&[("if-modified-since", &at(generated))]);
+        assert_eq!(evaluate(&h, v), Precondition::NotModified);
+        let h = headers(&[("if-modified-since", &at(generated - 1))]);
+        assert_eq!(evaluate(&h, v), Precondition::Proceed);
+        // Never for If-Unmodified-Since or If-Range.
+        let h = headers(&[("if-unmodified-since", &at(generated - 1))]);
+        assert_eq!(evaluate(&h, v), Precondition::Proceed);
+        assert!(!if_range_allows(
+            &headers(&[("if-range", &at(generated))]),
             v
         ));
     }

@@ -30,6 +30,9 @@ pub(crate) struct Representation {
     pub(crate) headers: HeaderMap,
     /// Bytes in all; `None` while a chunked origin response is still arriving.
     pub(crate) size: Option<u64>,
+    /// When a stored response was generated, for `If-Modified-Since` without
+    /// `Last-Modified` (see `Validators::generated`).
+    pub(crate) generated: Option<u64>,
     pub(crate) source: Source,
 }
 
@@ -45,6 +48,7 @@ pub(crate) fn respond(
         status,
         mut headers,
         size,
+        generated,
         source,
     } = rep;
     // Framing is ours to set. A stored Content-Range on a 200 is the origin's
@@ -62,6 +66,7 @@ pub(crate) fn respond(
         let validators = Validators {
             etag,
             last_modified,
+            generated,
         };
         match conditional::evaluate(request_headers, &validators, now) {
             Precondition::Proceed => {}

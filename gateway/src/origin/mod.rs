@@ -271,6 +271,13 @@ impl Origin {
                 ))
             })?
             .map_err(classify)?;
+        if response.status().as_u16() > 599 {
+            // RFC 9110 §15: not a status code; never stored, never relayed.
+            return Err(OriginError::Protocol(format!(
+                "invalid status code {}",
+                response.status().as_u16()
+            )));
+        }
         if response.status().is_informational() {
             // hyper consumes 100/103; anything else (101) would hand us a raw
             // connection, which a cache cannot store or relay.

@@ -33,6 +33,7 @@ use crate::cache::vary::{VaryKey, select_variant, vary_matches};
 use crate::error::RequestError;
 use crate::fill::{FillKey, FillSource, Flight, HeadState, Joined, OriginJob, StaleEntry};
 use crate::http::body::{ResponseBody, Source};
+use crate::http::error_response;
 use crate::node::NodeState;
 use crate::origin::{ForwardBody, Origin, empty_body};
 use key::UrlKey;
@@ -218,6 +219,14 @@ impl Exchange<'_> {
                     .with_ttl(ttl)
                     .with_detail("stale-if-error");
                 Ok((self.stored(req, found, &[], status), STALE))
+            }
+            Err(err) if err.is_upstream() => {
+                // Say that a stored response existed but could not be used.
+                err.log();
+                let mut response = error_response(&err);
+                let status = CacheStatus::forward(fwd).with_detail(err.detail());
+                respond::decorate(response.headers_mut(), &status, None);
+                Ok((response, PASS))
             }
             other => other,
         }

@@ -45,6 +45,12 @@ pub(super) fn entry(
         status: StatusCode::from_u16(parts.response.status).unwrap_or(StatusCode::OK),
         headers,
         size: parts.size,
+        generated: Some(
+            parts
+                .response
+                .date_field(&http::header::DATE)
+                .unwrap_or(parts.response.response_time),
+        ),
         source: parts.source,
     };
     let mut reply = representation::respond(rep, request_headers, head, now);

@@ -141,6 +141,12 @@ async fn broken_origins_get_clean_502s_and_504s() {
         false,
     )
     .await;
+    let bad_status = RawOrigin::start(
+        "HTTP/1.1 999 Whatever\r\ncontent-length: 2\r\ncache-control: max-age=60\r\n\r\nok",
+        None,
+        false,
+    )
+    .await;
     let slowloris = RawOrigin::start(
         "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         Some(Duration::from_millis(400)),
@@ -157,6 +163,7 @@ async fn broken_origins_get_clean_502s_and_504s() {
         (garbage.url(), StatusCode::BAD_GATEWAY, "protocol"),
         (huge_head.url(), StatusCode::BAD_GATEWAY, "protocol"),
         (bad_length.url(), StatusCode::BAD_GATEWAY, "protocol"),
+        (bad_status.url(), StatusCode::BAD_GATEWAY, "protocol"),
         (slowloris.url(), StatusCode::GATEWAY_TIMEOUT, "timeout"),
         (closed, StatusCode::BAD_GATEWAY, "connect"),
     ];

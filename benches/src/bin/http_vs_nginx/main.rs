@@ -13,31 +13,27 @@
 //! ratios fleetcache / nginx against the targets, as a Markdown table.
 //! Progress goes to stderr, the report to stdout.
 
-mod http1;
-mod interrupt;
 mod objects;
-mod procfs;
 mod report;
-mod servers;
 mod summary;
-mod wrk;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
+use fleetcache_benches::meter::Meter;
+use fleetcache_benches::process::{self, SBIN_DIRS, Server, Tool};
+use fleetcache_benches::procfs::{self, Machine};
+use fleetcache_benches::servers::{self, FleetcacheAddrs, Nginx};
+use fleetcache_benches::wrk::{self, WrkArgs};
 
 use crate::objects::Object;
-use crate::procfs::{Machine, RssSampler};
 use crate::report::{Run, Which};
-use crate::servers::{FleetcacheAddrs, Server};
-use crate::wrk::WrkArgs;
 
 const SMALL_SIZE: u64 = 4 * 1024;
 const LARGE_SIZE: u64 = 256 * 1024 * 1024;
-const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 const BUILD: &str = "cargo build --release -p fleetcache-gateway -p fleetcache-benches";
 
 /// Compare fleetcache with nginx serving the same files (loopback, pinned).
@@ -88,15 +84,11 @@ impl Args {
             self.large_secs(),
             self.warmup_secs
         );
-        if let Some(path) = &self.fleetcache {
-            cmd.push_str(&format!(" --fleetcache {}", path.display()));
-        }
-        if (self.server_cpu, self.client_cpu) != (0, 1) {
-            cmd.push_str(&format!(
-                " --server-cpu {} --client-cpu {}",
-                self.server_cpu, self.client_cpu
-            ));
-        }
+        cmd.push_str(&fleetcache_benches::common_flags(
+            self.fleetcache.as_deref(),
+            self.server_cpu,
+            self.client_cpu,
+        ));
         cmd
     }
 }
@@ -105,124 +97,43 @@ impl Args {
 #[derive(Debug)]
 struct Tools {
     fleetcache: PathBuf,
-    nginx: PathBuf,
-    nginx_has_e: bool,
-    nginx_version: String,
+    nginx: Nginx,
     wrk_version: String,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(err) = interrupt::install() {
-        eprintln!("http-vs-nginx: {err:#}");
-        return ExitCode::FAILURE;
-    }
-    let tools = match find_tools(&args) {
-        Ok(tools) => tools,
-        Err(err) => {
-            eprintln!("http-vs-nginx: {err:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match run(&args, &tools) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("http-vs-nginx: error: {err:#}");
-            if interrupt::interrupted() {
-                ExitCode::from(130)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
-}
-
-/// Looks `name` up on PATH (and, for nginx, the sbin directories a non-root
-/// PATH often lacks).
-fn which(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(extra_dirs.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// First line of a tool's version output (stdout or stderr, any exit code).
-fn version_line(program: &Path, arg: &str) -> String {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .ok()
-        .and_then(|out| {
-            let text = [out.stdout, out.stderr].concat();
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
+    fleetcache_benches::main_with("http-vs-nginx", || {
+        let tools = find_tools(&args)?;
+        run(&args, &tools)
+    })
 }
 
 fn find_tools(args: &Args) -> Result<Tools> {
-    let nginx = which("nginx", &["/usr/sbin", "/usr/local/sbin", "/sbin"]);
-    let wrk = which("wrk", &[]);
-    let taskset = which("taskset", &[]);
-    let mut missing = Vec::new();
-    if nginx.is_none() {
-        missing.push(("nginx", "nginx"));
-    }
-    if wrk.is_none() {
-        missing.push(("wrk", "wrk"));
-    }
-    if taskset.is_none() {
-        missing.push(("taskset", "util-linux"));
-    }
-    if !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
-        let packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-        bail!(
-            "missing on PATH: {}\ninstall (Debian/Ubuntu): sudo apt-get install -y {}{}",
-            names.join(", "),
-            packages.join(" "),
-            if names.contains(&"nginx") {
-                "\n(nginx-light is enough in place of nginx)"
-            } else {
-                ""
-            }
-        );
-    }
-    let fleetcache = match &args.fleetcache {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locating this executable")?
-            .parent()
-            .context("this executable has no parent directory")?
-            .join("fleetcache"),
-    };
-    if !fleetcache.is_file() {
-        bail!(
-            "no fleetcache binary at {}\nbuild it next to this one with `{BUILD}`, or pass --fleetcache PATH",
-            fleetcache.display()
-        );
-    }
-    let (Some(nginx), Some(wrk)) = (nginx, wrk) else {
-        bail!("nginx or wrk vanished");
-    };
-    let help = Command::new(&nginx)
-        .arg("-h")
-        .output()
-        .with_context(|| format!("running {} -h", nginx.display()))?;
-    let help = String::from_utf8_lossy(&[help.stdout, help.stderr].concat()).into_owned();
+    let found = process::require(&[
+        Tool {
+            name: "nginx",
+            package: "nginx",
+            extra_dirs: SBIN_DIRS,
+        },
+        Tool {
+            name: "wrk",
+            package: "wrk",
+            extra_dirs: &[],
+        },
+        Tool {
+            name: "taskset",
+            package: "util-linux",
+            extra_dirs: &[],
+        },
+    ])?;
+    let [nginx, wrk, _taskset] = <[PathBuf; 3]>::try_from(found)
+        .map_err(|_| anyhow::anyhow!("tool lookup returned the wrong count"))?;
+    let fleetcache = servers::fleetcache_binary(args.fleetcache.as_deref(), BUILD)?;
     Ok(Tools {
-        nginx_has_e: help.contains("-e filename"),
-        nginx_version: version_line(&nginx, "-v"),
-        wrk_version: version_line(&wrk, "-v")
-            .split(" Copyright")
-            .next()
-            .unwrap_or("unknown")
-            .to_owned(),
+        nginx: Nginx::probe(nginx)?,
+        wrk_version: wrk::version(&wrk),
         fleetcache,
-        nginx,
     })
 }
 
@@ -264,7 +175,7 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
     let large = objects::create(&root, LARGE_SIZE)?;
     let small_bytes = std::fs::read(&small.file)?;
 
-    let [public, admin, nginx_addr] = servers::free_ports()?;
+    let [public, admin, nginx_addr] = process::free_ports()?;
     let fc_addrs = FleetcacheAddrs { public, admin };
 
     eprintln!(
@@ -277,6 +188,7 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
         args.server_cpu,
         fc_addrs,
         &dir.path().join("fc-data"),
+        None,
         dir.path().join("fleetcache.log"),
     )?;
     for object in [&small, &large] {
@@ -286,17 +198,15 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
 
     let nginx_prefix = dir.path().join("nginx");
     std::fs::create_dir_all(&nginx_prefix)?;
-    let conf = servers::write_nginx_conf(&nginx_prefix, &root, nginx_addr)?;
+    let conf = write_nginx_conf(&nginx_prefix, &root, nginx_addr)?;
     eprintln!(
         "starting {} on CPU {}",
-        tools.nginx.display(),
+        tools.nginx.path.display(),
         args.server_cpu
     );
-    let mut nginx = servers::start_nginx(
-        &tools.nginx,
-        tools.nginx_has_e,
+    let mut nginx = tools.nginx.start(
+        "nginx",
         args.server_cpu,
-        &nginx_prefix,
         &conf,
         nginx_addr,
         &small.path(),
@@ -376,8 +286,7 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
             }
             for (which, server, addr) in targets.iter_mut() {
                 let url = format!("http://{addr}{path}");
-                let run = meter
-                    .measure(round, *which, server, &url, &scenario.wrk)
+                let run = measure(&meter, round, *which, server, &url, &scenario.wrk)
                     .with_context(|| {
                         format!("{}, round {}, {}", scenario.label, round + 1, which.name())
                     })?;
@@ -403,64 +312,41 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
     Ok(())
 }
 
-/// What a timed run needs besides the server and the wrk arguments.
-#[derive(Debug)]
-struct Meter {
-    scratch: PathBuf,
-    clk_tck: u64,
-    server_cpu: usize,
+/// One timed wrk run against one server, as a row of the report.
+fn measure(
+    meter: &Meter,
+    round: u32,
+    which: Which,
+    server: &mut Server,
+    url: &str,
+    wrk_args: &WrkArgs,
+) -> Result<Run> {
+    let sample = meter.measure(server, url, wrk_args)?;
+    Ok(Run {
+        round,
+        server: which,
+        wrk: sample.wrk,
+        cpu_secs: sample.cpu_secs,
+        server_core_busy_secs: sample.server_core_busy_secs,
+        server_core_irq_secs: sample.server_core_irq_secs,
+        client_cpu_secs: sample.client_cpu_secs,
+        peak_rss: sample.peak_rss,
+    })
 }
 
-impl Meter {
-    /// One timed wrk run against one server.
-    fn measure(
-        &self,
-        round: u32,
-        which: Which,
-        server: &mut Server,
-        url: &str,
-        wrk_args: &WrkArgs,
-    ) -> Result<Run> {
-        let Meter {
-            scratch,
-            clk_tck,
-            server_cpu,
-        } = self;
-        let (clk_tck, server_cpu) = (*clk_tck, *server_cpu);
-        interrupt::check()?;
-        server.check_alive()?;
-        let pid = server.pid();
-        let sampler = RssSampler::start(
-            pid,
-            RSS_SAMPLE_INTERVAL,
-            Duration::from_secs(wrk_args.secs + 120),
-        );
-        let client_before = procfs::waited_children_cpu_ticks()?;
-        let core_before = procfs::core_ticks(server_cpu)?;
-        let before = procfs::cpu_ticks(pid)?;
-        let (wrk, _) = wrk::run(wrk_args, url, scratch)?;
-        let after = procfs::cpu_ticks(pid)?;
-        let core = procfs::core_ticks(server_cpu)?.since(core_before);
-        let client_after = procfs::waited_children_cpu_ticks()?;
-        let peak_rss = sampler.finish()?;
-        server.check_alive()?;
-        if wrk.non_2xx > 0 {
-            bail!("{} responses were not 2xx/3xx", wrk.non_2xx);
-        }
-        if wrk.bytes_read <= 0.0 {
-            // Zero *completed* requests is fine for 256 MiB in a short run;
-            // zero bytes is not.
-            bail!("wrk read nothing");
-        }
-        Ok(Run {
-            round,
-            server: which,
-            wrk,
-            cpu_secs: after.saturating_sub(before) as f64 / clk_tck as f64,
-            server_core_busy_secs: core.busy as f64 / clk_tck as f64,
-            server_core_irq_secs: core.irq as f64 / clk_tck as f64,
-            client_cpu_secs: client_after.saturating_sub(client_before) as f64 / clk_tck as f64,
-            peak_rss,
-        })
-    }
+/// nginx's config: files from disk at the same `/blake3/<hash>` paths.
+fn write_nginx_conf(prefix: &Path, root: &Path, listen: SocketAddr) -> Result<PathBuf> {
+    let body = format!(
+        r#"    access_log off;
+    etag on;
+
+    server {{
+        listen {listen};
+        root "{root}";
+        location /blake3/ {{ }}
+    }}
+"#,
+        root = root.display(),
+    );
+    Nginx::write_conf(prefix, "http-vs-nginx: files from disk", &body)
 }

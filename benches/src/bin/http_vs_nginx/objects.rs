@@ -3,14 +3,12 @@
 //! back identical from both servers.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use rand::RngCore;
 
-use crate::http1::{self, Upload};
+use fleetcache_benches::http1::{self, Upload};
 
 /// An object both servers serve.
 #[derive(Debug, Clone)]
@@ -34,23 +32,9 @@ pub(crate) fn create(root: &Path, size: u64) -> Result<Object> {
     let dir = root.join("blake3");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let staging = dir.join(format!(".staging-{size}"));
-    let file = File::create(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    let mut out = BufWriter::new(file);
-    let mut hasher = blake3::Hasher::new();
-    let mut rng = rand::rng();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        crate::interrupt::check()?;
-        let n = usize::try_from(left.min(buf.len() as u64))?;
-        rng.fill_bytes(&mut buf[..n]);
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    out.flush()?;
-    out.get_ref().sync_all()?;
-    let hash = hasher.finalize().to_hex().to_string();
+    let hash = fleetcache_benches::write_random_file(&staging, size)?
+        .to_hex()
+        .to_string();
     let file = dir.join(&hash);
     std::fs::rename(&staging, &file)
         .with_context(|| format!("renaming {} to {}", staging.display(), file.display()))?;

@@ -1,10 +1,9 @@
 //! Per-run measurements, medians across rounds, and the Markdown report.
 
-use std::fmt::Write as _;
-
+use fleetcache_benches::markdown::{self, value as fmt_value};
 use fleetcache_benches::median;
 
-use crate::wrk::WrkReport;
+use fleetcache_benches::wrk::WrkReport;
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
@@ -194,10 +193,6 @@ impl Row {
     }
 }
 
-fn fmt_value(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
-}
-
 fn fmt_latency(us: Option<f64>) -> String {
     match us {
         None => "–".to_owned(),
@@ -209,12 +204,15 @@ fn fmt_latency(us: Option<f64>) -> String {
 
 /// The Markdown table of medians and ratios.
 pub(crate) fn markdown_table(rows: &[Row]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "| scenario | metric (median) | fleetcache | nginx | fleetcache / nginx | target |\n",
-    );
-    out.push_str("|---|---|---:|---:|---:|---|\n");
-    for row in rows {
+    let header = [
+        "scenario",
+        "metric (median)",
+        "fleetcache",
+        "nginx",
+        "fleetcache / nginx",
+        "target",
+    ];
+    markdown::table(&header, "llrrrl", rows, |row| {
         let ratio = row
             .ratio()
             .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"));
@@ -224,50 +222,58 @@ pub(crate) fn markdown_table(rows: &[Row]) -> String {
             (Some(t), None) => t.describe(),
             (None, _) => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            row.scenario,
-            row.metric,
+        vec![
+            row.scenario.to_owned(),
+            row.metric.to_owned(),
             fmt_value(row.fleetcache, row.decimals),
             fmt_value(row.nginx, row.decimals),
             ratio,
-            target
-        );
-    }
-    out
+            target,
+        ]
+    })
 }
 
 /// Every run, for judging the noise behind the medians.
 pub(crate) fn raw_table(scenario: &str, runs: &[Run]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{scenario}, every run:\n");
-    out.push_str(
-        "| round | server | req/s | MiB/s | server CPU s | server CPU % | core irq % | core not server % | wrk CPU % | µs/req | ms/GiB | peak RSS MiB | p50 | p99 | socket errors |\n",
-    );
-    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for r in runs {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} | {} | {} |",
-            r.round + 1,
-            r.server.name(),
-            r.wrk.requests_per_sec,
-            r.mib_per_sec(),
-            r.cpu_secs,
-            r.cpu_busy_percent(),
-            r.server_core_irq_percent(),
-            r.server_core_others_percent(),
-            r.client_busy_percent(),
-            fmt_value(r.cpu_us_per_request(), 2),
-            r.cpu_ms_per_gib(),
-            r.peak_rss as f64 / MIB,
-            fmt_latency(r.wrk.latency_at(50.0)),
-            fmt_latency(r.wrk.latency_at(99.0)),
-            r.wrk.socket_errors,
-        );
-    }
-    out
+    let header = [
+        "round",
+        "server",
+        "req/s",
+        "MiB/s",
+        "server CPU s",
+        "server CPU %",
+        "core irq %",
+        "core not server %",
+        "wrk CPU %",
+        "µs/req",
+        "ms/GiB",
+        "peak RSS MiB",
+        "p50",
+        "p99",
+        "socket errors",
+    ];
+    format!(
+        "{scenario}, every run:\n\n{}",
+        markdown::table(&header, "rlrrrrrrrrrrrrr", runs, |r| {
+            vec![
+                (r.round + 1).to_string(),
+                r.server.name().to_owned(),
+                format!("{:.1}", r.wrk.requests_per_sec),
+                format!("{:.1}", r.mib_per_sec()),
+                format!("{:.2}", r.cpu_secs),
+                format!("{:.0}", r.cpu_busy_percent()),
+                format!("{:.0}", r.server_core_irq_percent()),
+                format!("{:.0}", r.server_core_others_percent()),
+                format!("{:.0}", r.client_busy_percent()),
+                fmt_value(r.cpu_us_per_request(), 2),
+                format!("{:.1}", r.cpu_ms_per_gib()),
+                format!("{:.1}", r.peak_rss as f64 / MIB),
+                fmt_latency(r.wrk.latency_at(50.0)),
+                fmt_latency(r.wrk.latency_at(99.0)),
+                r.wrk.socket_errors.to_string(),
+            ]
+        })
+    )
 }
 
 /// MiB, for RSS rows.

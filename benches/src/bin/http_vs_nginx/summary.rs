@@ -3,11 +3,12 @@
 
 use std::ffi::OsStr;
 
-use crate::procfs::Machine;
 use fleetcache_benches::median;
+use fleetcache_benches::procfs::Machine;
 
 use crate::report::{self, Row, Run, Target, Which};
-use crate::{Args, RSS_SAMPLE_INTERVAL, Scenario, Tools};
+use crate::{Args, Scenario, Tools};
+use fleetcache_benches::meter::RSS_SAMPLE_INTERVAL;
 
 /// How a table row reads one value from a run.
 type Metric = fn(&Run) -> Option<f64>;
@@ -78,7 +79,7 @@ pub(crate) fn print_report(
     println!("## HTTP: fleetcache vs nginx on loopback\n");
     println!(
         "Machine: nproc {}, {}, Linux {}. {}; {}.",
-        machine.nproc, machine.cpu_model, machine.kernel, tools.nginx_version, tools.wrk_version
+        machine.nproc, machine.cpu_model, machine.kernel, tools.nginx.version, tools.wrk_version
     );
     println!(
         "Servers pinned to CPU {}, wrk (`-t1`) to CPU {}. Medians of {} rounds per scenario; \

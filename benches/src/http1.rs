@@ -15,14 +15,14 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// The status line and headers of a response.
 #[derive(Debug)]
-pub(crate) struct Head {
-    pub(crate) status: u16,
+pub struct Head {
+    pub status: u16,
     headers: Vec<(String, String)>,
 }
 
 impl Head {
     /// The first header named `name` (case-insensitive).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -31,9 +31,9 @@ impl Head {
 }
 
 /// A request body: `len` bytes read from `reader`.
-pub(crate) struct Upload<'a> {
-    pub(crate) reader: &'a mut dyn Read,
-    pub(crate) len: u64,
+pub struct Upload<'a> {
+    pub reader: &'a mut dyn Read,
+    pub len: u64,
 }
 
 impl std::fmt::Debug for Upload<'_> {
@@ -45,7 +45,7 @@ impl std::fmt::Debug for Upload<'_> {
 }
 
 /// Sends one request and returns the head and the whole body in memory.
-pub(crate) fn fetch(
+pub fn fetch(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -57,7 +57,7 @@ pub(crate) fn fetch(
 }
 
 /// Sends one request and writes the response body to `sink`; returns the head.
-pub(crate) fn exchange(
+pub fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -81,7 +81,7 @@ fn exchange_inner(
     stream.set_nodelay(true)?;
 
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: http-vs-nginx\r\nConnection: close\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: fleetcache-benches\r\nConnection: close\r\n"
     );
     if let Some(upload) = &upload {
         head.push_str(&format!(

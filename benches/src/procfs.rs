@@ -14,7 +14,7 @@ const AT_CLKTCK: usize = 17;
 /// Clock ticks per second for `/proc/<pid>/stat` times, and where the number
 /// came from. Read from `/proc/self/auxv` (what `sysconf(_SC_CLK_TCK)`
 /// returns, without `unsafe`); 100 if that fails.
-pub(crate) fn clock_ticks_per_second() -> (u64, &'static str) {
+pub fn clock_ticks_per_second() -> (u64, &'static str) {
     match auxv_value(AT_CLKTCK) {
         Some(hz) if hz > 0 => (hz as u64, "AT_CLKTCK from /proc/self/auxv"),
         _ => (
@@ -37,16 +37,52 @@ fn auxv_value(key: usize) -> Option<usize> {
 
 /// utime + stime of the whole process (all threads, live and exited), in
 /// clock ticks: fields 14 and 15 of `/proc/<pid>/stat`.
-pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_stat_ticks(&text).with_context(|| format!("parsing {path}: {text:?}"))
 }
 
+/// utime + stime, in clock ticks, of every live process whose process
+/// group is `pgid` (field 5 of `/proc/<pid>/stat`). Processes that exit
+/// while `/proc` is read are skipped.
+pub fn group_cpu_ticks(pgid: u32) -> Result<u64> {
+    let mut total = 0;
+    let mut members = 0;
+    for entry in std::fs::read_dir("/proc").context("reading /proc")? {
+        let entry = entry.context("reading /proc")?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Ok((group, ticks)) = parse_group_and_ticks(&text)
+            && group == u64::from(pgid)
+        {
+            total += ticks;
+            members += 1;
+        }
+    }
+    if members == 0 {
+        bail!("no process in process group {pgid}");
+    }
+    Ok(total)
+}
+
+fn parse_group_and_ticks(text: &str) -> Result<(u64, u64)> {
+    let fields = stat_fields_after_comm(text)?;
+    Ok((
+        stat_field(&fields, 5)?,
+        stat_field(&fields, 14)? + stat_field(&fields, 15)?,
+    ))
+}
+
 /// cutime + cstime of this process: CPU ticks of the children it has waited
 /// for (fields 16 and 17 of `/proc/self/stat`). The delta across one wrk run
 /// is wrk's CPU time, since the servers are only reaped at the end.
-pub(crate) fn waited_children_cpu_ticks() -> Result<u64> {
+pub fn waited_children_cpu_ticks() -> Result<u64> {
     let path = "/proc/self/stat";
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let fields = stat_fields_after_comm(&text)?;
@@ -75,17 +111,17 @@ fn parse_stat_ticks(text: &str) -> Result<u64> {
 
 /// Where one CPU's time went, in ticks (`/proc/stat`).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct CoreTicks {
+pub struct CoreTicks {
     /// Not idle, for anyone: user, nice, system, irq, softirq, steal.
-    pub(crate) busy: u64,
+    pub busy: u64,
     /// irq + softirq (loopback TCP work is largely softirq). Whether it is
     /// also in the running process's stime depends on the kernel's
     /// `CONFIG_IRQ_TIME_ACCOUNTING`.
-    pub(crate) irq: u64,
+    pub irq: u64,
 }
 
 impl CoreTicks {
-    pub(crate) fn since(self, earlier: CoreTicks) -> CoreTicks {
+    pub fn since(self, earlier: CoreTicks) -> CoreTicks {
         CoreTicks {
             busy: self.busy.saturating_sub(earlier.busy),
             irq: self.irq.saturating_sub(earlier.irq),
@@ -95,7 +131,7 @@ impl CoreTicks {
 
 /// CPU `cpu`'s time so far. Against a server's own CPU time this shows how
 /// much of its core went to interrupts and to other processes during a run.
-pub(crate) fn core_ticks(cpu: usize) -> Result<CoreTicks> {
+pub fn core_ticks(cpu: usize) -> Result<CoreTicks> {
     let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let label = format!("cpu{cpu}");
     let line = text
@@ -122,7 +158,7 @@ pub(crate) fn core_ticks(cpu: usize) -> Result<CoreTicks> {
 }
 
 /// VmRSS of a process in bytes (`/proc/<pid>/status`).
-pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
+pub fn rss_bytes(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let line = text
@@ -140,14 +176,14 @@ pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
 
 /// Samples a process's VmRSS on a thread every `interval` until stopped.
 #[derive(Debug)]
-pub(crate) struct RssSampler {
+pub struct RssSampler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<u64>>,
 }
 
 impl RssSampler {
     /// Starts sampling; sampling also ends by itself after `max_duration`.
-    pub(crate) fn start(pid: u32, interval: Duration, max_duration: Duration) -> Self {
+    pub fn start(pid: u32, interval: Duration, max_duration: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -169,7 +205,7 @@ impl RssSampler {
     }
 
     /// Stops sampling and returns the peak VmRSS seen, in bytes.
-    pub(crate) fn finish(mut self) -> Result<u64> {
+    pub fn finish(mut self) -> Result<u64> {
         self.stop.store(true, Ordering::Relaxed);
         let peak = match self.thread.take() {
             Some(thread) => match thread.join() {
@@ -192,7 +228,7 @@ impl Drop for RssSampler {
 }
 
 /// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), as text.
-pub(crate) fn load_average() -> String {
+pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
             text.split_whitespace()
@@ -205,17 +241,17 @@ pub(crate) fn load_average() -> String {
 
 /// A description of the machine for the report.
 #[derive(Debug)]
-pub(crate) struct Machine {
+pub struct Machine {
     /// CPUs this process may run on (what `nproc` prints).
-    pub(crate) nproc: usize,
+    pub nproc: usize,
     /// `model name` from `/proc/cpuinfo`.
-    pub(crate) cpu_model: String,
+    pub cpu_model: String,
     /// `/proc/sys/kernel/osrelease`.
-    pub(crate) kernel: String,
+    pub kernel: String,
 }
 
 impl Machine {
-    pub(crate) fn detect() -> Self {
+    pub fn detect() -> Self {
         let nproc = std::thread::available_parallelism().map_or(0, usize::from);
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
@@ -245,6 +281,7 @@ mod tests {
     fn stat_fields_after_a_tricky_comm() -> Result<()> {
         let line = "1234 (a b) c) S 1 2 3 4 5 6 7 8 9 10 111 222 13 14 15 16 17";
         assert_eq!(parse_stat_ticks(line)?, 333);
+        assert_eq!(parse_group_and_ticks(line)?, (2, 333));
         Ok(())
     }
 
@@ -254,6 +291,9 @@ mod tests {
         cpu_ticks(pid)?;
         waited_children_cpu_ticks()?;
         core_ticks(0)?;
+        let own_group = std::fs::read_to_string("/proc/self/stat")?;
+        let (group, _) = parse_group_and_ticks(&own_group)?;
+        group_cpu_ticks(u32::try_from(group)?)?;
         assert!(rss_bytes(pid)? > 0);
         assert!(clock_ticks_per_second().0 > 0);
         Ok(())

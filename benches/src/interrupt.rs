@@ -9,8 +9,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Starts the thread that watches for SIGINT and SIGTERM.
-pub(crate) fn install() -> Result<()> {
+/// Starts the thread that watches for SIGINT and SIGTERM; `program` names
+/// the benchmark in the messages.
+pub fn install(program: &'static str) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -33,11 +34,11 @@ pub(crate) fn install() -> Result<()> {
                         _ = term.recv() => {}
                     }
                     if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                        eprintln!("http-vs-nginx: interrupted again; exiting without cleanup");
+                        eprintln!("{program}: interrupted again; exiting without cleanup");
                         std::process::exit(130);
                     }
                     eprintln!(
-                        "http-vs-nginx: interrupted; stopping the servers and cleaning up \
+                        "{program}: interrupted; stopping the servers and cleaning up \
                          (interrupt again to exit at once)"
                     );
                 }
@@ -48,12 +49,12 @@ pub(crate) fn install() -> Result<()> {
 }
 
 /// Whether an interrupt arrived.
-pub(crate) fn interrupted() -> bool {
+pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// Fails once an interrupt has arrived.
-pub(crate) fn check() -> Result<()> {
+pub fn check() -> Result<()> {
     if interrupted() {
         bail!("interrupted");
     }

@@ -11,19 +11,19 @@ const WRK_GRACE: Duration = Duration::from_secs(30);
 
 /// One wrk invocation.
 #[derive(Debug, Clone)]
-pub(crate) struct WrkArgs {
-    pub(crate) cpu: usize,
-    pub(crate) connections: u32,
-    pub(crate) secs: u64,
-    pub(crate) latency: bool,
+pub struct WrkArgs {
+    pub cpu: usize,
+    pub connections: u32,
+    pub secs: u64,
+    pub latency: bool,
     /// wrk's `--timeout`: responses slower than this count as socket-error
     /// timeouts and are left out of the latency statistics.
-    pub(crate) timeout_secs: u64,
+    pub timeout_secs: u64,
 }
 
 impl WrkArgs {
     /// The argv, starting with `taskset`.
-    pub(crate) fn argv(&self, url: &str) -> Vec<String> {
+    pub fn argv(&self, url: &str) -> Vec<String> {
         let mut argv = vec![
             "taskset".to_owned(),
             "-c".to_owned(),
@@ -42,28 +42,37 @@ impl WrkArgs {
     }
 }
 
+/// wrk's version line, without the copyright.
+pub fn version(wrk: &Path) -> String {
+    crate::process::version_line(wrk, "-v")
+        .split(" Copyright")
+        .next()
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
 /// What we take from wrk's report.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct WrkReport {
+pub struct WrkReport {
     /// Completed requests ("N requests in ...").
-    pub(crate) requests: u64,
+    pub requests: u64,
     /// The measured duration ("... in 5.00s, ...").
-    pub(crate) duration_secs: f64,
+    pub duration_secs: f64,
     /// Bytes read ("..., 2.50GB read"), headers included.
-    pub(crate) bytes_read: f64,
-    pub(crate) requests_per_sec: f64,
+    pub bytes_read: f64,
+    pub requests_per_sec: f64,
     /// Bytes per second ("Transfer/sec").
-    pub(crate) transfer_per_sec: f64,
+    pub transfer_per_sec: f64,
     /// Latency percentiles in microseconds, as (percent, µs), if `--latency`.
-    pub(crate) latency_us: Vec<(f64, f64)>,
+    pub latency_us: Vec<(f64, f64)>,
     /// Sum of the "Socket errors" counts.
-    pub(crate) socket_errors: u64,
+    pub socket_errors: u64,
     /// "Non-2xx or 3xx responses".
-    pub(crate) non_2xx: u64,
+    pub non_2xx: u64,
 }
 
 impl WrkReport {
-    pub(crate) fn latency_at(&self, percent: f64) -> Option<f64> {
+    pub fn latency_at(&self, percent: f64) -> Option<f64> {
         self.latency_us
             .iter()
             .find(|(p, _)| (p - percent).abs() < 1e-9)
@@ -73,7 +82,7 @@ impl WrkReport {
 
 /// Runs wrk against `url`, killing it if it outlives its duration by
 /// [`WRK_GRACE`]. Output goes to files in `scratch` (no pipe can fill up).
-pub(crate) fn run(args: &WrkArgs, url: &str, scratch: &Path) -> Result<(WrkReport, String)> {
+pub fn run(args: &WrkArgs, url: &str, scratch: &Path) -> Result<(WrkReport, String)> {
     let argv = args.argv(url);
     let out_path = scratch.join("wrk.out");
     let err_path = scratch.join("wrk.err");
@@ -81,7 +90,7 @@ pub(crate) fn run(args: &WrkArgs, url: &str, scratch: &Path) -> Result<(WrkRepor
         .with_context(|| format!("creating {}", out_path.display()))?;
     let stderr = std::fs::File::create(&err_path)
         .with_context(|| format!("creating {}", err_path.display()))?;
-    let mut child = crate::servers::orphan_proof(&argv[0])
+    let mut child = crate::process::orphan_proof(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -118,7 +127,7 @@ pub(crate) fn run(args: &WrkArgs, url: &str, scratch: &Path) -> Result<(WrkRepor
 }
 
 /// Parses wrk 4.x's text report.
-pub(crate) fn parse(out: &str) -> Result<WrkReport> {
+pub fn parse(out: &str) -> Result<WrkReport> {
     let mut report = WrkReport::default();
     let mut saw_requests = false;
     let mut saw_rps = false;

@@ -1,0 +1,296 @@
+//! The three caches in front of the origin, each started pinned to the
+//! server core, and how each says a response came from its cache.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use fleetcache_benches::http1::{self, Head};
+use fleetcache_benches::process::{self, Server};
+use fleetcache_benches::servers::{self, FleetcacheAddrs, Nginx};
+
+use crate::origin::READY_PATH;
+
+/// How long nginx's waiters wait for the lock holder before fetching for
+/// themselves (default 5 s): far above the cold fetch, so what is measured
+/// is the lock, not its timeout.
+const NGINX_LOCK_TIMEOUT_SECS: u64 = 120;
+/// Varnish's storage (malloc). Each cold run adds one object.
+const VARNISH_STORAGE: &str = "malloc,4G";
+
+/// The caches, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cache {
+    Fleetcache,
+    Nginx,
+    Varnish,
+}
+
+impl Cache {
+    /// Table order, and the order of the runs within a round.
+    pub(crate) const ALL: [Cache; 3] = [Cache::Fleetcache, Cache::Nginx, Cache::Varnish];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Cache::Fleetcache => "fleetcache",
+            Cache::Nginx => "nginx",
+            Cache::Varnish => "varnish",
+        }
+    }
+
+    /// The response header that says hit or miss.
+    pub(crate) fn status_header(self) -> &'static str {
+        match self {
+            Cache::Fleetcache => "cache-status",
+            Cache::Nginx => "x-cache-status",
+            Cache::Varnish => "x-cache",
+        }
+    }
+
+    /// Whether `value` (of [`Cache::status_header`]) says the response was
+    /// served from the cache.
+    pub(crate) fn says_hit(self, value: Option<&str>) -> bool {
+        let Some(value) = value else {
+            return false;
+        };
+        match self {
+            // RFC 9211: `fleetcache; hit; ttl=3600`. Our member is the last
+            // one (members are appended hop by hop).
+            Cache::Fleetcache => value.rsplit(',').next().is_some_and(|member| {
+                let mut params = member.split(';').map(str::trim);
+                params.next() == Some("fleetcache") && params.any(|p| p == "hit")
+            }),
+            Cache::Nginx | Cache::Varnish => value.trim().eq_ignore_ascii_case("HIT"),
+        }
+    }
+
+    /// Whether the response head says hit.
+    pub(crate) fn is_hit(self, head: &Head) -> bool {
+        self.says_hit(head.header(self.status_header()))
+    }
+}
+
+/// One cache, running.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) cache: Cache,
+    pub(crate) server: Server,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Running {
+    /// `GET` (or `HEAD`) `path` once; the head and the body.
+    pub(crate) fn fetch(&self, method: &str, path: &str) -> Result<(Head, Vec<u8>)> {
+        http1::fetch(self.addr, method, path, None)
+            .with_context(|| format!("{} {method} {path}", self.cache.name()))
+    }
+}
+
+/// The programs the caches need.
+#[derive(Debug)]
+pub(crate) struct Binaries {
+    pub(crate) fleetcache: PathBuf,
+    pub(crate) nginx: Nginx,
+    pub(crate) varnishd: PathBuf,
+}
+
+/// Starts the three caches in front of `origin`, pinned to `cpu`, with
+/// their files under `dir`.
+pub(crate) fn start_all(
+    bins: &Binaries,
+    dir: &Path,
+    origin: SocketAddr,
+    cpu: usize,
+) -> Result<Vec<Running>> {
+    let [public, admin, nginx_addr, varnish_addr] = process::free_ports()?;
+    let mut running = Vec::new();
+
+    eprintln!("starting fleetcache (origin mode) on CPU {cpu}");
+    let addrs = FleetcacheAddrs { public, admin };
+    let server = servers::start_fleetcache(
+        &bins.fleetcache,
+        cpu,
+        addrs,
+        &dir.join("fleetcache-data"),
+        Some(&format!("http://{origin}")),
+        dir.join("fleetcache.log"),
+    )?;
+    running.push(Running {
+        cache: Cache::Fleetcache,
+        server,
+        addr: public,
+    });
+
+    eprintln!("starting nginx proxy_cache on CPU {cpu}");
+    let prefix = dir.join("nginx-cache");
+    std::fs::create_dir_all(&prefix)?;
+    let conf = Nginx::write_conf(
+        &prefix,
+        "origin-vs-proxies: nginx proxy_cache with proxy_cache_lock",
+        &nginx_cache_conf(&prefix.join("cache"), nginx_addr, origin),
+    )?;
+    let server = bins.nginx.start(
+        "nginx",
+        cpu,
+        &conf,
+        nginx_addr,
+        READY_PATH,
+        prefix.join("nginx.log"),
+    )?;
+    running.push(Running {
+        cache: Cache::Nginx,
+        server,
+        addr: nginx_addr,
+    });
+
+    eprintln!("starting varnishd on CPU {cpu}");
+    let server = start_varnish(
+        &bins.varnishd,
+        cpu,
+        &dir.join("varnish"),
+        varnish_addr,
+        origin,
+    )?;
+    running.push(Running {
+        cache: Cache::Varnish,
+        server,
+        addr: varnish_addr,
+    });
+
+    for cache in &mut running {
+        let (head, _) = cache.fetch("GET", READY_PATH)?;
+        ensure!(
+            head.status == 200,
+            "{} answered {} for {READY_PATH}",
+            cache.cache.name(),
+            head.status
+        );
+    }
+    Ok(running)
+}
+
+/// nginx's `http` block: a disk cache keyed by URI (query included), one
+/// fetch per key at a time (`proxy_cache_lock`), keep-alive to the origin.
+fn nginx_cache_conf(cache_dir: &Path, listen: SocketAddr, origin: SocketAddr) -> String {
+    format!(
+        r#"    access_log off;
+    proxy_cache_path "{cache}" levels=1:2 keys_zone=bench:16m max_size=16g inactive=1h use_temp_path=off;
+
+    upstream origin {{
+        server {origin};
+        keepalive 16;
+    }}
+
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout {NGINX_LOCK_TIMEOUT_SECS}s;
+            proxy_cache_lock_age {NGINX_LOCK_TIMEOUT_SECS}s;
+            add_header X-Cache-Status $upstream_cache_status always;
+        }}
+    }}
+"#,
+        cache = cache_dir.display(),
+    )
+}
+
+/// The VCL: the built-in logic (which honours `Cache-Control: max-age`,
+/// coalesces misses and streams), plus `X-Cache: HIT|MISS`.
+fn varnish_vcl(origin: SocketAddr) -> String {
+    format!(
+        r#"vcl 4.1;
+
+backend origin {{
+    .host = "{ip}";
+    .port = "{port}";
+}}
+
+sub vcl_deliver {{
+    if (obj.hits > 0) {{
+        set resp.http.X-Cache = "HIT";
+    }} else {{
+        set resp.http.X-Cache = "MISS";
+    }}
+}}
+"#,
+        ip = origin.ip(),
+        port = origin.port(),
+    )
+}
+
+/// `varnishd -F` (manager and cache process in the foreground, both in the
+/// server's process group) with no jail, so it runs as us in our temp dir,
+/// and no management port.
+fn start_varnish(
+    varnishd: &Path,
+    cpu: usize,
+    dir: &Path,
+    listen: SocketAddr,
+    origin: SocketAddr,
+) -> Result<Server> {
+    std::fs::create_dir_all(dir)?;
+    let vcl = dir.join("bench.vcl");
+    std::fs::write(&vcl, varnish_vcl(origin))
+        .with_context(|| format!("writing {}", vcl.display()))?;
+    let mut command = process::pinned(cpu, varnishd);
+    command
+        .arg("-F")
+        .args(["-j", "none"])
+        .arg("-n")
+        .arg(dir.join("work"))
+        .arg("-a")
+        .arg(listen.to_string())
+        .arg("-f")
+        .arg(&vcl)
+        .args(["-T", "none"])
+        .args(["-s", VARNISH_STORAGE]);
+    let mut server = Server::spawn("varnish", command, dir.join("varnishd.log"))?;
+    server.wait_ready(listen, READY_PATH)?;
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleetcache_hits() {
+        let c = Cache::Fleetcache;
+        assert!(c.says_hit(Some("fleetcache; hit; ttl=3600")));
+        assert!(c.says_hit(Some("upstream; fwd=miss, fleetcache; hit")));
+        assert!(!c.says_hit(Some(
+            "fleetcache; fwd=uri-miss; fwd-status=200; ttl=3600; stored"
+        )));
+        assert!(!c.says_hit(Some("fleetcache; hit, other; fwd=miss")));
+        assert!(!c.says_hit(Some("other; hit")));
+        assert!(!c.says_hit(None));
+    }
+
+    #[test]
+    fn nginx_and_varnish_hits() {
+        assert!(Cache::Nginx.says_hit(Some("HIT")));
+        assert!(!Cache::Nginx.says_hit(Some("MISS")));
+        assert!(!Cache::Nginx.says_hit(Some("EXPIRED")));
+        assert!(Cache::Varnish.says_hit(Some("HIT")));
+        assert!(!Cache::Varnish.says_hit(Some("MISS")));
+        assert!(!Cache::Varnish.says_hit(None));
+    }
+
+    #[test]
+    fn configs_name_the_origin() {
+        let origin: SocketAddr = ([127, 0, 0, 1], 4321).into();
+        let listen: SocketAddr = ([127, 0, 0, 1], 1234).into();
+        let conf = nginx_cache_conf(Path::new("/tmp/c"), listen, origin);
+        assert!(conf.contains("server 127.0.0.1:4321;"));
+        assert!(conf.contains("listen 127.0.0.1:1234;"));
+        assert!(conf.contains("proxy_cache_lock on;"));
+        let vcl = varnish_vcl(origin);
+        assert!(vcl.contains(".host = \"127.0.0.1\";"));
+        assert!(vcl.contains(".port = \"4321\";"));
+    }
+}

@@ -1,0 +1,264 @@
+//! Child processes of a benchmark: finding the tools it needs, starting
+//! servers in their own process group, and the guard that kills the whole
+//! group however the benchmark ends.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{http1, interrupt, procfs};
+
+/// How long a server gets to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a killed server gets to be reaped.
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sbin directories a non-root PATH often lacks (nginx, varnishd).
+pub const SBIN_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
+
+/// Looks `name` up on PATH, then in `extra_dirs`.
+pub fn which(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// First line of a tool's version output (stdout or stderr, any exit code).
+pub fn version_line(program: &Path, arg: &str) -> String {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = [out.stdout, out.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// An external program a benchmark needs, and the Debian package with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    pub name: &'static str,
+    pub package: &'static str,
+    /// Searched after PATH.
+    pub extra_dirs: &'static [&'static str],
+}
+
+/// Resolves every tool, in order, or fails naming all the missing ones and
+/// the `apt-get` line that installs them.
+pub fn require(tools: &[Tool]) -> Result<Vec<PathBuf>> {
+    let found: Vec<Option<PathBuf>> = tools
+        .iter()
+        .map(|tool| which(tool.name, tool.extra_dirs))
+        .collect();
+    let missing: Vec<&Tool> = tools
+        .iter()
+        .zip(&found)
+        .filter(|(_, path)| path.is_none())
+        .map(|(tool, _)| tool)
+        .collect();
+    if !missing.is_empty() {
+        bail!("{}", missing_message(&missing));
+    }
+    Ok(found.into_iter().flatten().collect())
+}
+
+fn missing_message(missing: &[&Tool]) -> String {
+    let names: Vec<&str> = missing.iter().map(|t| t.name).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    packages.dedup();
+    let mut message = format!(
+        "missing on PATH: {}\ninstall (Debian/Ubuntu): sudo apt-get update && sudo apt-get install -y {}",
+        names.join(", "),
+        packages.join(" ")
+    );
+    if names.contains(&"nginx") {
+        message.push_str("\n(nginx-light is enough in place of nginx)");
+    }
+    message
+}
+
+/// A running server in its own process group; the whole group is killed
+/// and the server reaped on drop.
+#[derive(Debug)]
+pub struct Server {
+    pub name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Spawns `command` as the leader of a new process group, with stdout
+    /// and stderr going to `log`. The group keeps a terminal's Ctrl-C away
+    /// from the server (the benchmark stops it) and lets [`Server::cpu_ticks`]
+    /// count every process the server forks.
+    pub fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Result<Self> {
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}: {command:?}"))?;
+        Ok(Self { name, child, log })
+    }
+
+    /// The server's process id (and process group id). `setpriv` and
+    /// `taskset` exec the server, so this is the server itself.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// utime + stime, in clock ticks, of every live process in the server's
+    /// process group (a master and its workers, or Varnish's manager and
+    /// its cache process).
+    pub fn cpu_ticks(&self) -> Result<u64> {
+        procfs::group_cpu_ticks(self.pid())
+    }
+
+    /// Fails (with the end of its log) if the server has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited ({status}); log:\n{}", self.name, self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// The last lines of the server's output.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Polls `GET addr path` until it answers 200, the server dies, or
+    /// [`READY_TIMEOUT`] passes.
+    pub fn wait_ready(&mut self, addr: SocketAddr, path: &str) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last = String::from("no attempt");
+        while Instant::now() < deadline {
+            interrupt::check()?;
+            self.check_alive()?;
+            match http1::fetch(addr, "GET", path, None) {
+                Ok((head, _)) if head.status == 200 => return Ok(()),
+                Ok((head, _)) => last = format!("status {}", head.status),
+                Err(err) => last = format!("{err:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "{} not ready at http://{addr}{path} after {READY_TIMEOUT:?} (last: {last}); log:\n{}",
+            self.name,
+            self.log_tail()
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The group first: children the server forked outlive its leader.
+        let group = format!("-{}", self.pid());
+        let killed_group = which("kill", &["/bin", "/usr/bin"]).is_some_and(|kill| {
+            Command::new(kill)
+                .args(["-KILL", "--", &group])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        });
+        if !killed_group {
+            let _ = self.child.kill();
+        }
+        let deadline = Instant::now() + REAP_TIMEOUT;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                _ => return,
+            }
+        }
+        eprintln!(
+            "warning: {} (pid {}) did not exit after SIGKILL",
+            self.name,
+            self.pid()
+        );
+    }
+}
+
+/// A command for `program` that dies with this process even if we are
+/// killed without unwinding: `setpriv --pdeathsig KILL` (util-linux, like
+/// taskset) when it is on PATH, which execs the program, so the pid stays
+/// the program's.
+pub fn orphan_proof(program: impl AsRef<OsStr>) -> Command {
+    match which("setpriv", &[]) {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.arg("--pdeathsig").arg("KILL").arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// `orphan_proof` + `taskset -c cpu program`: the program pinned to `cpu`.
+pub fn pinned(cpu: usize, program: impl AsRef<OsStr>) -> Command {
+    let mut command = orphan_proof("taskset");
+    command.arg("-c").arg(cpu.to_string()).arg(program);
+    command
+}
+
+/// `N` distinct free loopback ports: bind them all to port 0 at once, then
+/// release them.
+pub fn free_ports<const N: usize>() -> Result<[SocketAddr; N]> {
+    let mut listeners = Vec::with_capacity(N);
+    let mut addrs = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
+    for addr in &mut addrs {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        *addr = listener.local_addr().context("local_addr")?;
+        listeners.push(listener);
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tools_name_their_packages() {
+        let nginx = Tool {
+            name: "nginx",
+            package: "nginx",
+            extra_dirs: SBIN_DIRS,
+        };
+        let varnish = Tool {
+            name: "varnishd",
+            package: "varnish",
+            extra_dirs: SBIN_DIRS,
+        };
+        let text = missing_message(&[&nginx, &varnish]);
+        assert!(text.contains("missing on PATH: nginx, varnishd"));
+        assert!(text.contains("apt-get install -y nginx varnish"));
+        assert!(text.contains("nginx-light"));
+    }
+
+    #[test]
+    fn finds_a_shell_and_not_nonsense() {
+        assert!(which("sh", &["/bin", "/usr/bin"]).is_some());
+        assert!(which("no-such-tool-fleetcache-benches", &[]).is_none());
+    }
+}

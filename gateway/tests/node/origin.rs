@@ -41,6 +41,7 @@ async fn a_fresh_response_is_fetched_once_and_served_from_the_store() {
     assert!(cache_status(&first).contains("stored"), "{first:?}");
     assert!(first.header("via").unwrap().contains("fleetcache"));
 
+    node.settle().await;
     let second = node.get("/a/b?c=d").await;
     assert_eq!(second.status, StatusCode::OK);
     assert_eq!(second.body, body);
@@ -84,6 +85,7 @@ async fn identical_bodies_under_different_urls_are_stored_once() {
     let stats = node.stats().await;
     assert_eq!(stats["store"]["objects"], 1, "{stats}");
     assert_eq!(stats["store"]["url_entries"], 3, "{stats}");
+    node.settle().await;
     for path in ["/one", "/two", "/three"] {
         assert!(cache_status(&node.get(path).await).contains("hit"));
     }
@@ -147,6 +149,7 @@ async fn expires_in_the_future_and_default_ttl_make_fresh_entries() {
     origin.route("/bare", |_| Scripted::ok("b").header("etag", "\"b\""));
     let node = node_for(&origin, &[]).await;
     node.get("/expires").await;
+    node.settle().await;
     assert!(cache_status(&node.get("/expires").await).contains("hit"));
     assert_eq!(origin.hits("/expires"), 1);
 
@@ -162,6 +165,7 @@ async fn expires_in_the_future_and_default_ttl_make_fresh_entries() {
     .unwrap();
     let config_node = TestNode::start_with_file(file.path(), &[]).await;
     config_node.get("/bare").await;
+    config_node.settle().await;
     assert!(cache_status(&config_node.get("/bare").await).contains("hit"));
     // Without it, the entry is stale at once and revalidated.
     node.get("/bare").await;
@@ -315,6 +319,7 @@ async fn clients_conditionals_are_answered_from_fresh_entries() {
     });
     let node = node_for(&origin, &[]).await;
     node.get("/c").await;
+    node.settle().await;
     let inm = node
         .get_with("/c", &[("if-none-match", "W/\"weak\"")])
         .await;
@@ -352,6 +357,7 @@ async fn vary_keeps_one_entry_per_variant_and_star_never_matches() {
     assert_eq!(&miss.body[..], b"for br");
     assert!(cache_status(&miss).contains("fwd=vary-miss"), "{miss:?}");
     // Normalised values match: whitespace differences are the same variant.
+    node.settle().await;
     let spaced = node.get_with("/v", &[("accept-encoding", " gzip ")]).await;
     assert_eq!(&spaced.body[..], b"for gzip");
     assert!(cache_status(&spaced).contains("hit"));
@@ -396,6 +402,7 @@ async fn no_store_private_and_authorization_are_not_stored() {
     node.get_with("/auth", &auth).await;
     assert_eq!(origin.hits("/auth"), 2);
     node.get_with("/auth-public", &auth).await;
+    node.settle().await;
     let shared = node.get("/auth-public").await;
     assert!(cache_status(&shared).contains("hit"), "{shared:?}");
     assert_eq!(origin.hits("/auth-public"), 1);
@@ -460,6 +467,7 @@ async fn request_directives_are_honoured() {
     assert_eq!(cold.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(origin.hits("/r"), 0);
     node.get("/r").await;
+    node.settle().await;
     let cached = node
         .get_with("/r", &[("cache-control", "only-if-cached")])
         .await;
@@ -594,6 +602,7 @@ async fn unsafe_requests_pass_through_and_invalidate() {
     let node = node_for(&origin, &[]).await;
     node.get("/item").await;
     node.get("/item/7").await;
+    node.settle().await;
     assert!(cache_status(&node.get("/item").await).contains("hit"));
 
     let upload = Bytes::from(pattern(300_000, 4));
@@ -617,6 +626,7 @@ async fn unsafe_requests_pass_through_and_invalidate() {
         _ => Scripted::ok("keep").header("cache-control", "max-age=300"),
     });
     node.get("/keep").await;
+    node.settle().await;
     node.request(Method::DELETE, &node.url("/keep"), &[], Bytes::new())
         .await;
     assert!(cache_status(&node.get("/keep").await).contains("hit"));
@@ -690,6 +700,7 @@ async fn purge_by_url_prefix_and_surrogate_key() {
         }
     };
     warm().await;
+    node.settle().await;
     let purge = async |body: &str| {
         let reply = node
             .request(
@@ -752,6 +763,7 @@ async fn chunked_origin_responses_are_cached() {
     let first = node.get("/chunked").await;
     assert_eq!(first.body, body);
     assert!(first.header("content-length").is_none(), "{first:?}");
+    node.settle().await;
     let second = node.get("/chunked").await;
     assert_eq!(second.body, body);
     assert_eq!(

@@ -311,6 +311,7 @@ async fn head_misses_never_download_a_body_and_head_hits_come_from_the_store() {
     assert!(head.body.is_empty());
     assert_eq!(origin.last("/h").unwrap().method, Method::HEAD);
     node.get("/h").await;
+    node.settle().await;
     let hit = node
         .request(Method::HEAD, &node.url("/h"), &[], Bytes::new())
         .await;
@@ -480,6 +481,7 @@ async fn url_entries_survive_a_restart_and_eviction_takes_them_with_their_bodies
     let host = [("host", "cache.example")];
     let node = TestNode::start_with(&env).await;
     node.get_with("/e/0", &host).await;
+    node.settle().await;
     let data = node.stop().await;
     let node = TestNode::start_in(data, &env).await;
     let after = node.get_with("/e/0", &host).await;
@@ -514,6 +516,7 @@ async fn https_origins_are_trusted_through_ca_file_and_refused_otherwise() {
     .unwrap();
     let node = TestNode::start_with_file(&trusting, &[]).await;
     assert_eq!(&node.get("/t").await.body[..], b"over tls");
+    node.settle().await;
     assert!(cache_status(&node.get("/t").await).contains("hit"));
 
     // Without the CA the certificate is refused: a clean 502, nothing stored.
@@ -688,6 +691,7 @@ async fn concurrent_misses_for_different_variants_each_get_their_own() {
         (2..=4).contains(&hits),
         "{hits} origin fetches for 20 clients"
     );
+    node.settle().await;
     for encoding in ["gzip", "br"] {
         let reply = node
             .get_with("/negotiated", &[("accept-encoding", encoding)])

@@ -146,6 +146,16 @@ impl TestNode {
         node
     }
 
+    /// Waits until no fill is running: a client can read a fill's last bytes a
+    /// moment before the fill commits them, and tests that then expect a hit
+    /// wait for the commit.
+    pub async fn settle(&self) {
+        eventually("fills finish", Duration::from_secs(10), async || {
+            self.metric("fleetcache_fills_active").await == 0.0
+        })
+        .await;
+    }
+
     /// Waits until `/peers` shows `n` peers up.
     pub async fn wait_peers_up(&self, n: usize) {
         eventually("peers up", Duration::from_secs(15), async || {

@@ -772,3 +772,37 @@ async fn chunked_origin_responses_are_cached() {
     );
     assert_eq!(origin.hits("/chunked"), 1);
 }
+
+#[tokio::test]
+async fn virtual_hosts_pick_their_origin_and_unknown_hosts_are_404() {
+    let shop = TestOrigin::start().await;
+    let blog = TestOrigin::start().await;
+    shop.route("/", |_| {
+        Scripted::ok("shop").header("cache-control", "max-age=60")
+    });
+    blog.route("/", |_| {
+        Scripted::ok("blog").header("cache-control", "max-age=60")
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "[[origin]]\nurl = \"{}\"\nhost = \"shop.example\"\n\n\
+             [[origin]]\nurl = \"{}\"\nhost = \"blog.example\"\n",
+            shop.url(),
+            blog.url()
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start_with_file(file.path(), &[]).await;
+    let shop_reply = node.get_with("/", &[("host", "Shop.Example")]).await;
+    assert_eq!(&shop_reply.body[..], b"shop");
+    let blog_reply = node.get_with("/", &[("host", "blog.example:8080")]).await;
+    assert_eq!(&blog_reply.body[..], b"blog");
+    let unknown = node.get_with("/", &[("host", "other.example")]).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!((shop.hits("/"), blog.hits("/")), (1, 1));
+    // Hosts are separate cache keys: the same path is two entries.
+    node.settle().await;
+    assert_eq!(node.stats().await["store"]["url_entries"], 2);
+}

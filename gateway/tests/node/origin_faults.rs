@@ -699,3 +699,112 @@ async fn concurrent_misses_for_different_variants_each_get_their_own() {
         assert!(cache_status(&reply).contains("hit"), "{reply:?}");
     }
 }
+
+/// A blocking GET that hashes the body as it streams: (status, length, BLAKE3).
+fn streamed_get(addr: std::net::SocketAddr, path: &str) -> (u16, u64, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: cache.example\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let status = String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+        }
+    }
+    (status, total, hasher.finalize().to_hex().to_string())
+}
+
+#[test]
+fn large_objects_stream_through_origin_mode_with_flat_memory() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = runtime.block_on(TestOrigin::start());
+    let big = Bytes::from(pattern(512 << 20, 15));
+    let expected = blake3::hash(&big).to_hex().to_string();
+    let served = big.clone();
+    origin.route("/huge", move |_| {
+        Scripted::ok(served.clone()).header("cache-control", "max-age=3600")
+    });
+    let posted = big.clone();
+    origin.route("/upload", move |seen| {
+        let ok = seen.complete && seen.body == posted;
+        Scripted::status(if ok { 204 } else { 400 }, "")
+    });
+    let data = tempfile::TempDir::new().unwrap();
+    let url = origin.url();
+    let node = crate::support::Proc::serve(
+        data.path(),
+        &[
+            ("FLEETCACHE_ORIGIN", url.as_str()),
+            ("FLEETCACHE_STORE_CAPACITY", "2GiB"),
+        ],
+    );
+    // Four clients at once on the cold object (one fill), then one from the store.
+    let public = node.public;
+    let clients: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || streamed_get(public, "/huge")))
+        .collect();
+    for client in clients {
+        assert_eq!(
+            client.join().unwrap(),
+            (200, big.len() as u64, expected.clone())
+        );
+    }
+    assert_eq!(
+        streamed_get(public, "/huge"),
+        (200, big.len() as u64, expected.clone())
+    );
+    assert_eq!(origin.hits("/huge"), 1);
+    // A 512 MiB upload passed through to the origin, streamed.
+    let upload = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(public).unwrap();
+        write!(
+            stream,
+            "POST /upload HTTP/1.1\r\nHost: cache.example\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            big.len()
+        )
+        .unwrap();
+        for chunk in big.chunks(1 << 20) {
+            stream.write_all(chunk).unwrap();
+        }
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        reply
+    };
+    assert!(upload.starts_with("HTTP/1.1 204"), "{upload}");
+    let peak = node.peak_rss();
+    eprintln!(
+        "peak RSS after 2.5 GiB out and 512 MiB through: {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < 160 << 20,
+        "peak RSS {} MiB: memory is not flat",
+        peak >> 20
+    );
+    drop(runtime);
+}

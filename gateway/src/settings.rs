@@ -8,6 +8,7 @@ use fleetcache_config::{Config, OriginConfig};
 use fleetcache_store::{Store, StoreOptions};
 use fleetcache_swarm::{NodeIdentity, SwarmOptions};
 
+use crate::cache::effective::Defaults;
 use crate::http::server::Limits;
 use crate::origin::OriginSettings;
 
@@ -59,7 +60,11 @@ pub(crate) fn origin_settings(origin: &OriginConfig) -> OriginSettings {
         queue_timeout: origin.queue_timeout,
         max_fetches: origin.max_fetches,
         max_object_size: origin.max_object_size.0,
-        default_ttl: origin.default_ttl,
+        defaults: Defaults {
+            default_ttl: origin.default_ttl,
+            // "0s" turns it off.
+            stale_if_error: Some(origin.stale_if_error).filter(|window| !window.is_zero()),
+        },
         forwarded: origin.forwarded,
     }
 }

@@ -1,6 +1,7 @@
 //! `Cache-Control` (RFC 9111 §5.2) and `Pragma` (§5.4) parsed into what the
-//! policy needs (`Surrogate-Control` is in [`super::surrogate`], the shared
-//! field syntax in [`super::syntax`]).
+//! policy needs (`Surrogate-Control` is in [`super::surrogate`], targeted
+//! fields in [`super::targeted`], which of them governs a response in
+//! [`super::effective`], the shared field syntax in [`super::syntax`]).
 //!
 //! Parsing rules, all chosen so that a malformed header can only make us
 //! cache *less*:
@@ -87,7 +88,8 @@ impl FieldDirective {
         }
     }
 
-    fn from_argument(argument: &Argument) -> FieldDirective {
+    /// Reads a field-name list argument (also a targeted field's String).
+    pub(crate) fn from_argument(argument: &Argument) -> FieldDirective {
         let Argument::Value(list) = argument else {
             return FieldDirective::Unqualified;
         };

@@ -12,8 +12,11 @@
 //! - after a failed revalidation (origin unreachable, or 500, 502, 503, 504)
 //!   a *stale* response may be served within the largest window any party
 //!   granted: the response's `stale-if-error`, the request's
-//!   `stale-if-error`, or the request's `max-stale` (§4.2.4: "explicitly
-//!   permitted by the client or origin server"); never with
+//!   `stale-if-error`, the request's `max-stale` (§4.2.4: "explicitly
+//!   permitted by the client or origin server"), or the operator's
+//!   [`Defaults::stale_if_error`] (§4.2.4 lets a cache disconnected from the
+//!   origin serve stale, and §4.3.3 lets it take a 5xx as not hearing back;
+//!   the operator bounds how stale); never with
 //!   `must-revalidate`/`proxy-revalidate`/`s-maxage`. A *fresh* response
 //!   whose revalidation the request forced (`no-cache`, `max-age`,
 //!   `min-fresh`) may always be served on error: it is not stale, so §4.2.4
@@ -21,18 +24,21 @@
 //! - the request's `no-cache` and `max-age` do not force revalidation of a
 //!   fresh `immutable` response (RFC 8246: it will not change while fresh,
 //!   so a reload storm costs the origin nothing); `min-fresh` still applies;
-//! - when `Surrogate-Control` gives the freshness lifetime, `Cache-Control`'s
-//!   `no-cache`, `must-revalidate`, `proxy-revalidate` and `s-maxage` are
-//!   taken as meant for downstream caches and ignored here; its
-//!   `stale-while-revalidate` / `stale-if-error` apply when
+//! - the response's directives are those of its [`EffectiveControl`]: a
+//!   targeted field (RFC 9213) when it has a valid one, else `Cache-Control`
+//!   and `Expires`; when `Surrogate-Control` gives the freshness lifetime,
+//!   `Cache-Control`'s `no-cache`, `must-revalidate`, `proxy-revalidate` and
+//!   `s-maxage` are taken as meant for downstream caches and ignored here;
+//!   its `stale-while-revalidate` / `stale-if-error` apply when
 //!   `Surrogate-Control` has none of its own.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::header::AGE;
 use http::{HeaderMap, HeaderName};
 
-use super::directives::{FieldDirective, MaxStale, RequestCacheControl};
+use super::directives::{MaxStale, RequestCacheControl};
+use super::effective::{Defaults, EffectiveControl};
 use super::freshness::{Lifetime, age_at, age_header_value, lifetime_from};
 use super::status::ForwardReason;
 use super::storable::remove_fields;
@@ -55,7 +61,8 @@ pub(crate) enum Decision {
         /// Why the stored response cannot be served as it is.
         reason: RevalidateReason,
         /// Whether the stored response may be served if the origin cannot be
-        /// reached or answers 500, 502, 503 or 504 (RFC 5861 §4).
+        /// reached or answers 500, 502, 503 or 504 (RFC 5861 §4, RFC 9111
+        /// §4.2.4, with the operator's [`Defaults::stale_if_error`]).
         serve_stale_on_error: bool,
     },
 }
@@ -101,43 +108,33 @@ pub(crate) struct Evaluation {
 }
 
 /// Decides how a stored response (already matched by URL and Vary) may
-/// answer a request at `now`.
+/// answer a request at `now`, under its origin's operator `defaults`.
 pub(crate) fn evaluate(
     request: &RequestCacheControl,
     stored: &StoredResponse,
     now: SystemTime,
-    default_ttl: Option<Duration>,
+    defaults: Defaults,
 ) -> Evaluation {
-    let cache_control = stored.cache_control();
-    let surrogate = stored.surrogate();
-    let lifetime = lifetime_from(stored, &cache_control, &surrogate, default_ttl);
+    let control: EffectiveControl = stored.control();
+    let lifetime = lifetime_from(stored, &control, defaults);
     let current_age = age_at(stored, now).current_age;
     let fresh = lifetime.seconds > current_age;
     let staleness = current_age.saturating_sub(lifetime.seconds);
     let ttl = to_i64(lifetime.seconds).saturating_sub(to_i64(current_age));
 
-    let surrogate_rules = surrogate.max_age.is_some();
-    let no_cache = if surrogate_rules {
-        FieldDirective::Absent
-    } else {
-        cache_control.no_cache
-    };
-    let never_stale = !surrogate_rules
-        && (cache_control.must_revalidate
-            || cache_control.proxy_revalidate
-            || cache_control.s_maxage.is_some());
-    let stale_while_revalidate = surrogate
-        .stale_while_revalidate
-        .or(cache_control.stale_while_revalidate);
+    let no_cache = control.no_cache();
+    let never_stale = control.never_stale();
+    let stale_while_revalidate = control.stale_while_revalidate();
     let max_stale = match request.max_stale {
         Some(MaxStale::Any) => Some(u64::MAX),
         Some(MaxStale::Seconds(seconds)) => Some(seconds),
         None => None,
     };
     let error_window = [
-        surrogate.stale_if_error.or(cache_control.stale_if_error),
+        control.stale_if_error(),
         request.stale_if_error,
         max_stale,
+        defaults.stale_if_error_seconds(),
     ]
     .into_iter()
     .flatten()
@@ -149,7 +146,7 @@ pub(crate) fn evaluate(
         reason,
         serve_stale_on_error,
     };
-    let immutable_and_fresh = fresh && cache_control.immutable;
+    let immutable_and_fresh = fresh && control.directives.immutable;
     let request_refuses = (!immutable_and_fresh
         && (request.no_cache || request.max_age.is_some_and(|max_age| current_age > max_age)))
         || request

@@ -4,11 +4,17 @@ use super::*;
 use crate::cache::syntax::DELTA_SECONDS_MAX;
 use crate::cache::test_support::{T0, at, headers, stored};
 use http::header::SET_COOKIE;
+use std::time::Duration;
 
 /// Evaluates a response received at T0 (request sent at T0) at `T0 + age`.
 fn evaluate_at(request: &[(&str, &str)], response: &[(&str, &str)], age: u64) -> Evaluation {
     let request = RequestCacheControl::from_headers(&headers(request));
-    evaluate(&request, &stored(200, response, T0, T0), at(T0 + age), None)
+    evaluate(
+        &request,
+        &stored(200, response, T0, T0),
+        at(T0 + age),
+        Defaults::default(),
+    )
 }
 
 fn decision(request: &[(&str, &str)], response: &[(&str, &str)], age: u64) -> Decision {
@@ -51,7 +57,10 @@ fn fresh_until_the_age_reaches_the_lifetime() {
 fn default_ttl_feeds_the_decision() {
     let request = RequestCacheControl::default();
     let response = stored(200, &[], T0, T0);
-    let ttl = Some(Duration::from_secs(30));
+    let ttl = Defaults {
+        default_ttl: Some(Duration::from_secs(30)),
+        stale_if_error: None,
+    };
     assert_eq!(
         evaluate(&request, &response, at(T0 + 29), ttl).decision,
         Decision::Serve
@@ -177,7 +186,12 @@ fn qualified_no_cache_strips_fields_without_revalidation() {
         T0,
         T0,
     );
-    let evaluation = evaluate(&RequestCacheControl::default(), &response, at(T0 + 7), None);
+    let evaluation = evaluate(
+        &RequestCacheControl::default(),
+        &response,
+        at(T0 + 7),
+        Defaults::default(),
+    );
     assert_eq!(evaluation.decision, Decision::Serve);
     assert_eq!(
         evaluation.strip_fields,
@@ -285,7 +299,7 @@ fn only_if_cached_is_exposed() {
         &request,
         &stored(200, &[MAX_AGE_60], T0, T0),
         at(T0 + 100),
-        None,
+        Defaults::default(),
     );
     assert!(matches!(evaluation.decision, Decision::Revalidate { .. }));
 }
@@ -306,7 +320,15 @@ fn overflowing_values_never_panic() {
     )));
     let far_future = at(T0 + 1_000_000_000_000);
     let response = stored(200, &[MAX_AGE_60, ("age", "99999999999999999999")], T0, T0);
-    let evaluation = evaluate(&request, &response, far_future, Some(Duration::MAX));
+    let evaluation = evaluate(
+        &request,
+        &response,
+        far_future,
+        Defaults {
+            default_ttl: Some(Duration::MAX),
+            stale_if_error: Some(Duration::MAX),
+        },
+    );
     assert!(evaluation.ttl < 0);
     assert!(matches!(evaluation.decision, Decision::Revalidate { .. }));
     let header = age_header_value(evaluation.current_age);
@@ -327,4 +349,256 @@ fn reasons_map_to_cache_status() {
         RevalidateReason::Request.forward_reason(),
         ForwardReason::Request
     );
+}
+
+/// RFC 9213: the behaviours the cache-tests `cdn-cache-control` suite checks,
+/// as evaluations of the stored response.
+mod targeted {
+    use super::*;
+    use crate::cache::test_support::date;
+
+    const CDN_LONG: (&str, &str) = ("cdn-cache-control", "max-age=10000");
+
+    #[test]
+    fn cdn_max_age_overrides_cache_control_and_expires() {
+        // Fresh despite `Cache-Control: no-store` (which storable also ignores).
+        let nostore = [("cache-control", "no-store"), CDN_LONG];
+        assert_eq!(decision(&[], &nostore, 5000), Decision::Serve);
+        // Long CDN beats short CC, short CDN beats long CC.
+        let long = [
+            ("cache-control", "max-age=1"),
+            ("cdn-cache-control", "max-age=3600"),
+        ];
+        assert_eq!(decision(&[], &long, 10), Decision::Serve);
+        let short = [
+            ("cache-control", "max-age=3600"),
+            ("cdn-cache-control", "max-age=1"),
+        ];
+        assert_eq!(decision(&[], &short, 1), stale(false));
+        // `max-age=0` is stale even with a future Expires; a past or invalid
+        // Expires does not shorten a positive one.
+        let future = date(T0 + 10_000);
+        let zero = [("cdn-cache-control", "max-age=0"), ("expires", &future)];
+        assert_eq!(decision(&[], &zero, 0), stale(false));
+        let past = date(T0 - 10_000);
+        for expires in [past.as_str(), "0"] {
+            let response = [("cdn-cache-control", "max-age=3600"), ("expires", expires)];
+            assert_eq!(decision(&[], &response, 10), Decision::Serve, "{expires}");
+        }
+        // Huge values saturate instead of failing.
+        let huge = [("cdn-cache-control", "max-age=99999999999")];
+        assert_eq!(decision(&[], &huge, 1_000_000), Decision::Serve);
+    }
+
+    #[test]
+    fn an_age_beyond_the_cdn_max_age_is_stale() {
+        let response = [("cdn-cache-control", "max-age=3600"), ("age", "7200")];
+        let evaluation = evaluate_at(&[], &response, 0);
+        assert!(!evaluation.fresh);
+        assert_eq!(evaluation.decision, stale(false));
+    }
+
+    #[test]
+    fn cdn_no_cache_and_must_revalidate_apply_over_cache_control() {
+        let future = date(T0 + 10_000);
+        let no_cache = [
+            ("cdn-cache-control", "no-cache"),
+            ("cache-control", "max-age=10000"),
+            ("expires", &future),
+        ];
+        assert_eq!(
+            decision(&[], &no_cache, 1),
+            revalidate(RevalidateReason::NoCache, false)
+        );
+        let strict = [
+            ("cdn-cache-control", "max-age=60, must-revalidate"),
+            (
+                "cache-control",
+                "max-age=60, stale-while-revalidate=100, stale-if-error=100",
+            ),
+        ];
+        assert_eq!(decision(&cc("max-stale"), &strict, 70), stale(false));
+        // Windows come from the targeted field, not Cache-Control.
+        let windows = [
+            (
+                "cdn-cache-control",
+                "max-age=60, stale-while-revalidate=10, stale-if-error=20",
+            ),
+            (
+                "cache-control",
+                "max-age=60, stale-while-revalidate=1000, stale-if-error=1000",
+            ),
+        ];
+        assert_eq!(
+            decision(&[], &windows, 70),
+            Decision::ServeStaleWhileRevalidate
+        );
+        assert_eq!(decision(&[], &windows, 80), stale(true));
+        assert_eq!(decision(&[], &windows, 81), stale(false));
+    }
+
+    #[test]
+    fn invalid_fields_leave_cache_control_in_charge() {
+        for value in [
+            "max-age=10000, &&&&&",
+            "max-age =100",
+            "max-age= 100",
+            "MaX-aGe=3600",
+            "",
+        ] {
+            let response = [("cache-control", "max-age=1"), ("cdn-cache-control", value)];
+            assert_eq!(decision(&[], &response, 0), Decision::Serve, "{value:?}");
+            assert_eq!(decision(&[], &response, 1), stale(false), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn wrongly_typed_max_age_is_not_used() {
+        // The field is valid, so Cache-Control is still ignored; its
+        // max-age is present but unusable: stale.
+        let response = [
+            ("cdn-cache-control", "max-age=\"10000\""),
+            ("cache-control", "max-age=10000"),
+        ];
+        let evaluation = evaluate_at(&[], &response, 0);
+        assert_eq!(evaluation.lifetime.seconds, 0);
+        assert_eq!(evaluation.decision, stale(false));
+        // Nor does the heuristic or the default TTL step in.
+        let stored = stored(200, &[("cdn-cache-control", "max-age=1.5")], T0, T0);
+        let defaults = Defaults {
+            default_ttl: Some(Duration::from_secs(600)),
+            stale_if_error: None,
+        };
+        let evaluation = evaluate(&RequestCacheControl::default(), &stored, at(T0), defaults);
+        assert_eq!(evaluation.decision, stale(false));
+    }
+
+    #[test]
+    fn extension_directives_are_ignored() {
+        let response = [("cdn-cache-control", "foobar, max-age=3600, ext=(1 2);p")];
+        assert_eq!(decision(&[], &response, 3599), Decision::Serve);
+    }
+
+    #[test]
+    fn our_field_beats_cdn_cache_control() {
+        let response = [
+            ("cdn-cache-control", "max-age=3600"),
+            ("fleetcache-cache-control", "max-age=10"),
+        ];
+        assert_eq!(decision(&[], &response, 9), Decision::Serve);
+        assert_eq!(decision(&[], &response, 10), stale(false));
+        let invalid_ours = [
+            ("cdn-cache-control", "max-age=3600"),
+            ("fleetcache-cache-control", "max-age=10,"),
+        ];
+        assert_eq!(decision(&[], &invalid_ours, 100), Decision::Serve);
+    }
+
+    #[test]
+    fn surrogate_control_is_ignored_under_a_targeted_field() {
+        let response = [
+            ("surrogate-control", "max-age=3600"),
+            ("cdn-cache-control", "max-age=10"),
+        ];
+        assert_eq!(decision(&[], &response, 10), stale(false));
+    }
+}
+
+/// The operator's stale-if-error window (RFC 9111 §4.2.4, §4.3.3).
+mod operator_stale_if_error {
+    use super::*;
+
+    fn with_default(
+        request: &[(&str, &str)],
+        response: &[(&str, &str)],
+        age: u64,
+        window: u64,
+    ) -> Decision {
+        let request = RequestCacheControl::from_headers(&headers(request));
+        let defaults = Defaults {
+            default_ttl: None,
+            stale_if_error: Some(Duration::from_secs(window)),
+        };
+        evaluate(
+            &request,
+            &stored(200, response, T0, T0),
+            at(T0 + age),
+            defaults,
+        )
+        .decision
+    }
+
+    #[test]
+    fn boundaries() {
+        // Stale by exactly the window: still allowed; one second more: not.
+        assert_eq!(with_default(&[], &[MAX_AGE_60], 160, 100), stale(true));
+        assert_eq!(with_default(&[], &[MAX_AGE_60], 161, 100), stale(false));
+        // A zero window allows only the instant of expiry.
+        assert_eq!(with_default(&[], &[MAX_AGE_60], 60, 0), stale(true));
+        assert_eq!(with_default(&[], &[MAX_AGE_60], 61, 0), stale(false));
+        // It only widens the error path: without an error, revalidate.
+        assert!(matches!(
+            with_default(&[], &[MAX_AGE_60], 61, 1000),
+            Decision::Revalidate {
+                reason: RevalidateReason::Stale,
+                ..
+            }
+        ));
+        // A fresh response is servable on error anyway.
+        assert_eq!(
+            with_default(&cc("no-cache"), &[MAX_AGE_60], 1, 0),
+            revalidate(RevalidateReason::Request, true)
+        );
+    }
+
+    #[test]
+    fn the_largest_window_wins() {
+        let response = cc("max-age=60, stale-if-error=200");
+        assert_eq!(with_default(&[], &response, 260, 100), stale(true));
+        assert_eq!(with_default(&[], &response, 261, 100), stale(false));
+        assert_eq!(with_default(&[], &response, 360, 300), stale(true));
+        assert_eq!(with_default(&[], &response, 361, 300), stale(false));
+        assert_eq!(
+            with_default(&cc("stale-if-error=500"), &response, 560, 300),
+            stale(true)
+        );
+        assert_eq!(
+            with_default(&cc("max-stale=5, max-age=0"), &[MAX_AGE_60], 65, 1),
+            stale(true)
+        );
+        // The targeted field's window counts like Cache-Control's.
+        let cdn = [("cdn-cache-control", "max-age=60, stale-if-error=400")];
+        assert_eq!(with_default(&[], &cdn, 460, 100), stale(true));
+    }
+
+    #[test]
+    fn never_lifts_revalidation_requirements() {
+        for response in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+            "s-maxage=invalid",
+        ] {
+            assert_eq!(
+                with_default(&[], &cc(response), 70, 1000),
+                stale(false),
+                "{response}"
+            );
+        }
+        assert_eq!(
+            with_default(&[], &cc("no-cache, max-age=60"), 70, 1000),
+            revalidate(RevalidateReason::NoCache, false)
+        );
+        assert_eq!(
+            with_default(&[], &cc("no-cache, max-age=60"), 1, 1000),
+            revalidate(RevalidateReason::NoCache, false)
+        );
+        let cdn = [("cdn-cache-control", "max-age=60, must-revalidate")];
+        assert_eq!(with_default(&[], &cdn, 70, 1000), stale(false));
+        let cdn = [("cdn-cache-control", "no-cache"), MAX_AGE_60];
+        assert_eq!(
+            with_default(&[], &cdn, 70, 1000),
+            revalidate(RevalidateReason::NoCache, false)
+        );
+    }
 }

@@ -1,6 +1,10 @@
 //! Freshness lifetime (RFC 9111 §4.2.1, §4.2.2) and current age (§4.2.3)
 //! of a stored response.
 //!
+//! Which fields count is [`EffectiveControl`]'s business: a targeted
+//! field's `s-maxage` / `max-age` (RFC 9213), with `Cache-Control`,
+//! `Expires` and `Surrogate-Control` ignored; else the sources below.
+//!
 //! Choices where the RFCs leave room:
 //! - `Surrogate-Control: max-age` (addressed to us) beats every
 //!   `Cache-Control` source: it is the origin speaking to its surrogates,
@@ -19,15 +23,14 @@
 //! - an `Age` that is invalid is ignored (§5.1); a list uses its first member;
 //!   a huge one counts as 2^31 (§1.2.2).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::HeaderValue;
 use http::header::{AGE, DATE, EXPIRES, HeaderMap, LAST_MODIFIED};
 
 use super::date::unix_seconds;
-use super::directives::ResponseCacheControl;
+use super::effective::{Defaults, EffectiveControl};
 use super::stored::StoredResponse;
-use super::surrogate::SurrogateControl;
 use super::syntax::{DELTA_SECONDS_MAX, parse_delta_seconds};
 
 /// The most freshness the heuristic grants (one day).
@@ -38,9 +41,10 @@ pub(crate) const HEURISTIC_CAP: u64 = 86_400;
 pub(crate) enum LifetimeSource {
     /// `Surrogate-Control: max-age`.
     SurrogateMaxAge,
-    /// `Cache-Control: s-maxage` (shared caches only).
+    /// `s-maxage` (shared caches only), of a targeted field or
+    /// `Cache-Control`.
     SMaxAge,
-    /// `Cache-Control: max-age`.
+    /// `max-age`, of a targeted field or `Cache-Control`.
     MaxAge,
     /// `Expires` minus `Date`.
     Expires,
@@ -72,45 +76,38 @@ pub(crate) fn is_heuristically_cacheable(status: u16) -> bool {
 
 /// The freshness lifetime of a stored response (§4.2.1).
 #[cfg(test)]
-pub(crate) fn freshness_lifetime(
-    stored: &StoredResponse,
-    default_ttl: Option<Duration>,
-) -> Lifetime {
-    lifetime_from(
-        stored,
-        &stored.cache_control(),
-        &stored.surrogate(),
-        default_ttl,
-    )
+pub(crate) fn freshness_lifetime(stored: &StoredResponse, defaults: Defaults) -> Lifetime {
+    lifetime_from(stored, &stored.control(), defaults)
 }
 
-/// [`freshness_lifetime`] with the directives already parsed.
+/// The freshness lifetime of a stored response (§4.2.1), with its policy
+/// already worked out.
 pub(crate) fn lifetime_from(
     stored: &StoredResponse,
-    cache_control: &ResponseCacheControl,
-    surrogate: &SurrogateControl,
-    default_ttl: Option<Duration>,
+    control: &EffectiveControl,
+    defaults: Defaults,
 ) -> Lifetime {
     let lifetime = |seconds, source| Lifetime { seconds, source };
-    if let Some(seconds) = surrogate.max_age {
+    let directives = &control.directives;
+    if let Some(seconds) = control.surrogate.max_age {
         return lifetime(seconds, LifetimeSource::SurrogateMaxAge);
     }
-    if let Some(s_maxage) = cache_control.s_maxage {
+    if let Some(s_maxage) = directives.s_maxage {
         return lifetime(s_maxage.seconds_or(0), LifetimeSource::SMaxAge);
     }
-    if let Some(max_age) = cache_control.max_age {
+    if let Some(max_age) = directives.max_age {
         return lifetime(max_age.seconds_or(0), LifetimeSource::MaxAge);
     }
     let date = stored.date_field(&DATE).unwrap_or(stored.response_time);
-    if stored.headers.contains_key(EXPIRES) {
+    if control.uses_expires() && stored.headers.contains_key(EXPIRES) {
         // An Expires that does not parse is "in the past" (§5.3).
         let expires = stored.date_field(&EXPIRES).unwrap_or(0);
         return lifetime(expires.saturating_sub(date), LifetimeSource::Expires);
     }
-    if !(is_heuristically_cacheable(stored.status) || cache_control.public) {
+    if !(is_heuristically_cacheable(stored.status) || directives.public) {
         return lifetime(0, LifetimeSource::None);
     }
-    if let Some(ttl) = default_ttl {
+    if let Some(ttl) = defaults.default_ttl {
         return lifetime(ttl.as_secs(), LifetimeSource::DefaultTtl);
     }
     match stored.date_field(&LAST_MODIFIED) {
@@ -186,14 +183,16 @@ pub(crate) fn age_header_value(current_age: u64) -> HeaderValue {
 mod tests {
     use super::*;
     use crate::cache::test_support::{T0, at, date, stored};
+    use std::time::Duration;
 
     const DAY: u64 = 86_400;
 
     fn lifetime(status: u16, pairs: &[(&str, &str)], default_ttl: Option<u64>) -> Lifetime {
-        freshness_lifetime(
-            &stored(status, pairs, T0, T0),
-            default_ttl.map(Duration::from_secs),
-        )
+        let defaults = Defaults {
+            default_ttl: default_ttl.map(Duration::from_secs),
+            stale_if_error: None,
+        };
+        freshness_lifetime(&stored(status, pairs, T0, T0), defaults)
     }
 
     fn seconds(status: u16, pairs: &[(&str, &str)]) -> u64 {
@@ -357,6 +356,46 @@ mod tests {
             ("cache-control", "max-age=7"),
         ];
         assert_eq!(seconds(200, &invalid), 7);
+    }
+
+    #[test]
+    fn a_targeted_field_is_the_only_explicit_source() {
+        let in_hour = date(T0 + 3600);
+        let week_ago = date(T0 - 7 * DAY);
+        let others = [
+            ("surrogate-control", "max-age=5"),
+            ("cache-control", "max-age=20, s-maxage=10"),
+            ("expires", in_hour.as_str()),
+            ("last-modified", week_ago.as_str()),
+        ];
+        let with = |cdn: &'static str| {
+            let mut pairs = others.to_vec();
+            pairs.push(("cdn-cache-control", cdn));
+            lifetime(200, &pairs, None)
+        };
+        let expect = |seconds, source| Lifetime { seconds, source };
+        assert_eq!(
+            with("max-age=30, s-maxage=40"),
+            expect(40, LifetimeSource::SMaxAge)
+        );
+        assert_eq!(with("max-age=30"), expect(30, LifetimeSource::MaxAge));
+        assert_eq!(with("max-age=\"30\""), expect(0, LifetimeSource::MaxAge));
+        // No explicit freshness in it: Expires is ignored (RFC 9213 §2.2),
+        // and the heuristic applies as it would without Cache-Control.
+        assert_eq!(
+            with("public"),
+            expect(7 * DAY / 10, LifetimeSource::Heuristic)
+        );
+        assert_eq!(
+            lifetime(200, &[("cdn-cache-control", "none")], Some(60)),
+            expect(60, LifetimeSource::DefaultTtl)
+        );
+        // `public` opens the heuristic to other statuses, as in Cache-Control.
+        let public = [
+            ("cdn-cache-control", "public"),
+            ("cache-control", "max-age=5"),
+        ];
+        assert_eq!(lifetime(500, &public, Some(60)).seconds, 60);
     }
 
     #[test]

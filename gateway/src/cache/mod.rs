@@ -7,6 +7,11 @@
 //! input (huge numbers, garbage or non-UTF-8 header values) can panic.
 //!
 //! The flow, and the function for each step:
+//! - which response fields set the policy (a targeted field such as
+//!   `CDN-Cache-Control`, else `Cache-Control` + `Expires` under
+//!   `Surrogate-Control`): [`effective::EffectiveControl`], computed once
+//!   per decision; the operator's per-origin [`effective::Defaults`]
+//!   (default TTL, stale-if-error window) go with it;
 //! - request arrives: [`directives::RequestCacheControl::from_headers`]; look
 //!   up the URL's variants and pick one with [`vary::select_variant`];
 //! - a stored response was found: [`evaluate::evaluate`] says serve it, serve
@@ -30,20 +35,24 @@
 
 pub(crate) mod date;
 pub(crate) mod directives;
+pub(crate) mod effective;
 pub(crate) mod evaluate;
 pub(crate) mod freshness;
 pub(crate) mod invalidation;
+pub(crate) mod sf;
 pub(crate) mod status;
 pub(crate) mod storable;
 pub(crate) mod stored;
 pub(crate) mod surrogate;
 pub(crate) mod syntax;
+pub(crate) mod targeted;
 pub(crate) mod validation;
 pub(crate) mod vary;
 
 #[cfg(test)]
 mod test_support;
 
-/// How this cache names itself in `Via`, `Cache-Status` and targeted
-/// `Surrogate-Control` directives.
+/// How this cache names itself in `Via`, `Cache-Status`, targeted
+/// `Surrogate-Control` directives and its own targeted field
+/// (`Fleetcache-Cache-Control`).
 pub(crate) const PSEUDONYM: &str = "fleetcache";

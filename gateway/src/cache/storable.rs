@@ -4,8 +4,10 @@
 //! Choices where the RFCs leave room (each one errs on storing less):
 //! - only `GET` responses are stored; `HEAD` responses never (they have no
 //!   body to serve later), other methods never;
-//! - never stored: 1xx, 206 (no partial-content assembly), 304, and 428, 429,
-//!   431, 511 (RFC 6585 forbids caching them); the heuristically cacheable
+//! - never stored: anything outside 100..=599 (RFC 9110 §15: not a status
+//!   code, whatever a broken origin sent), 1xx, 206 (no partial-content
+//!   assembly), 304, and 428, 429, 431, 511 (RFC 6585 forbids caching
+//!   them); the heuristically cacheable
 //!   statuses are stored like RFC 9111 allows; any other final status only
 //!   with explicit freshness or `public`;
 //! - `must-understand` counts as understood for the statuses in
@@ -17,28 +19,38 @@
 //!   cookie is removed from the stored copy). RFC 9111 would allow storing it
 //!   (and serving the cookie to everyone); nginx and Varnish refuse by
 //!   default, and so do we: one user's session cookie must not reach another;
-//! - `Surrogate-Control` addressed to us decides storage before
+//! - which fields decide is [`EffectiveControl`]'s business: a valid,
+//!   non-empty targeted field (RFC 9213, e.g. `CDN-Cache-Control`) replaces
+//!   `Cache-Control`, `Expires` and `Surrogate-Control`, so its `no-store`,
+//!   `private`, `public`, `s-maxage` stand where `Cache-Control`'s would,
+//!   and `Cache-Control: no-store` or `private` next to it is for other
+//!   caches. Targeted fields are stored and forwarded (RFC 9213 §3);
+//! - without one, `Surrogate-Control` addressed to us decides storage before
 //!   `Cache-Control`: its `no-store` refuses, its `max-age` overrides a
 //!   `Cache-Control: no-store` and counts as explicit freshness. It never
 //!   overrides `private`, `Authorization`, `Set-Cookie` or `Vary: *`, which
 //!   protect one user's data from another;
-//! - a response that could never be reused (no freshness, no stale window,
-//!   no validator to revalidate with) is refused as `no-freshness` rather
+//! - a response that could never be reused (no freshness, no validator to
+//!   revalidate with, and no stale window it may be served in: its own
+//!   `stale-while-revalidate` / `stale-if-error`, or the operator's
+//!   stale-if-error default, none of which count under `must-revalidate`,
+//!   `proxy-revalidate` or `s-maxage`) is refused as `no-freshness` rather
 //!   than written to disk for nothing.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::header::{
-    AUTHORIZATION, CONNECTION, DATE, ETAG, EXPIRES, HeaderName, HeaderValue, LAST_MODIFIED,
+    AUTHORIZATION, CONNECTION, DATE, ETAG, HeaderName, HeaderValue, LAST_MODIFIED,
     PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Method};
 
 use super::date::{format_http_date, unix_seconds};
-use super::directives::{RequestCacheControl, ResponseCacheControl};
+use super::directives::RequestCacheControl;
+use super::effective::{Defaults, EffectiveControl};
 use super::freshness::{is_heuristically_cacheable, lifetime_from};
 use super::stored::StoredResponse;
-use super::surrogate::{SURROGATE_CONTROL, SurrogateControl};
+use super::surrogate::SURROGATE_CONTROL;
 use super::vary::{VaryKey, vary_names};
 
 /// One request/response exchange with the origin, as the storage decision
@@ -66,13 +78,15 @@ pub(crate) enum NotStorable {
     /// The request method is not GET.
     #[error("method")]
     Method,
-    /// A status code that is never stored (1xx, 206, 304, 428, 429, 431, 511).
+    /// A status code that is never stored (outside 100..=599, 1xx, 206, 304,
+    /// 428, 429, 431, 511).
     #[error("status")]
     Status,
     /// The request said `Cache-Control: no-store`.
     #[error("request-no-store")]
     RequestNoStore,
-    /// The response said `Cache-Control: no-store`.
+    /// The response said `no-store` (in `Cache-Control`, or in the targeted
+    /// field that replaces it).
     #[error("no-store")]
     NoStore,
     /// The response said `Surrogate-Control: no-store` (or `no-store-remote`).
@@ -109,9 +123,11 @@ pub(crate) fn is_understood_status(status: u16) -> bool {
     )
 }
 
-/// Statuses never stored whatever the headers say.
+/// Statuses never stored whatever the headers say: anything that is not a
+/// three-digit final status code (RFC 9110 §15: 100..=599; 1xx are interim),
+/// and the ones listed in the module docs.
 fn is_never_stored(status: u16) -> bool {
-    !(200..=999).contains(&status) || matches!(status, 206 | 304 | 428 | 429 | 431 | 511)
+    !(200..=599).contains(&status) || matches!(status, 206 | 304 | 428 | 429 | 431 | 511)
 }
 
 /// Decides whether a shared cache may store this exchange's response (RFC
@@ -120,7 +136,7 @@ fn is_never_stored(status: u16) -> bool {
 /// `Date` if the origin sent none (RFC 9110 §6.6.1).
 pub(crate) fn storable(
     exchange: &Exchange<'_>,
-    default_ttl: Option<Duration>,
+    defaults: Defaults,
 ) -> Result<StoredResponse, NotStorable> {
     if exchange.method != Method::GET {
         return Err(NotStorable::Method);
@@ -133,30 +149,24 @@ pub(crate) fn storable(
         return Err(NotStorable::RequestNoStore);
     }
     let response = exchange.response_headers;
-    let cache_control = ResponseCacheControl::from_headers(response);
-    let surrogate = SurrogateControl::from_headers(response);
-    check_response(status, &cache_control, &surrogate, response)?;
+    let control = EffectiveControl::from_response(response);
+    check_response(status, &control, response)?;
     // §3.5: a shared cache stores the response to an authenticated request
     // only when the origin explicitly allows it.
-    if exchange.request_headers.contains_key(AUTHORIZATION)
-        && !(cache_control.public
-            || cache_control.has_valid_s_maxage()
-            || cache_control.must_revalidate)
-    {
+    if exchange.request_headers.contains_key(AUTHORIZATION) && !control.allows_authorized() {
         return Err(NotStorable::Authorization);
     }
-    let explicit_freshness = surrogate.max_age.is_some()
-        || cache_control.s_maxage.is_some()
-        || cache_control.max_age.is_some()
-        || response.contains_key(EXPIRES);
-    if !(is_heuristically_cacheable(status) || explicit_freshness || cache_control.public) {
+    if !(is_heuristically_cacheable(status)
+        || control.has_explicit_freshness(response)
+        || control.directives.public)
+    {
         return Err(NotStorable::NoFreshness);
     }
 
     let mut headers = response.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(SURROGATE_CONTROL);
-    remove_fields(&mut headers, cache_control.private.fields());
+    remove_fields(&mut headers, control.directives.private.fields());
     let response_time = unix_seconds(exchange.response_time);
     ensure_date(&mut headers, response_time);
     let vary =
@@ -170,18 +180,18 @@ pub(crate) fn storable(
         surrogate_control: joined(response, &SURROGATE_CONTROL),
     };
 
-    let lifetime = lifetime_from(&stored, &cache_control, &surrogate, default_ttl);
+    let lifetime = lifetime_from(&stored, &control, defaults);
     let has_validator =
         stored.headers.contains_key(ETAG) || stored.headers.contains_key(LAST_MODIFIED);
-    let always_revalidate = cache_control.no_cache.is_unqualified() && surrogate.max_age.is_none();
-    let stale_window = [
-        surrogate.stale_while_revalidate,
-        cache_control.stale_while_revalidate,
-        surrogate.stale_if_error,
-        cache_control.stale_if_error,
-    ]
-    .into_iter()
-    .any(|window| window.is_some_and(|seconds| seconds > 0));
+    let always_revalidate = control.no_cache().is_unqualified();
+    let stale_window = !control.never_stale()
+        && [
+            control.stale_while_revalidate(),
+            control.stale_if_error(),
+            defaults.stale_if_error_seconds(),
+        ]
+        .into_iter()
+        .any(|window| window.is_some_and(|seconds| seconds > 0));
     let reusable = has_validator || (!always_revalidate && (lifetime.seconds > 0 || stale_window));
     if !reusable {
         return Err(NotStorable::NoFreshness);
@@ -191,23 +201,24 @@ pub(crate) fn storable(
 
 /// The response-side rules of §3 that also apply when a 304 updates a stored
 /// response: storage refusals by `Surrogate-Control`, `must-understand`,
-/// `no-store`, `private`, `Vary` and `Set-Cookie`.
+/// `no-store`, `private`, `Vary` and `Set-Cookie`, each read from the
+/// fields `control` says govern.
 pub(crate) fn check_response(
     status: u16,
-    cache_control: &ResponseCacheControl,
-    surrogate: &SurrogateControl,
+    control: &EffectiveControl,
     headers: &HeaderMap,
 ) -> Result<(), NotStorable> {
-    if surrogate.no_store {
+    if control.surrogate.no_store {
         return Err(NotStorable::SurrogateNoStore);
     }
+    let cache_control = &control.directives;
     let no_store_overridden = if cache_control.must_understand {
         if !is_understood_status(status) {
             return Err(NotStorable::MustUnderstand);
         }
         true
     } else {
-        surrogate.max_age.is_some()
+        control.surrogate_rules()
     };
     if cache_control.no_store && !no_store_overridden {
         return Err(NotStorable::NoStore);

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cache::test_support::{T0, at, date, headers};
+use std::time::Duration;
 
 const ALL_REASONS: [NotStorable; 11] = [
     NotStorable::Method,
@@ -35,7 +36,10 @@ fn decide_with(
             request_time: at(T0 - 1),
             response_time: at(T0),
         },
-        default_ttl.map(Duration::from_secs),
+        Defaults {
+            default_ttl: default_ttl.map(Duration::from_secs),
+            stale_if_error: None,
+        },
     )
 }
 
@@ -83,7 +87,9 @@ fn only_get_is_stored() {
 
 #[test]
 fn status_codes() {
-    for status in [0, 100, 101, 103, 199, 206, 304, 428, 429, 431, 511, 1000] {
+    for status in [
+        0, 99, 100, 101, 103, 199, 206, 304, 428, 429, 431, 511, 600, 699, 999, 1000, 65535,
+    ] {
         assert_eq!(
             reason(&[], status, &[FRESH, ("cache-control", "public")]),
             NotStorable::Status,
@@ -373,7 +379,7 @@ fn non_utf8_values_are_stored_verbatim() {
             request_time: at(T0),
             response_time: at(T0),
         },
-        None,
+        Defaults::default(),
     )
     .unwrap();
     assert_eq!(stored.headers["x-latin1"].as_bytes(), b"caf\xe9");
@@ -383,5 +389,211 @@ fn non_utf8_values_are_stored_verbatim() {
 fn reasons_display_as_their_short_names() {
     for reason in ALL_REASONS {
         assert_eq!(reason.to_string(), reason.as_str());
+    }
+}
+
+#[test]
+fn invalid_status_codes_are_refused_whatever_the_headers() {
+    let permissive = [
+        ("cache-control", "public, max-age=60, s-maxage=60"),
+        ("cdn-cache-control", "public, max-age=60"),
+        ("surrogate-control", "max-age=60"),
+        ("etag", "\"v\""),
+    ];
+    for status in [0, 42, 99, 600, 700, 999] {
+        assert_eq!(
+            reason(&[], status, &permissive),
+            NotStorable::Status,
+            "{status}"
+        );
+    }
+    assert!(decide(&[], 599, &permissive).is_ok());
+}
+
+/// RFC 9213: the storage side of the cache-tests `cdn-cache-control` suite.
+mod targeted {
+    use super::*;
+
+    #[test]
+    fn cdn_restrictions_beat_a_fresh_cache_control_and_expires() {
+        let future = date(T0 + 10_000);
+        let fresh = |cdn: &'static str| {
+            reason(
+                &[],
+                200,
+                &[
+                    ("cdn-cache-control", cdn),
+                    ("cache-control", "max-age=10000"),
+                    ("expires", &future),
+                ],
+            )
+        };
+        assert_eq!(fresh("private"), NotStorable::Private);
+        assert_eq!(fresh("no-store"), NotStorable::NoStore);
+        assert_eq!(fresh("max-age=0"), NotStorable::NoFreshness);
+        // `no-cache` without a validator could never be reused.
+        assert_eq!(fresh("no-cache"), NotStorable::NoFreshness);
+        // With one it is stored, to be revalidated every time.
+        let validated = [("cdn-cache-control", "no-cache"), ("etag", "\"1\"")];
+        assert!(decide(&[], 200, &validated).is_ok());
+    }
+
+    #[test]
+    fn cdn_freshness_beats_cache_control_no_store_and_private() {
+        for cache_control in ["no-store", "private", "no-store, private, no-cache"] {
+            let stored = decide(
+                &[],
+                200,
+                &[
+                    ("cache-control", cache_control),
+                    ("cdn-cache-control", "max-age=10000"),
+                ],
+            )
+            .unwrap();
+            // Both fields are kept, to be forwarded (RFC 9213 §3).
+            assert_eq!(stored.headers["cdn-cache-control"], "max-age=10000");
+            assert_eq!(stored.headers["cache-control"], cache_control);
+        }
+        // A status that needs explicit freshness gets it from the field.
+        assert!(decide(&[], 500, &[("cdn-cache-control", "max-age=60")]).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_field_leaves_cache_control_in_charge() {
+        for value in ["max-age=10000, &&&&&", "max-age =100", "MaX-aGe=10000", ""] {
+            let response = [("cdn-cache-control", value), ("cache-control", "no-store")];
+            assert_eq!(
+                reason(&[], 200, &response),
+                NotStorable::NoStore,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrongly_typed_max_age_is_not_used() {
+        let response = [
+            ("cdn-cache-control", "max-age=\"10000\""),
+            ("cache-control", "no-store"),
+        ];
+        assert_eq!(reason(&[], 200, &response), NotStorable::NoFreshness);
+        // Not even with an operator default TTL: the field stated (badly)
+        // its freshness.
+        assert!(decide_with(&Method::GET, &[], 200, &response, Some(600)).is_err());
+    }
+
+    #[test]
+    fn expires_is_ignored_under_a_targeted_field() {
+        let future = date(T0 + 10_000);
+        // Expires would be explicit freshness for a 500; here it is not.
+        let response = [("cdn-cache-control", "none"), ("expires", &future)];
+        assert_eq!(reason(&[], 500, &response), NotStorable::NoFreshness);
+    }
+
+    #[test]
+    fn permissions_come_from_the_targeted_field() {
+        let auth = [("authorization", "Bearer x")];
+        let cookie = ("set-cookie", "a=b");
+        let cc_public = ("cache-control", "public, s-maxage=60");
+        // Cache-Control's permissions do not count next to a targeted field.
+        let response = [cc_public, ("cdn-cache-control", "max-age=60")];
+        assert_eq!(reason(&auth, 200, &response), NotStorable::Authorization);
+        assert_eq!(
+            reason(
+                &[],
+                200,
+                &[cc_public, ("cdn-cache-control", "max-age=60"), cookie]
+            ),
+            NotStorable::SetCookie
+        );
+        // The targeted field's do.
+        assert!(decide(&auth, 200, &[("cdn-cache-control", "public, max-age=60")]).is_ok());
+        assert!(decide(&auth, 200, &[("cdn-cache-control", "s-maxage=60")]).is_ok());
+        assert!(
+            decide(
+                &[],
+                200,
+                &[("cdn-cache-control", "public, max-age=60"), cookie]
+            )
+            .is_ok()
+        );
+        let stored = decide(
+            &[],
+            200,
+            &[
+                ("cdn-cache-control", "private=\"set-cookie\", max-age=60"),
+                cookie,
+            ],
+        )
+        .unwrap();
+        assert!(!stored.headers.contains_key(SET_COOKIE));
+    }
+
+    #[test]
+    fn surrogate_control_is_ignored_under_a_targeted_field() {
+        let response = [
+            ("surrogate-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        assert!(decide(&[], 200, &response).is_ok());
+    }
+}
+
+/// Which stale windows make a response without freshness or validator
+/// worth storing.
+mod stale_windows {
+    use super::*;
+
+    fn with_window(
+        response: &[(&str, &str)],
+        window: Option<u64>,
+    ) -> Result<StoredResponse, NotStorable> {
+        let request_headers = headers(&[]);
+        let response_headers = headers(response);
+        storable(
+            &Exchange {
+                method: &Method::GET,
+                request_headers: &request_headers,
+                status: 200,
+                response_headers: &response_headers,
+                request_time: at(T0),
+                response_time: at(T0),
+            },
+            Defaults {
+                default_ttl: None,
+                stale_if_error: window.map(Duration::from_secs),
+            },
+        )
+    }
+
+    #[test]
+    fn the_operator_window_counts() {
+        let zero = [("cache-control", "max-age=0")];
+        assert_eq!(
+            with_window(&zero, None).unwrap_err(),
+            NotStorable::NoFreshness
+        );
+        assert_eq!(
+            with_window(&zero, Some(0)).unwrap_err(),
+            NotStorable::NoFreshness
+        );
+        assert!(with_window(&zero, Some(60)).is_ok());
+    }
+
+    #[test]
+    fn no_window_counts_where_stale_is_never_served() {
+        for response in [
+            "max-age=0, must-revalidate, stale-if-error=60",
+            "max-age=0, proxy-revalidate, stale-while-revalidate=60",
+            "s-maxage=0, stale-if-error=60",
+            "no-cache, stale-if-error=60",
+        ] {
+            let pairs = [("cache-control", response)];
+            assert_eq!(
+                with_window(&pairs, Some(600)).unwrap_err(),
+                NotStorable::NoFreshness,
+                "{response}"
+            );
+        }
     }
 }

@@ -20,7 +20,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::date::parse_http_date;
-use super::directives::ResponseCacheControl;
+use super::effective::EffectiveControl;
 use super::surrogate::SurrogateControl;
 use super::vary::VaryKey;
 
@@ -161,9 +161,10 @@ impl StoredResponse {
         self.vary.to_variant()
     }
 
-    /// The stored `Cache-Control`.
-    pub(crate) fn cache_control(&self) -> ResponseCacheControl {
-        ResponseCacheControl::from_headers(&self.headers)
+    /// The policy this cache obeys for it: its targeted field, or its
+    /// `Cache-Control` and `Expires` under its `Surrogate-Control`.
+    pub(crate) fn control(&self) -> EffectiveControl {
+        EffectiveControl::new(&self.headers, self.surrogate())
     }
 
     /// The stored `Surrogate-Control` (empty if there was none).

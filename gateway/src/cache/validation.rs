@@ -27,7 +27,9 @@
 //!   `Date: <now>` (RFC 9110 §6.6.1). Otherwise the old values, combined with
 //!   the new request and response times, would make the freshened response
 //!   look as old as it was before;
-//! - `Surrogate-Control` in a 304 replaces the stored one;
+//! - `Surrogate-Control` in a 304 replaces the stored one, and a targeted
+//!   field (`CDN-Cache-Control`) in it replaces the stored one like any
+//!   other field;
 //! - a 304 can withdraw permission to store (`no-store`, `private`,
 //!   `Set-Cookie` without `public`): the updated response is then served
 //!   once and the caller drops the stored record.
@@ -41,7 +43,7 @@ use http::header::{
 };
 
 use super::date::{parse_http_date, unix_seconds};
-use super::directives::ResponseCacheControl;
+use super::effective::EffectiveControl;
 use super::storable::{
     NotStorable, check_response, ensure_date, joined, remove_fields, strip_hop_by_hop,
 };
@@ -123,13 +125,13 @@ pub(crate) fn freshen(
         ensure_date(&mut headers, now);
     }
 
-    let cache_control = ResponseCacheControl::from_headers(&headers);
     let surrogate = surrogate_control
         .as_deref()
         .map(SurrogateControl::parse)
         .unwrap_or_default();
-    let keep = check_response(stored.status, &cache_control, &surrogate, &headers);
-    remove_fields(&mut headers, cache_control.private.fields());
+    let control = EffectiveControl::new(&headers, surrogate);
+    let keep = check_response(stored.status, &control, &headers);
+    remove_fields(&mut headers, control.directives.private.fields());
 
     Freshened::Updated {
         response: StoredResponse {

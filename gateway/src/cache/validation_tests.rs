@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cache::directives::RequestCacheControl;
+use crate::cache::effective::Defaults;
 use crate::cache::evaluate::{Decision, evaluate};
 use crate::cache::test_support::{T0, at, date, headers, stored};
 use http::HeaderValue;
@@ -193,19 +194,22 @@ fn freshening_makes_a_stale_response_fresh_again() {
     );
     let request = RequestCacheControl::default();
     let later = at(T0 + 3600);
-    assert!(!evaluate(&request, &old, later, None).fresh);
+    assert!(!evaluate(&request, &old, later, Defaults::default()).fresh);
     // A 304 without Date and Age: both describe the new message now.
     let (response, _) = updated(freshen(&old, &headers(&[("etag", "\"v1\"")]), later, later));
     assert_eq!(response.headers[DATE], date(T0 + 3600).as_str());
     assert!(!response.headers.contains_key(AGE));
-    let evaluation = evaluate(&request, &response, later, None);
+    let evaluation = evaluate(&request, &response, later, Defaults::default());
     assert_eq!(evaluation.decision, Decision::Serve);
     assert_eq!(evaluation.current_age, 0);
     assert_eq!(evaluation.ttl, 60);
     // An Age in the 304 is taken.
     let (aged, _) = updated(freshen(&old, &headers(&[("age", "10")]), later, later));
     assert_eq!(aged.headers[AGE], "10");
-    assert_eq!(evaluate(&request, &aged, later, None).current_age, 10);
+    assert_eq!(
+        evaluate(&request, &aged, later, Defaults::default()).current_age,
+        10
+    );
 }
 
 #[test]

@@ -239,7 +239,7 @@ impl Fills {
             request_time,
             response_time,
         };
-        let stored = match storable(&exchange, settings.default_ttl) {
+        let stored = match storable(&exchange, settings.defaults) {
             Ok(stored) => stored,
             Err(reason) => return Ok(self.decline(flight, response, reason.as_str())),
         };

@@ -122,8 +122,9 @@ pub(crate) struct OriginSettings {
     pub(crate) max_fetches: usize,
     /// Responses larger than this are streamed through and not stored.
     pub(crate) max_object_size: u64,
-    /// Freshness for responses without explicit freshness (off: the heuristic).
-    pub(crate) default_ttl: Option<Duration>,
+    /// The operator's defaults for the cache policy: freshness for answers
+    /// without any, and how long stale entries may cover origin errors.
+    pub(crate) defaults: crate::cache::effective::Defaults,
     /// Whether to add `X-Forwarded-For` and `Forwarded`.
     pub(crate) forwarded: bool,
 }

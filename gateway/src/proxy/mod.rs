@@ -105,9 +105,9 @@ impl Exchange<'_> {
     ) -> Result<(Response<ResponseBody>, Served), RequestError> {
         let request_cc = RequestCacheControl::from_headers(req.headers());
         let (variants, found) = self.lookup(req)?;
-        let default_ttl = self.origin.settings.default_ttl;
+        let defaults = self.origin.settings.defaults;
         if let Some(found) = found {
-            let evaluation = evaluate(&request_cc, &found.response, self.now, default_ttl);
+            let evaluation = evaluate(&request_cc, &found.response, self.now, defaults);
             let strip = &evaluation.strip_fields;
             let (reason, serve_stale_on_error) = match evaluation.decision {
                 Decision::Serve if evaluation.fresh => {
@@ -370,7 +370,7 @@ impl Exchange<'_> {
             &RequestCacheControl::default(),
             &response,
             self.now,
-            self.origin.settings.default_ttl,
+            self.origin.settings.defaults,
         )
         .ttl;
         let status = status.with_ttl(ttl);

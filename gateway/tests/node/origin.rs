@@ -543,47 +543,76 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
 }
 
 #[tokio::test]
-async fn stale_if_error_covers_origin_errors_and_outages() {
+async fn stale_entries_cover_origin_errors_and_outages_unless_forbidden() {
     let origin = TestOrigin::start().await;
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = failing.clone();
-    origin.route("/sie", move |_| {
-        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-            return Scripted::status(500, "broken");
-        }
-        Scripted::ok("good")
-            .header("cache-control", "max-age=0, stale-if-error=600")
-            .header("etag", "\"g\"")
-    });
-    origin.route("/no-sie", move |seen| {
-        if seen.n > 0 {
-            return Scripted::status(503, "down for maintenance");
-        }
-        Scripted::ok("good").header("cache-control", "max-age=0")
-    });
+    for (path, cache_control) in [
+        ("/sie", "max-age=0, stale-if-error=600"),
+        ("/default", "max-age=0"),
+        ("/strict", "max-age=0, must-revalidate"),
+    ] {
+        let flag = failing.clone();
+        origin.route(path, move |_| {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return Scripted::status(503, "down for maintenance");
+            }
+            Scripted::ok("good")
+                .header("cache-control", cache_control)
+                .header("etag", "\"g\"")
+        });
+    }
+    // The origin's stale_if_error window (1h by default) covers responses
+    // that say nothing; a response's own stale-if-error works anyway.
     let node = node_for(&origin, &[]).await;
-    node.get("/sie").await;
-    node.get("/no-sie").await;
+    let strict_node = {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            format!(
+                "[[origin]]\nurl = \"{}\"\nstale_if_error = \"0s\"\n",
+                origin.url()
+            ),
+        )
+        .unwrap();
+        TestNode::start_with_file(file.path(), &[]).await
+    };
+    for path in ["/sie", "/default", "/strict"] {
+        node.get(path).await;
+        strict_node.get(path).await;
+    }
+    node.settle().await;
+    strict_node.settle().await;
     failing.store(true, std::sync::atomic::Ordering::SeqCst);
-    let stale = node.get("/sie").await;
-    assert_eq!(stale.status, StatusCode::OK);
-    assert_eq!(&stale.body[..], b"good");
-    assert!(cache_status(&stale).contains("stale-if-error"), "{stale:?}");
-    // Without the directive the origin's error reaches the client.
-    let error = node.get("/no-sie").await;
-    assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(&error.body[..], b"down for maintenance");
+    for path in ["/sie", "/default"] {
+        let stale = node.get(path).await;
+        assert_eq!(stale.status, StatusCode::OK, "{path}: {stale:?}");
+        assert_eq!(&stale.body[..], b"good");
+        assert!(cache_status(&stale).contains("stale-if-error"), "{stale:?}");
+    }
+    // must-revalidate forbids it: the origin's error reaches the client.
+    let strict = node.get("/strict").await;
+    assert_eq!(strict.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(&strict.body[..], b"down for maintenance");
+    // With the window off, only the response's own directive helps.
+    assert_eq!(strict_node.get("/sie").await.status, StatusCode::OK);
+    let off = strict_node.get("/default").await;
+    assert_eq!(off.status, StatusCode::SERVICE_UNAVAILABLE, "{off:?}");
 
     origin.stop();
-    let outage = node.get("/sie").await;
-    assert_eq!(outage.status, StatusCode::OK, "{outage:?}");
-    assert_eq!(&outage.body[..], b"good");
+    for path in ["/sie", "/default"] {
+        let outage = node.get(path).await;
+        assert_eq!(outage.status, StatusCode::OK, "{path}: {outage:?}");
+        assert_eq!(&outage.body[..], b"good");
+    }
+    let strict = node.get("/strict").await;
+    assert_eq!(strict.status, StatusCode::BAD_GATEWAY, "{strict:?}");
+    assert!(cache_status(&strict).contains("fwd=stale"), "{strict:?}");
     let gone = node.get("/never-stored").await;
     assert_eq!(gone.status, StatusCode::BAD_GATEWAY);
     assert!(
         node.metric("fleetcache_stale_responses_total{reason=\"stale-if-error\"}")
             .await
-            >= 2.0
+            >= 4.0
     );
 }
 

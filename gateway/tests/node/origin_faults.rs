@@ -808,3 +808,32 @@ fn large_objects_stream_through_origin_mode_with_flat_memory() {
     );
     drop(runtime);
 }
+
+#[tokio::test]
+async fn bytes_after_the_declared_length_never_reach_a_client() {
+    // An origin that sends more than its Content-Length, the rest shaped like a
+    // second response (the response-splitting shape).
+    let long = RawOrigin::start(
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncache-control: max-age=60\r\n\r\nhello\
+         HTTP/1.1 200 OK\r\ncontent-length: 4\r\ncache-control: max-age=60\r\n\r\nevil",
+        None,
+        // Keep the connection open, so reusing it would answer with "evil".
+        true,
+    )
+    .await;
+    let node = TestNode::start_with(&[("FLEETCACHE_ORIGIN", &long.url())]).await;
+    let first = node.get("/one").await;
+    assert_eq!(
+        &first.body[..],
+        b"hello",
+        "the declared length is the message"
+    );
+    // The next request is never answered with the leftover bytes.
+    let second = node.get("/two").await;
+    assert_eq!(&second.body[..], b"hello", "{second:?}");
+    assert_eq!(
+        long.connections(),
+        2,
+        "the connection with leftovers is not reused"
+    );
+}

@@ -15,6 +15,7 @@ use crate::cache::status::{CacheStatus, ForwardReason};
 use crate::error::RequestError;
 use crate::fill::{DirectFetch, FillFailure, FillKey, FillSource, HeadState, Joined};
 use crate::http::body::{ResponseBody, Source};
+use crate::http::range::{RangeRequest, parse_range};
 use crate::http::representation::{self, Representation, header_value};
 use crate::http::{error_response, observed};
 use crate::node::NodeState;
@@ -113,51 +114,79 @@ async fn serve_blob<B>(
     let Some(swarm) = fills.swarm() else {
         return Err(RequestError::NotFound);
     };
-    let key = FillKey::Hash(hash);
-    let flight = if req.headers().contains_key(RANGE) && !head {
-        match fills.join_running(&key) {
-            Some(flight) => flight,
-            None => {
-                // Only the groups the range needs, straight from a holder; nothing stored.
-                let located = swarm
-                    .locate(hash)
-                    .await
-                    .map_err(FillFailure::from)?
-                    .ok_or(RequestError::NotFound)?;
-                let object = Object {
-                    hash,
-                    size: located.size(),
-                    source: Source::Direct(Arc::new(DirectFetch::new(located))),
-                };
-                return Ok((
-                    object_response(&object, req, head),
-                    Served::Peer { stored: false },
-                ));
-            }
-        }
-    } else {
-        match fills.join(key, FillSource::Peers)? {
-            Joined::Started(flight) | Joined::Waiting(flight) => flight,
-            Joined::Stored(blob) => {
-                return Ok((
-                    object_response(&Object::stored(blob), req, head),
-                    Served::Hit,
-                ));
-            }
+    // Every miss warms the cache: ranges included, the whole object is filled
+    // once, and a range is read from the fill...
+    let flight = match fills.join(FillKey::Hash(hash), FillSource::Peers)? {
+        Joined::Started(flight) | Joined::Waiting(flight) => flight,
+        Joined::Stored(blob) => {
+            return Ok((
+                object_response(&Object::stored(blob), req, head),
+                Served::Hit,
+            ));
         }
     };
-    let object = match flight.head().await? {
-        HeadState::Stored(_, blob) => Object::stored(blob),
-        HeadState::Streaming(fill_head) => Object {
-            hash,
-            size: fill_head.size.unwrap_or(0),
-            source: Source::Filling(flight),
-        },
-        HeadState::Declined(reason) => return Err(RequestError::Internal(reason)),
+    let ranged = req.headers().contains_key(RANGE) && !head;
+    let object = match flight.head().await {
+        Ok(HeadState::Stored(_, blob)) => Object::stored(blob),
+        Ok(HeadState::Streaming(fill_head)) => {
+            let size = fill_head.size.unwrap_or(0);
+            // ...unless the fill is far from the range's first byte: then only the
+            // groups the range needs are fetched for this response, while the
+            // fill carries on.
+            let far = ranged
+                && range_start(req, size)
+                    .is_some_and(|start| start > flight.written().saturating_add(DIRECT_AHEAD));
+            if far {
+                return direct(swarm, hash, req).await;
+            }
+            Object {
+                hash,
+                size,
+                source: Source::Filling(flight),
+            }
+        }
+        Ok(HeadState::Declined(reason)) => return Err(RequestError::Internal(reason)),
+        // Too large for the store: a range is still served from the holders.
+        Err(FillFailure::StorageFull(_)) if ranged => return direct(swarm, hash, req).await,
+        Err(failure) => return Err(failure.into()),
     };
     Ok((
         object_response(&object, req, head),
         Served::Peer { stored: true },
+    ))
+}
+
+/// How far ahead of a running fill a range may start before it is fetched
+/// directly: further than a few seconds of transfer away.
+const DIRECT_AHEAD: u64 = 8 << 20;
+
+/// The first byte a `Range` request needs, if it asks for a satisfiable range.
+fn range_start<B>(req: &Request<B>, size: u64) -> Option<u64> {
+    match parse_range(req.headers().get(RANGE)?.as_bytes(), size) {
+        RangeRequest::Partial(ranges) => ranges.iter().map(|r| r.start).min(),
+        RangeRequest::Full | RangeRequest::Unsatisfiable => None,
+    }
+}
+
+/// A range answered straight from a holder: only the groups it needs, not stored.
+async fn direct<B>(
+    swarm: &fleetcache_swarm::Swarm,
+    hash: Hash,
+    req: &Request<B>,
+) -> Result<(Response<ResponseBody>, Served), RequestError> {
+    let located = swarm
+        .locate(hash)
+        .await
+        .map_err(FillFailure::from)?
+        .ok_or(RequestError::NotFound)?;
+    let object = Object {
+        hash,
+        size: located.size(),
+        source: Source::Direct(Arc::new(DirectFetch::new(located))),
+    };
+    Ok((
+        object_response(&object, req, false),
+        Served::Peer { stored: false },
     ))
 }
 

@@ -434,6 +434,16 @@ impl Flight {
         }
     }
 
+    /// Bytes written so far (all of them once the fill has ended with an object).
+    pub(crate) fn written(&self) -> u64 {
+        match &*self.progress.borrow() {
+            Progress::Streaming { written, .. } => *written,
+            Progress::Unstored { size, .. } => *size,
+            Progress::Done { blob, .. } => blob.size(),
+            Progress::Starting | Progress::Declined(_) | Progress::Failed(_) => 0,
+        }
+    }
+
     /// The declined answer, for the request that started the fill (once).
     pub(crate) fn take_handoff(&self) -> Option<Handoff> {
         lock(&self.handoff).take()

@@ -146,51 +146,56 @@ async fn misses_fill_from_the_peer_that_holds_the_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cold_range_fetches_only_the_groups_it_needs() {
+async fn cold_ranges_warm_the_cache_and_far_ones_are_fetched_directly() {
     let mut fleet = Fleet::new();
     let a = TestNode::start_in_fleet(&mut fleet, &[]).await;
     let c = TestNode::start_in_fleet(&mut fleet, &[a.swarm.unwrap()]).await;
     c.wait_peers_up(1).await;
-    let data = pattern(8 * 1024 * 1024, 4);
+    let data = pattern(24 * 1024 * 1024, 4);
     let hash = a.put(data.clone()).await;
+    let path = format!("/blake3/{hash}");
 
-    let reply = c
-        .get_with(
-            &format!("/blake3/{hash}"),
-            &[("range", "bytes=5000000-5000099")],
-        )
+    // Far beyond what the fill has: only the needed groups, straight from the
+    // holder, while the whole object fills behind it.
+    let far = c
+        .get_with(&path, &[("range", "bytes=20000000-20000099")])
         .await;
-    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(far.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(
-        reply.header("content-range"),
-        Some("bytes 5000000-5000099/8388608")
+        far.header("content-range"),
+        Some("bytes 20000000-20000099/25165824")
     );
-    assert!(reply.body[..] == data[5_000_000..5_000_100]);
+    assert!(far.body[..] == data[20_000_000..20_000_100]);
     assert_eq!(
-        reply.header("cache-status"),
+        far.header("cache-status"),
         Some("fleetcache; fwd=miss; detail=peer")
     );
-    // A suffix range needs the size first, then only the tail.
-    let tail = c
-        .get_with(&format!("/blake3/{hash}"), &[("range", "bytes=-10")])
-        .await;
+    // Near the start: from the fill.
+    let near = c.get_with(&path, &[("range", "bytes=1000-1099")]).await;
+    assert_eq!(near.status, StatusCode::PARTIAL_CONTENT);
+    assert!(near.body[..] == data[1000..1100]);
+    // A suffix range needs the size first, then only the tail; an unsatisfiable
+    // one is a 416 with the proven size.
+    let tail = c.get_with(&path, &[("range", "bytes=-10")]).await;
     assert_eq!(tail.status, StatusCode::PARTIAL_CONTENT);
     assert!(tail.body[..] == data[data.len() - 10..]);
-    // An unsatisfiable range on a cold object is a 416 with the proven size.
-    let bad = c
-        .get_with(&format!("/blake3/{hash}"), &[("range", "bytes=9000000-")])
-        .await;
+    let bad = c.get_with(&path, &[("range", "bytes=90000000-")]).await;
     assert_eq!(bad.status, StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(bad.header("content-range"), Some("bytes */8388608"));
+    assert_eq!(bad.header("content-range"), Some("bytes */25165824"));
 
-    // Partial data never counts as a stored object, and the holder sent a few groups,
-    // not the object.
-    assert_eq!(c.stats().await["store"]["objects"], 0);
-    let sent = a.metric("fleetcache_swarm_bytes_sent_total").await;
-    assert!(
-        sent > 0.0 && sent < 256.0 * 1024.0,
-        "holder sent {sent} bytes for three ranges"
+    // The ranges warmed the cache: the object was filled once and is stored.
+    c.settle().await;
+    assert_eq!(c.stats().await["store"]["objects"], 1);
+    assert_eq!(
+        c.metric("fleetcache_fills_total{result=\"ok\",source=\"peer\"}")
+            .await,
+        1.0
     );
+    let hit = c
+        .get_with(&path, &[("range", "bytes=20000000-20000099")])
+        .await;
+    assert_eq!(hit.header("cache-status"), Some("fleetcache; hit"));
+    assert!(hit.body[..] == data[20_000_000..20_000_100]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,6 +118,7 @@ async fn serve_blob<B>(
     // once, and a range is read from the fill...
     let flight = match fills.join(FillKey::Hash(hash), FillSource::Peers)? {
         Joined::Started(flight) | Joined::Waiting(flight) => flight,
+        Joined::Absent => return Err(RequestError::NotFound),
         Joined::Stored(blob) => {
             return Ok((
                 object_response(&Object::stored(blob), req, head),

@@ -13,6 +13,7 @@
 //! the hash for peer fills, as received for origin fills (the origin is the authority
 //! for a URL). Once committed, every read is verified against the stored tree.
 
+mod absent;
 mod origin;
 mod peer;
 
@@ -172,6 +173,8 @@ pub(crate) struct Fills {
     metrics: Arc<Metrics>,
     swarm: Option<Swarm>,
     flights: Mutex<HashMap<FillKey, Arc<Flight>>>,
+    /// Hashes no peer held a moment ago.
+    absent: Mutex<absent::Absent>,
 }
 
 /// One fill and what its waiters need to read it.
@@ -190,6 +193,8 @@ pub(crate) struct Flight {
 pub(crate) enum Joined {
     /// The object was stored meanwhile (hash fills only).
     Stored(Blob),
+    /// No peer held this hash a moment ago (hash fills only): a 404 at once.
+    Absent,
     /// This request started the fill.
     Started(Arc<Flight>),
     /// A fill was already running; this request waits on it.
@@ -203,6 +208,7 @@ impl Fills {
             metrics,
             swarm,
             flights: Mutex::new(HashMap::new()),
+            absent: Mutex::new(absent::Absent::default()),
         })
     }
 
@@ -232,10 +238,13 @@ impl Fills {
         }
         // A fill leaves the map only after its commit, so one that finished since the
         // caller's miss is in the store now: serve that rather than fetch it again.
-        if let FillKey::Hash(hash) = &key
-            && let Some(blob) = self.store.get(hash)?
-        {
-            return Ok(Joined::Stored(blob));
+        if let FillKey::Hash(hash) = &key {
+            if let Some(blob) = self.store.get(hash)? {
+                return Ok(Joined::Stored(blob));
+            }
+            if lock(&self.absent).contains(hash, Instant::now()) {
+                return Ok(Joined::Absent);
+            }
         }
         let flight = Arc::new(Flight {
             key: key.clone(),
@@ -276,6 +285,13 @@ impl Fills {
             .fill_duration
             .with_label_values(&[label])
             .observe(start.elapsed().as_secs_f64());
+        if let FillKey::Hash(hash) = &flight.key {
+            let mut absent = lock(&self.absent);
+            match &outcome {
+                Err(FillFailure::NotFound) => absent.insert(*hash, Instant::now()),
+                _ => absent.remove(hash),
+            }
+        }
         // Leave the map before publishing: a request that arrives after the end must
         // find the stored object or start afresh, never join a finished fill.
         lock(&self.flights).remove(&flight.key);

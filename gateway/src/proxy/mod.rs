@@ -296,12 +296,11 @@ impl Exchange<'_> {
         let (flight, started) = match joined {
             Joined::Started(flight) => (flight, true),
             Joined::Waiting(flight) => (flight, false),
-            Joined::Stored(blob) => {
-                // Only hash fills answer this way.
-                return Err(RequestError::Internal(format!(
-                    "URL fill answered with object {}",
-                    blob.hash()
-                )));
+            // Only hash fills answer these ways.
+            Joined::Stored(_) | Joined::Absent => {
+                return Err(RequestError::Internal(
+                    "a URL fill answered like a hash fill".into(),
+                ));
             }
         };
         self.answer_from(req, flight, started, fwd, again, stale_ok)

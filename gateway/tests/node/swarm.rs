@@ -104,6 +104,14 @@ async fn misses_fill_from_the_peer_that_holds_the_object() {
         .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert_eq!(failures, 0.0, "the 404 waited for a peer to time out");
+    // Asked again at once, the node remembers nobody had it instead of asking
+    // every peer again: still 404, no second lookup.
+    for _ in 0..5 {
+        let again = c
+            .get(&format!("/blake3/{}", blake3_hex(b"nobody has this")))
+            .await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+    }
 
     // HEAD and 304 answer once the size is proven; their fills finish behind them.
     eventually("fills finish", Duration::from_secs(10), async || {

@@ -61,9 +61,12 @@ impl Responder {
         let result = match request {
             Request::Ping => write_header(&mut send, &Response::Pong).await,
             Request::Have { hash, ranges } => {
-                let response = match self.lookup(hash).await {
-                    Some(_) => Response::Have(ranges),
-                    None => Response::NotFound,
+                // An index lookup only: a peer's miss must not open the object's
+                // files or move it up this node's LRU order.
+                let response = if self.holds(hash).await {
+                    Response::Have(ranges)
+                } else {
+                    Response::NotFound
                 };
                 write_header(&mut send, &response).await
             }
@@ -97,6 +100,18 @@ impl Responder {
             Ok(Decoded::Frame(request, used)) if used == bytes.len() => Ok(request),
             Ok(_) => Err(ErrorCode::Malformed),
             Err(err) => Err(err.code()),
+        }
+    }
+
+    async fn holds(&self, hash: fleetcache_store::Hash) -> bool {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.contains(&hash)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(err)) => {
+                tracing::warn!(%hash, "lookup for a peer failed: {err}");
+                false
+            }
+            Err(_) => false,
         }
     }
 

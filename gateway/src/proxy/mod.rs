@@ -349,7 +349,9 @@ impl Exchange<'_> {
         let origin_status = fill_head.origin_status.unwrap_or(response.status);
         let mut status = CacheStatus::forward(fwd)
             .with_fwd_status(origin_status)
-            .with_stored();
+            .with_stored()
+            // Where the bytes come from (the fleet's owner and peers join later).
+            .with_detail("origin");
         if !started {
             status = status.with_collapsed();
         }

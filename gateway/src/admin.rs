@@ -353,6 +353,8 @@ struct Peers {
     /// False on a node without fleet certificates: it has no swarm at all.
     swarm: bool,
     listen: Option<String>,
+    /// This node's name in the fleet (from its certificate).
+    name: Option<String>,
     peers: Vec<PeerJson>,
 }
 
@@ -360,6 +362,8 @@ struct Peers {
 struct PeerJson {
     addr: String,
     source: String,
+    /// The node name in its certificate; null until a handshake succeeds.
+    name: Option<String>,
     state: &'static str,
     rtt_ms: Option<f64>,
     last_error: Option<String>,
@@ -374,18 +378,21 @@ fn peers(state: &NodeState) -> Peers {
         return Peers {
             swarm: false,
             listen: None,
+            name: None,
             peers: Vec::new(),
         };
     };
     Peers {
         swarm: true,
         listen: swarm.local_addr().map(|a| a.to_string()),
+        name: Some(swarm.name().to_string()),
         peers: swarm
             .peers()
             .into_iter()
             .map(|p| PeerJson {
                 addr: p.addr.to_string(),
                 source: p.source,
+                name: p.name.map(|n| n.to_string()),
                 state: p.state.as_str(),
                 rtt_ms: p.rtt.map(|rtt| rtt.as_secs_f64() * 1e3),
                 last_error: p.last_error,

@@ -20,17 +20,20 @@ use rcgen::{
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
+
+use crate::identity::{NameError, NodeName};
 
 /// The ALPN protocol every fleet connection negotiates.
 pub const ALPN: &[u8] = b"fleetcache/1";
 
 /// A DNS name every node certificate carries besides the node's own. Peers are found by
 /// address (static lists, DNS that returns pod IPs), not by node name, so a node dials
-/// this name and the fleet CA's signature is what identifies a member.
+/// this name and the fleet CA's signature is what makes a member; the other DNS name,
+/// the node's own ([`crate::NodeName`]), is what tells members apart.
 pub const FLEET_SERVER_NAME: &str = "member.fleetcache.invalid";
 
 /// File names inside a CA directory and a node certificate directory.
@@ -53,11 +56,21 @@ pub enum CertError {
     /// Key generation or certificate signing failed inside rcgen.
     #[error("generating a certificate failed: {0}")]
     Generate(#[from] rcgen::Error),
-    /// The node name cannot be a DNS subject alternative name (peers verify it as one).
+    /// The node name cannot be a DNS subject alternative name (peers verify it as one),
+    /// or it is the shared member name.
     #[error("invalid node name {name:?}: it must be a DNS name such as `node-1` or `node-1.fleet`")]
     InvalidName {
         /// The rejected name.
         name: String,
+    },
+    /// A node certificate does not carry exactly one node name: without one the node
+    /// cannot be told apart from other members, so it cannot take part in routing.
+    #[error("{} is not a node certificate: {source}", path.display())]
+    NoNodeName {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong with its names.
+        source: NameError,
     },
     /// A file that must be read does not exist.
     #[error("{} is missing", path.display())]
@@ -181,20 +194,17 @@ impl FleetCa {
         &self.cert_pem
     }
 
-    /// Issues a certificate for the node `name` (its DNS subject alternative name),
-    /// usable both as a TLS server and as a TLS client certificate.
+    /// Issues a certificate for the node `name` (its DNS subject alternative name, in
+    /// the canonical form [`NodeName`] gives it: lower case, no trailing dot), usable both
+    /// as a TLS server and as a TLS client certificate.
     pub fn issue_node(&self, name: &str) -> Result<NodeCert, CertError> {
-        if ServerName::try_from(name).is_err() || name.parse::<std::net::IpAddr>().is_ok() {
-            return Err(CertError::InvalidName {
-                name: name.to_owned(),
-            });
-        }
-        let san = name
-            .to_owned()
-            .try_into()
-            .map_err(|_| CertError::InvalidName {
-                name: name.to_owned(),
-            })?;
+        let invalid = || CertError::InvalidName {
+            name: name.to_owned(),
+        };
+        // The same rules peers apply when they read the name back from the certificate.
+        let canonical = name.parse::<NodeName>().map_err(|_| invalid())?;
+        let name = canonical.as_str();
+        let san = name.to_owned().try_into().map_err(|_| invalid())?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -256,22 +266,26 @@ impl NodeCert {
 }
 
 /// What a node needs to take part in the fleet: the fleet CA certificate, its own
-/// certificate and its private key.
+/// certificate and its private key, and the node name that certificate carries.
 pub struct NodeIdentity {
     ca: CertificateDer<'static>,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
+    name: NodeName,
 }
 
 impl fmt::Debug for NodeIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeIdentity").finish_non_exhaustive()
+        f.debug_struct("NodeIdentity")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl NodeIdentity {
     /// Loads `ca.pem`, `node.pem` and `node.key` from `cert_dir` (as [`NodeCert::save`] writes
-    /// them) and checks that the key belongs to the certificate.
+    /// them), checks that the key belongs to the certificate and reads the node name from
+    /// it ([`CertError::NoNodeName`] if it carries none, or several).
     pub fn load(cert_dir: &Path) -> Result<Self, CertError> {
         let ca_path = cert_dir.join(CA_CERT);
         let cert_path = cert_dir.join(NODE_CERT);
@@ -295,7 +309,22 @@ impl NodeIdentity {
         let cert = parse_cert(cert_path, cert_pem)?;
         let key = parse_key(key_path, key_pem)?;
         check_key_matches(cert_path, cert.clone(), key_path, key.clone_key())?;
-        Ok(Self { ca, cert, key })
+        let name = NodeName::from_certificate(&cert).map_err(|source| CertError::NoNodeName {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            ca,
+            cert,
+            key,
+            name,
+        })
+    }
+
+    /// The node name this identity's certificate carries: how every member of the fleet
+    /// knows this node, whatever address it reaches it by.
+    pub fn name(&self) -> &NodeName {
+        &self.name
     }
 
     /// A rustls server config that requires every client to present a certificate
@@ -347,6 +376,58 @@ impl NodeIdentity {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone())?;
         Ok(roots)
+    }
+}
+
+/// A certificate `issue_node` would never issue, for tests of what peers do with one.
+#[cfg(test)]
+pub(crate) struct TestCert {
+    pub(crate) cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+#[cfg(test)]
+impl FleetCa {
+    /// A node certificate signed by this CA with exactly `dns_names` as its subject
+    /// alternative names.
+    pub(crate) fn issue_test_cert(&self, dns_names: &[&str]) -> Result<TestCert, CertError> {
+        let mut params = CertificateParams::default();
+        for name in dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*name).to_owned().try_into()?));
+        }
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - CLOCK_SKEW;
+        params.not_after = now + NODE_LIFETIME;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(TestCert { cert, key })
+    }
+}
+
+#[cfg(test)]
+impl NodeIdentity {
+    /// An identity for `cert` that claims `name` locally, whatever the certificate says:
+    /// a node the loader would refuse, to test what its peers do.
+    pub(crate) fn from_test_cert(
+        ca: &FleetCa,
+        cert: &TestCert,
+        name: NodeName,
+    ) -> Result<Self, CertError> {
+        let label = Path::new("test");
+        Ok(NodeIdentity {
+            ca: parse_cert(label, ca.cert_pem())?,
+            cert: cert.cert.der().clone(),
+            key: parse_key(label, &cert.key.serialize_pem())?,
+            name,
+        })
     }
 }
 
@@ -521,9 +602,31 @@ mod tests {
     }
 
     #[test]
+    fn a_node_certificate_must_name_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = FleetCa::generate("fleet").unwrap();
+        let nameless = ca.issue_test_cert(&[FLEET_SERVER_NAME]).unwrap();
+        fs::write(dir.path().join(CA_CERT), ca.cert_pem()).unwrap();
+        fs::write(dir.path().join(NODE_CERT), nameless.cert.pem()).unwrap();
+        fs::write(dir.path().join(NODE_KEY), nameless.key.serialize_pem()).unwrap();
+        let err = NodeIdentity::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CertError::NoNodeName { ref path, source: NameError::Missing }
+                    if path.ends_with(NODE_CERT)
+            ),
+            "{err}"
+        );
+        // What `issue_node` writes is the canonical name, and that is what loads.
+        let issued = ca.issue_node("Node-3.Fleet").unwrap().identity().unwrap();
+        assert_eq!(issued.name().as_str(), "node-3.fleet");
+    }
+
+    #[test]
     fn rejects_names_that_are_not_dns_names() {
         let ca = FleetCa::generate("fleet").unwrap();
-        for name in ["", "has space", "127.0.0.1", "a..b"] {
+        for name in ["", "has space", "127.0.0.1", "a..b", FLEET_SERVER_NAME] {
             let err = ca.issue_node(name).unwrap_err();
             assert!(
                 matches!(err, CertError::InvalidName { .. }),

@@ -4,8 +4,16 @@
 //!   [`ALPN`]); it answers peers' PING, HAVE and GET from the local store (GET streams
 //!   are bao-tree encodings checked against the hash as they are read from disk), and it
 //!   keeps the configured peers (addresses or DNS names, re-resolved) alive with pings;
-//! - [`Swarm::locate`] asks the live peers who holds a hash, orders the holders by
-//!   rendezvous score and proves the size from the last chunk group;
+//! - every member has a stable identity, its [`NodeName`]: the node name in its fleet
+//!   certificate, read from the certificate each peer presents on the authenticated
+//!   connection (a peer whose certificate names no node is refused), so a node reached
+//!   by several addresses is one member;
+//! - [`Swarm::owner`] and [`Swarm::owners`] rank the live members, this node included, by
+//!   rendezvous hashing of a key (any bytes: a hash, a URL cache key) over their names
+//!   ([`rendezvous_rank`]), so every node with the same live view agrees on a key's
+//!   [`Owner`], and a member leaving moves only the keys it owned;
+//! - [`Swarm::locate`] asks the live peers who holds a hash, orders the holders by the
+//!   same rank (key: the hash's 32 bytes) and proves the size from the last chunk group;
 //!   [`Located::fetch`] streams a byte range, every 16 KiB group verified before it is
 //!   returned, moving to the next holder at the first undelivered byte when a source
 //!   lies, stalls or dies;
@@ -18,13 +26,17 @@
 
 mod certs;
 mod client;
+mod identity;
 mod peers;
+mod rendezvous;
 mod serve;
 mod swarm;
 mod wire;
 
 pub use certs::{ALPN, CertError, FLEET_SERVER_NAME, FleetCa, NodeCert, NodeIdentity};
-pub use peers::{PeerInfo, PeerState, rendezvous_rank};
+pub use identity::{NameError, NodeName};
+pub use peers::{PeerHandle, PeerInfo, PeerState};
+pub use rendezvous::{Owner, rendezvous_rank};
 pub use swarm::{
     Fetch, FetchError, FetchItem, Located, Swarm, SwarmError, SwarmOptions, SwarmStats,
 };

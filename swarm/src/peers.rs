@@ -1,25 +1,30 @@
 //! Membership: which peers exist (static addresses and DNS names re-resolved), which are
-//! alive (a QUIC connection plus a PING every interval), their RTT and counters, and the
-//! rendezvous order in which they are asked for a hash.
+//! alive (a QUIC connection plus a PING every interval), the node name each one's
+//! certificate carries, their RTT and counters. The live set hands out one handle per
+//! node name, which is what rendezvous ranking (`rendezvous.rs`) works on.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use fleetcache_store::Hash;
 use tokio_util::sync::CancellationToken;
+
+use crate::identity::NodeName;
 
 /// Where a peer stands, as `GET /peers` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
     /// Not yet connected since it was discovered.
     Connecting,
-    /// Connected and answering pings: in the routing set.
+    /// Connected and answering pings: in the routing set (once per node name, however
+    /// many of its addresses are up).
     Up,
-    /// Unreachable, refusing the handshake, or not answering pings: out of the routing set
-    /// until it answers again.
+    /// Unreachable, refusing the handshake, presenting a certificate without a usable
+    /// node name (or with this node's own name), or not answering pings: out of the
+    /// routing set until it answers again.
     Down,
     /// The address is this node's own (a DNS name that returns every member): never asked.
     Myself,
@@ -44,6 +49,10 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The configured entry (address or DNS name) it was found through.
     pub source: String,
+    /// The node name in its certificate: its identity in the fleet, the same for every
+    /// address it is reached by. `None` until a handshake has succeeded; the last name
+    /// seen while it is down.
+    pub name: Option<NodeName>,
     /// Its state.
     pub state: PeerState,
     /// Round-trip time of the last answered ping.
@@ -73,6 +82,7 @@ struct Status {
     state: PeerState,
     rtt: Option<Duration>,
     last_error: Option<String>,
+    name: Option<NodeName>,
 }
 
 /// One peer address and its connection.
@@ -97,6 +107,7 @@ impl Peer {
                 state: PeerState::Connecting,
                 rtt: None,
                 last_error: None,
+                name: None,
             }),
             counters: PeerCounters::default(),
             cancel,
@@ -118,8 +129,24 @@ impl Peer {
             .filter(|c| c.close_reason().is_none())
     }
 
-    pub(crate) fn set_connection(&self, connection: quinn::Connection) {
+    /// Keeps a fresh connection and the node name its certificate carries (an address
+    /// can change hands, so the name is learned again on every connection).
+    pub(crate) fn set_connection(&self, connection: quinn::Connection, name: NodeName) {
+        self.set_name(name);
         *lock(&self.connection) = Some(connection);
+    }
+
+    pub(crate) fn set_name(&self, name: NodeName) {
+        lock(&self.status).name = Some(name);
+    }
+
+    /// The peer's name and RTT while it is up: what the routing set is built from.
+    fn live_name(&self) -> Option<(NodeName, Option<Duration>)> {
+        let status = lock(&self.status);
+        match (&status.state, &status.name) {
+            (PeerState::Up, Some(name)) => Some((name.clone(), status.rtt)),
+            _ => None,
+        }
     }
 
     pub(crate) fn state(&self) -> PeerState {
@@ -129,13 +156,12 @@ impl Peer {
     pub(crate) fn mark_up(&self, rtt: Duration) {
         let mut status = lock(&self.status);
         if status.state != PeerState::Up {
-            tracing::info!(peer = %self.addr, rtt_ms = rtt.as_secs_f64() * 1e3, "peer up");
+            let name = status.name.as_ref().map(NodeName::as_str).unwrap_or("");
+            tracing::info!(peer = %self.addr, %name, rtt_ms = rtt.as_secs_f64() * 1e3, "peer up");
         }
-        *status = Status {
-            state: PeerState::Up,
-            rtt: Some(rtt),
-            last_error: None,
-        };
+        status.state = PeerState::Up;
+        status.rtt = Some(rtt);
+        status.last_error = None;
     }
 
     pub(crate) fn mark_down(&self, reason: String) {
@@ -167,6 +193,7 @@ impl Peer {
         PeerInfo {
             addr: self.addr,
             source: self.source.clone(),
+            name: status.name.clone(),
             state: status.state,
             rtt: status.rtt,
             last_error: status.last_error.clone(),
@@ -220,37 +247,61 @@ impl PeerTable {
         lock(&self.peers).values().cloned().collect()
     }
 
-    /// Peers in the routing set.
-    pub(crate) fn live(&self) -> Vec<Arc<Peer>> {
-        lock(&self.peers)
-            .values()
-            .filter(|p| p.state() == PeerState::Up)
-            .cloned()
+    /// The routing set: one handle per node name among the peers that are up, sorted by
+    /// name. A node reachable by several addresses (a DNS name and an IP, two
+    /// interfaces) is one member; its fastest address (lowest RTT, then lowest address)
+    /// carries the requests.
+    pub(crate) fn live(&self) -> Vec<PeerHandle> {
+        let peers = lock(&self.peers);
+        let mut by_name: BTreeMap<NodeName, (Option<Duration>, &Arc<Peer>)> = BTreeMap::new();
+        for peer in peers.values() {
+            let Some((name, rtt)) = peer.live_name() else {
+                continue;
+            };
+            match by_name.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert((rtt, peer));
+                }
+                Entry::Occupied(mut slot) => {
+                    if rtt < slot.get().0 {
+                        slot.insert((rtt, peer));
+                    }
+                }
+            }
+        }
+        by_name
+            .into_iter()
+            .map(|(name, (_, peer))| PeerHandle::new(peer.clone(), name))
             .collect()
     }
 }
 
-/// Sorts peers by their rendezvous score for `hash`, best first: every node that sees
-/// the same live set picks the same owner for a hash, and losing one peer moves only
-/// the hashes it owned.
-pub(crate) fn rendezvous_order(hash: &Hash, peers: &mut [Arc<Peer>]) {
-    peers.sort_by_cached_key(|peer| std::cmp::Reverse(rendezvous_score(hash, peer.addr)));
+/// A live fleet member as this node sees it: the node name its certificate carries and
+/// the peer entry (address and connection) requests to it go through. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PeerHandle {
+    peer: Arc<Peer>,
+    name: NodeName,
 }
 
-/// The order in which a node asks the peers at `addrs` for `hash`, best first (the
-/// hash's owner first). The same for every node that sees the same peers.
-pub fn rendezvous_rank(hash: &Hash, addrs: &mut [SocketAddr]) {
-    addrs.sort_by_cached_key(|&addr| std::cmp::Reverse(rendezvous_score(hash, addr)));
-}
+impl PeerHandle {
+    pub(crate) fn new(peer: Arc<Peer>, name: NodeName) -> Self {
+        PeerHandle { peer, name }
+    }
 
-fn rendezvous_score(hash: &Hash, addr: SocketAddr) -> u64 {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(hash.as_bytes());
-    hasher.update(addr.to_string().as_bytes());
-    let digest = hasher.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_bytes()[..8]);
-    u64::from_le_bytes(first)
+    /// The member's node name: the same on every node of the fleet.
+    pub fn name(&self) -> &NodeName {
+        &self.name
+    }
+
+    /// The address this node reaches it by (other nodes may use another).
+    pub fn addr(&self) -> SocketAddr {
+        self.peer.addr
+    }
+
+    pub(crate) fn peer(&self) -> &Arc<Peer> {
+        &self.peer
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -266,36 +317,6 @@ mod tests {
 
     fn addr(i: u16) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 1], 7000 + i))
-    }
-
-    #[test]
-    fn rendezvous_owner_moves_only_for_the_removed_peer() {
-        let token = CancellationToken::new();
-        let peers: Vec<_> = (0..5)
-            .map(|i| Arc::new(Peer::new(addr(i), "x".into(), token.clone())))
-            .collect();
-        let mut moved = 0;
-        let mut owners = [0usize; 5];
-        for n in 0..1000u32 {
-            let hash = Hash::from(blake3::hash(&n.to_le_bytes()));
-            let mut all = peers.clone();
-            rendezvous_order(&hash, &mut all);
-            let owner = all[0].addr;
-            owners[peers.iter().position(|p| p.addr == owner).unwrap_or(0)] += 1;
-            let mut without: Vec<_> = peers
-                .iter()
-                .filter(|p| p.addr != addr(2))
-                .cloned()
-                .collect();
-            rendezvous_order(&hash, &mut without);
-            if owner != addr(2) {
-                assert_eq!(without[0].addr, owner, "a hash moved off a surviving owner");
-            } else {
-                moved += 1;
-            }
-        }
-        assert!((100..300).contains(&moved), "peer 2 owned {moved} of 1000");
-        assert!(owners.iter().all(|&n| n > 100), "uneven owners {owners:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The node's place in the fleet: one quinn endpoint that accepts peers' requests and
-//! dials peers, the liveness loops, and the verified multi-source fetch.
+//! dials peers, the liveness loops (which learn each peer's node name from its
+//! certificate), key ownership, and the verified multi-source fetch.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -17,7 +18,9 @@ use tracing::Instrument;
 
 use crate::certs::{ALPN, CertError, FLEET_SERVER_NAME, NodeIdentity};
 use crate::client::{self, PeerError, Verified, VerifiedStream};
-use crate::peers::{Peer, PeerInfo, PeerTable, rendezvous_order};
+use crate::identity::NodeName;
+use crate::peers::{Peer, PeerHandle, PeerInfo, PeerTable};
+use crate::rendezvous::{self, Owner};
 use crate::serve::{Responder, serve_connection};
 
 /// How a node joins the fleet.
@@ -96,8 +99,9 @@ pub(crate) struct Counters {
 /// A snapshot of the node-wide swarm counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SwarmStats {
-    /// Handshakes refused, either way: no certificate, another CA, wrong ALPN, or an
-    /// unreachable address.
+    /// Handshakes refused, either way: no certificate, another CA, wrong ALPN, an
+    /// unreachable address, or a certificate without exactly one node name (or, from a
+    /// peer this node dials, with this node's own name).
     pub handshake_refusals: u64,
     /// Encoded bytes sent to peers.
     pub bytes_sent: u64,
@@ -119,6 +123,7 @@ struct Inner {
     table: PeerTable,
     counters: Arc<Counters>,
     own_cert: Vec<u8>,
+    name: NodeName,
     peer_timeout: Duration,
     ping_interval: Duration,
     cancel: CancellationToken,
@@ -153,6 +158,7 @@ impl Swarm {
             table: PeerTable::default(),
             counters: counters.clone(),
             own_cert: options.identity.cert_der().to_vec(),
+            name: options.identity.name().clone(),
             peer_timeout: options.peer_timeout,
             ping_interval: options.ping_interval,
             cancel: CancellationToken::new(),
@@ -182,6 +188,27 @@ impl Swarm {
         self.inner.table.all().iter().map(|p| p.info()).collect()
     }
 
+    /// This node's name in the fleet (from its certificate).
+    pub fn name(&self) -> &NodeName {
+        &self.inner.name
+    }
+
+    /// The owner of `key` (any bytes: a hash's 32 bytes, a URL cache key) among the live
+    /// members, this node included: the highest rendezvous score over node names (see
+    /// [`crate::rendezvous_rank`]). Every node that sees the same live members names the
+    /// same owner, whatever addresses it reaches them by. A peer in the answer may go
+    /// down at any moment; callers treat a failure to reach it like any peer failure.
+    pub fn owner(&self, key: &[u8]) -> Owner {
+        rendezvous::owner(key, &self.inner.name, self.inner.table.live())
+    }
+
+    /// Every live member, this node included and each node once, in rendezvous order for
+    /// `key`: the owner first, then the member that would own it if the owner left, and
+    /// so on.
+    pub fn owners(&self, key: &[u8]) -> Vec<Owner> {
+        rendezvous::owners(key, &self.inner.name, self.inner.table.live())
+    }
+
     /// Node-wide counters.
     pub fn stats(&self) -> SwarmStats {
         let c = &self.inner.counters;
@@ -193,14 +220,16 @@ impl Swarm {
         }
     }
 
-    /// Finds the live peers holding `hash`, best first (rendezvous order), and proves
-    /// the object's size from the first that can. `Ok(None)` if every live peer
-    /// answered that it does not hold it (or none is live).
+    /// Finds the live peers holding `hash`, best first (rendezvous order of their node
+    /// names for the hash's bytes, as [`Swarm::owners`] ranks them), and proves the
+    /// object's size from the first that can. Each node is asked once, however many of
+    /// its addresses are up. `Ok(None)` if every live peer answered that it does not
+    /// hold it (or none is live).
     pub async fn locate(&self, hash: Hash) -> Result<Option<Located>, FetchError> {
         let inner = &self.inner;
         let mut asks = JoinSet::new();
         for peer in inner.table.live() {
-            let Some(connection) = peer.connection() else {
+            let Some(connection) = peer.peer().connection() else {
                 continue;
             };
             let stall = inner.peer_timeout;
@@ -220,12 +249,13 @@ impl Swarm {
                 Ok(true) => holders.push(peer),
                 Ok(false) => {}
                 Err(err) => {
-                    record_failure(&peer, &err);
+                    record_failure(peer.peer(), &err);
                     last_failure = Some(err);
                 }
             }
         }
-        rendezvous_order(&hash, &mut holders);
+        rendezvous::sort_by_rank(hash.as_bytes(), &mut holders, PeerHandle::name);
+        let holders: Vec<Arc<Peer>> = holders.iter().map(|h| h.peer().clone()).collect();
         for (i, peer) in holders.iter().enumerate() {
             let Some(connection) = peer.connection() else {
                 continue;
@@ -483,7 +513,8 @@ async fn accept_loop(inner: Arc<Inner>, responder: Arc<Responder>) {
         let inner = inner.clone();
         let responder = responder.clone();
         let remote = incoming.remote_address();
-        let span = tracing::info_span!("peer_connection", peer = %remote);
+        let span =
+            tracing::info_span!("peer_connection", peer = %remote, node = tracing::field::Empty);
         tokio::spawn(
             async move {
                 let connection = match incoming.await {
@@ -498,11 +529,22 @@ async fn accept_loop(inner: Arc<Inner>, responder: Arc<Responder>) {
                     .handshake_data()
                     .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
                     .and_then(|d| d.protocol);
-                match alpn.as_deref() {
-                    Some(ALPN) => serve_connection(connection, responder).await,
-                    _ => {
+                if alpn.as_deref() != Some(ALPN) {
+                    inner.count_refusal();
+                    connection.close(0u32.into(), b"unsupported protocol");
+                    return;
+                }
+                // A member is a fleet certificate that names a node; one that names none
+                // (or several) could be no one's owner and is refused on both sides.
+                match NodeName::of_peer(&connection) {
+                    Ok(name) => {
+                        tracing::Span::current().record("node", name.as_str());
+                        serve_connection(connection, responder).await;
+                    }
+                    Err(err) => {
                         inner.count_refusal();
-                        connection.close(0u32.into(), b"unsupported protocol");
+                        tracing::warn!("refused a peer: {err}");
+                        connection.close(0u32.into(), b"certificate names no node");
                     }
                 }
             }
@@ -592,7 +634,26 @@ async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
                 peer.mark_myself();
                 return Ok(());
             }
-            peer.set_connection(connection.clone());
+            let name = match NodeName::of_peer(&connection) {
+                Ok(name) => name,
+                Err(err) => {
+                    inner.count_refusal();
+                    connection.close(0u32.into(), b"certificate names no node");
+                    return Err(format!("refused: {err}"));
+                }
+            };
+            // Another certificate with this node's name: two nodes would both think they
+            // own the same keys. Keep it out of routing until the names are fixed.
+            if name == inner.name {
+                inner.count_refusal();
+                // Shown on `/peers`, so the operator sees which name is doubled.
+                peer.set_name(name.clone());
+                connection.close(0u32.into(), b"duplicate node name");
+                return Err(format!(
+                    "refused: it presents this node's own name {name} with another certificate"
+                ));
+            }
+            peer.set_connection(connection.clone(), name);
             connection
         }
     };
@@ -631,6 +692,10 @@ fn is_own_certificate(connection: &quinn::Connection, own: &[u8]) -> bool {
         .and_then(|certs| certs.first().map(|c| c.as_ref() == own))
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+#[path = "refusal_tests.rs"]
+mod refusal_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

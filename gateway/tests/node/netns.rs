@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fleetcache_store::Hash;
+use fleetcache_swarm::NodeName;
 use http::{Method, StatusCode};
 
 use crate::support::*;
@@ -279,6 +280,12 @@ impl Member {
         .await
     }
 
+    /// Its node name, from its own `/peers`.
+    async fn name(&self) -> String {
+        let json = self.admin(Method::GET, "/peers", Bytes::new()).await.json();
+        json["name"].as_str().unwrap().to_owned()
+    }
+
     async fn peers(&self) -> Vec<(String, String)> {
         let json = self.admin(Method::GET, "/peers", Bytes::new()).await.json();
         json["peers"]
@@ -392,8 +399,15 @@ async fn a_fleet_across_namespaces_survives_a_lossy_capped_link() {
         .unwrap()
         .to_owned();
     holder2.admin(Method::POST, "/blobs", second.clone()).await;
+    // The requester asks the holders in the rendezvous order of their node names.
+    let names = [holder1.name().await, holder2.name().await];
+    let mut ranked: Vec<NodeName> = names.iter().map(|n| n.parse().unwrap()).collect();
+    let second_key = second_hash.parse::<Hash>().unwrap();
+    fleetcache_swarm::rendezvous_rank(second_key.as_bytes(), &mut ranked);
     let mut order = [net.swarm_addr(1), net.swarm_addr(2)];
-    fleetcache_swarm::rendezvous_rank(&second_hash.parse::<Hash>().unwrap(), &mut order);
+    if ranked[0].as_str() != names[0] {
+        order.swap(0, 1);
+    }
     let (first, survivor) = if order[0] == net.swarm_addr(1) {
         (holder1, holder2)
     } else {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fleetcache_store::Hash;
+use fleetcache_swarm::NodeName;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -15,18 +15,35 @@ use crate::support::*;
 
 const STORED_FROM_PEER: &str = "fleetcache; fwd=miss; stored; detail=peer";
 
-/// Test data whose hash `owner` owns among `all` (the rendezvous order puts it first),
-/// so the requester tries `owner` before anyone else.
-fn data_owned_by(owner: SocketAddr, all: &[SocketAddr], len: usize) -> Vec<u8> {
+/// Test data whose hash `owner` owns among the node names `all` (the rendezvous order
+/// puts it first), so the requester tries `owner` before anyone else.
+fn data_owned_by(owner: &str, all: &[&str], len: usize) -> Vec<u8> {
+    let names: Vec<NodeName> = all.iter().map(|n| n.parse().unwrap()).collect();
     (0..=255u8)
         .map(|seed| pattern(len, seed))
         .find(|data| {
-            let hash = Hash::from(blake3::hash(data));
-            let mut order = all.to_vec();
-            fleetcache_swarm::rendezvous_rank(&hash, &mut order);
-            order[0] == owner
+            let hash = blake3::hash(data);
+            let mut order = names.clone();
+            fleetcache_swarm::rendezvous_rank(hash.as_bytes(), &mut order);
+            order[0].as_str() == owner
         })
         .expect("some seed makes the owner rank first")
+}
+
+/// The node name of the node whose admin API is at `admin`, from its `/peers`.
+async fn name_at(admin: SocketAddr) -> String {
+    let reply = request(
+        &client(),
+        Method::GET,
+        &format!("http://{admin}/peers"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    reply.json()["name"]
+        .as_str()
+        .expect("a fleet node has a name")
+        .to_owned()
 }
 
 fn peer_label(metric: &str, peer: SocketAddr) -> String {
@@ -151,6 +168,16 @@ async fn misses_fill_from_the_peer_that_holds_the_object() {
     assert_eq!(peers["swarm"], true);
     assert_eq!(peers["peers"].as_array().unwrap().len(), 2);
     assert!(peers["peers"][0]["rtt_ms"].as_f64().is_some(), "{peers}");
+    // Node names come from the certificates the fleet issued, in start order.
+    assert_eq!(peers["name"], "node-3", "{peers}");
+    let mut names: Vec<&str> = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["node-1", "node-2"], "{peers}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,10 +285,12 @@ async fn lying_peers_are_caught_and_the_honest_one_serves() {
     for lie in [Lie::FlipBit, Lie::Truncate, Lie::WrongSize, Lie::Stall] {
         let mut fleet = Fleet::new();
         let honest = TestNode::start_in_fleet(&mut fleet, &[]).await;
-        let liar = Liar::start(&fleet.identity(), lie);
+        let liar_identity = fleet.identity();
+        let liar = Liar::start(&liar_identity, lie);
         let honest_addr = honest.swarm.unwrap();
         // The liar must be asked first: pick data whose hash it owns.
-        let data = data_owned_by(liar.addr, &[liar.addr, honest_addr], 2 * 1024 * 1024 + 3);
+        let (liar_name, honest_name) = (liar_identity.name().as_str(), name_at(honest.admin).await);
+        let data = data_owned_by(liar_name, &[liar_name, &honest_name], 2 * 1024 * 1024 + 3);
         let hash = liar.hold(data.clone());
         honest.put(data.clone()).await;
         let requester = TestNode::start_in_fleet(&mut fleet, &[liar.addr, honest_addr]).await;
@@ -405,9 +434,10 @@ async fn a_peer_killed_mid_transfer_is_replaced() {
     let victim_addr = victim.swarm.expect("victim has a swarm address");
     let backup_addr = backup.swarm.unwrap();
 
+    let (victim_name, backup_name) = (name_at(victim.admin).await, name_at(backup.admin).await);
     let data = Bytes::from(data_owned_by(
-        victim_addr,
-        &[victim_addr, backup_addr],
+        &victim_name,
+        &[&victim_name, &backup_name],
         128 << 20,
     ));
     let hash = backup.put(data.clone()).await;

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use fleetcache_swarm::{FleetCa, PeerState};
+use fleetcache_swarm::{FleetCa, Owner, PeerState};
 
 use crate::support::*;
 
@@ -61,4 +61,30 @@ async fn a_node_among_its_own_peers_skips_itself() {
     let node = start(&ca, own, &[own.to_string(), other.addr.to_string()], 8);
     wait_state(&node.swarm, own, PeerState::Myself).await;
     wait_state(&node.swarm, other.addr, PeerState::Up).await;
+}
+
+#[tokio::test]
+async fn a_peer_with_this_nodes_name_is_kept_out_of_routing() {
+    let ca = FleetCa::generate("fleet").unwrap();
+    // Two certificates issued for the same name: a misconfiguration that would make both
+    // nodes claim the same keys.
+    let twin = start_named(&ca, "dup", (Ipv4Addr::LOCALHOST, 0).into(), &[], 8);
+    let node = start_named(
+        &ca,
+        "dup",
+        (Ipv4Addr::LOCALHOST, 0).into(),
+        &[twin.addr.to_string()],
+        8,
+    );
+    wait_state(&node.swarm, twin.addr, PeerState::Down).await;
+    let info = node.swarm.peers().into_iter().next().unwrap();
+    assert!(
+        info.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("own name")),
+        "{info:?}"
+    );
+    assert_eq!(info.name.unwrap().as_str(), "dup");
+    assert!(node.swarm.stats().handshake_refusals >= 1);
+    assert!(matches!(node.swarm.owners(b"key")[..], [Owner::Local]));
 }

@@ -1,6 +1,7 @@
 //! Nodes for the swarm tests: a store in a temp dir and a swarm on loopback.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fleetcache_store::{Hash, Store, StoreOptions};
@@ -18,7 +19,21 @@ pub fn identity(ca: &FleetCa, name: &str) -> NodeIdentity {
     ca.issue_node(name).unwrap().identity().unwrap()
 }
 
+/// Starts a node with a name of its own (`node-1`, `node-2`, ...): nodes are told apart
+/// by the names in their certificates.
 pub fn start(ca: &FleetCa, listen: SocketAddr, peers: &[String], max_uploads: usize) -> TestSwarm {
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+    start_named(ca, &format!("node-{n}"), listen, peers, max_uploads)
+}
+
+pub fn start_named(
+    ca: &FleetCa,
+    name: &str,
+    listen: SocketAddr,
+    peers: &[String],
+    max_uploads: usize,
+) -> TestSwarm {
     let dir = TempDir::new().unwrap();
     let store = Store::open(StoreOptions {
         data_dir: dir.path().to_owned(),
@@ -29,7 +44,7 @@ pub fn start(ca: &FleetCa, listen: SocketAddr, peers: &[String], max_uploads: us
     .unwrap();
     let swarm = Swarm::start(SwarmOptions {
         listen,
-        identity: identity(ca, "node"),
+        identity: identity(ca, name),
         peers: peers.to_vec(),
         store: store.clone(),
         peer_timeout: Duration::from_secs(2),

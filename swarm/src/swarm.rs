@@ -242,18 +242,19 @@ impl Swarm {
             );
         }
         let mut holders = Vec::new();
-        let mut last_failure = None;
         while let Some(joined) = asks.join_next().await {
             let Ok((peer, answer)) = joined else { continue };
             match answer {
                 Ok(true) => holders.push(peer),
                 Ok(false) => {}
-                Err(err) => {
-                    record_failure(peer.peer(), &err);
-                    last_failure = Some(err);
-                }
+                // A peer that cannot answer HAVE is not live for this request
+                // (typically one that just died and is not yet marked down):
+                // it counts against the peer, but "nobody live holds it" is
+                // still a 404, not a failure.
+                Err(err) => record_failure(peer.peer(), &err),
             }
         }
+        let mut last_failure = None;
         rendezvous::sort_by_rank(hash.as_bytes(), &mut holders, PeerHandle::name);
         let holders: Vec<Arc<Peer>> = holders.iter().map(|h| h.peer().clone()).collect();
         for (i, peer) in holders.iter().enumerate() {

@@ -558,3 +558,31 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_hashes_are_404_right_after_a_peer_is_killed() {
+    let mut fleet = Fleet::new();
+    let survivor = TestNode::start_in_fleet(&mut fleet, &[]).await;
+    let victim_data = tempfile::TempDir::new().unwrap();
+    let env = fleet.env(&[]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let victim = Proc::serve(victim_data.path(), &env);
+    let victim_addr = victim.swarm.expect("victim has a swarm address");
+    let data = pattern(100_000, 21);
+    let hash = survivor.put(data.clone()).await;
+    let requester =
+        TestNode::start_in_fleet(&mut fleet, &[victim_addr, survivor.swarm.unwrap()]).await;
+    requester.wait_peers_up(2).await;
+    victim.kill9();
+    // Before liveness notices: the dead peer cannot answer, the live one says
+    // no, so the answer is 404, never 502.
+    for i in 0..3u8 {
+        let unknown = requester
+            .get(&format!("/blake3/{}", blake3_hex(&[i; 9])))
+            .await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{unknown:?}");
+    }
+    let known = requester.get(&format!("/blake3/{hash}")).await;
+    assert_eq!(known.status, StatusCode::OK);
+    assert!(known.body[..] == data[..]);
+}

@@ -26,6 +26,10 @@ pub(crate) struct Responder {
     pub(crate) counters: Arc<Counters>,
     /// GET streams being answered at once; past this a GET is answered OVERLOADED.
     pub(crate) uploads: Arc<Semaphore>,
+    /// HAVE lookups at once: each is an index read on the blocking pool, and a
+    /// flood of them must not crowd out everything else; past this a HAVE is
+    /// answered OVERLOADED (the asker counts it as "not held here").
+    pub(crate) lookups: Arc<Semaphore>,
     /// How long a requester may take to send its request.
     pub(crate) request_timeout: Duration,
 }
@@ -63,10 +67,20 @@ impl Responder {
             Request::Have { hash, ranges } => {
                 // An index lookup only: a peer's miss must not open the object's
                 // files or move it up this node's LRU order.
-                let response = if self.holds(hash).await {
-                    Response::Have(ranges)
-                } else {
-                    Response::NotFound
+                let response = match self.lookups.clone().try_acquire_owned() {
+                    Err(_) => {
+                        self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                        Response::Overloaded
+                    }
+                    Ok(permit) => {
+                        let held = self.holds(hash).await;
+                        drop(permit);
+                        if held {
+                            Response::Have(ranges)
+                        } else {
+                            Response::NotFound
+                        }
+                    }
                 };
                 write_header(&mut send, &response).await
             }

@@ -23,6 +23,9 @@ use crate::peers::{Peer, PeerHandle, PeerInfo, PeerTable};
 use crate::rendezvous::{self, Owner};
 use crate::serve::{Responder, serve_connection};
 
+/// HAVE lookups answered at once (see `Responder::lookups`).
+const MAX_LOOKUPS: usize = 256;
+
 /// How a node joins the fleet.
 #[derive(Debug)]
 pub struct SwarmOptions {
@@ -167,6 +170,7 @@ impl Swarm {
             store: options.store,
             counters,
             uploads: Arc::new(Semaphore::new(options.max_uploads.max(1))),
+            lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
             request_timeout: options.peer_timeout,
         });
         tokio::spawn(accept_loop(inner.clone(), responder));

@@ -25,6 +25,11 @@ use crate::serve::{Responder, serve_connection};
 
 /// HAVE lookups answered at once (see `Responder::lookups`).
 const MAX_LOOKUPS: usize = 256;
+/// Times a fetch whose holders all failed waits (one peer timeout plus two
+/// ping intervals, enough for a restart to be noticed) for one to come back.
+const COMEBACKS: u8 = 1;
+/// How often a waiting fetch looks whether a holder is up again.
+const COMEBACK_POLL: Duration = Duration::from_millis(50);
 
 /// How a node joins the fleet.
 #[derive(Debug)]
@@ -323,6 +328,9 @@ impl Located {
             next_source: 0,
             current: None,
             last_failure: None,
+            skip: Vec::new(),
+            failed_connections: Vec::new(),
+            comebacks: COMEBACKS,
             started: Instant::now(),
         }
     }
@@ -348,6 +356,14 @@ pub struct Fetch {
     next_source: usize,
     current: Option<(Arc<Peer>, VerifiedStream)>,
     last_failure: Option<PeerError>,
+    /// Sources not to ask again in this fetch: caught lying, or no longer
+    /// holding the object.
+    skip: Vec<SocketAddr>,
+    /// Connections that failed or went silent (by `stable_id`): a source is
+    /// asked again only over a new connection, as after a restart.
+    failed_connections: Vec<usize>,
+    /// How many more times the fetch may wait for a failed holder to come back.
+    comebacks: u8,
     started: Instant,
 }
 
@@ -425,42 +441,90 @@ impl Fetch {
     fn fail_current(&mut self, err: PeerError) {
         if let Some((peer, _)) = self.current.take() {
             tracing::warn!(peer = %peer.addr, at = self.pos, "abandoning source: {err}");
+            self.note_failure(&peer, err);
+        }
+    }
+
+    fn note_failure(&mut self, peer: &Peer, err: PeerError) {
+        match err {
+            PeerError::Lied(_) | PeerError::NotFound => self.skip.push(peer.addr),
+            // Silent or cut: that connection is done; a restarted holder comes
+            // back over a new one with the same bytes.
+            _ => {
+                if let Some(connection) = peer.current_connection() {
+                    self.failed_connections.push(connection.stable_id());
+                }
+            }
         }
         self.last_failure = Some(err);
     }
 
-    async fn open_next_source(&mut self) -> Result<(), FetchError> {
-        let located = &self.located;
-        let stall = located.inner.peer_timeout;
-        let ranges =
-            ChunkRanges::from(ChunkNum(self.pos / 1024)..ChunkNum(self.end.div_ceil(1024)));
-        while let Some(peer) = located.sources.get(self.next_source).cloned() {
-            self.next_source += 1;
-            let Some(connection) = peer.connection() else {
-                continue;
-            };
-            let opened = VerifiedStream::open(
-                &connection,
-                located.hash,
-                &ranges,
-                Some(located.size),
-                stall,
-            )
-            .await;
-            match opened {
-                Ok((_, stream)) => {
-                    tracing::debug!(peer = %peer.addr, from = self.pos, "fetching");
-                    self.current = Some((peer, stream));
-                    return Ok(());
-                }
-                Err(err) => {
-                    record_failure(&peer, &err);
-                    self.last_failure = Some(err);
-                }
+    /// A connection to `peer` worth asking: up, not caught lying, and not one
+    /// that already failed this fetch.
+    fn usable(&self, peer: &Peer) -> Option<quinn::Connection> {
+        if self.skip.contains(&peer.addr) {
+            return None;
+        }
+        peer.connection()
+            .filter(|connection| !self.failed_connections.contains(&connection.stable_id()))
+    }
+
+    /// Every holder failed. One that lost its connection (a crash, a restart)
+    /// may be back in a moment: wait a bounded time for any holder not
+    /// skipped to be up again, and say whether one is.
+    async fn wait_for_comeback(&mut self) -> bool {
+        if self.comebacks == 0 {
+            return false;
+        }
+        self.comebacks -= 1;
+        let inner = &self.located.inner;
+        let deadline = tokio::time::Instant::now() + inner.peer_timeout + inner.ping_interval * 2;
+        while tokio::time::Instant::now() < deadline && !inner.cancel.is_cancelled() {
+            tokio::time::sleep(COMEBACK_POLL).await;
+            let back = self
+                .located
+                .sources
+                .iter()
+                .any(|peer| self.usable(peer).is_some());
+            if back {
+                tracing::info!(at = self.pos, "a holder is back; resuming");
+                return true;
             }
         }
+        false
+    }
+
+    async fn open_next_source(&mut self) -> Result<(), FetchError> {
+        let stall = self.located.inner.peer_timeout;
+        let hash = self.located.hash;
+        let size = self.located.size;
+        let ranges =
+            ChunkRanges::from(ChunkNum(self.pos / 1024)..ChunkNum(self.end.div_ceil(1024)));
+        loop {
+            while let Some(peer) = self.located.sources.get(self.next_source).cloned() {
+                self.next_source += 1;
+                let Some(connection) = self.usable(&peer) else {
+                    continue;
+                };
+                match VerifiedStream::open(&connection, hash, &ranges, Some(size), stall).await {
+                    Ok((_, stream)) => {
+                        tracing::debug!(peer = %peer.addr, from = self.pos, "fetching");
+                        self.current = Some((peer, stream));
+                        return Ok(());
+                    }
+                    Err(err) => {
+                        record_failure(&peer, &err);
+                        self.note_failure(&peer, err);
+                    }
+                }
+            }
+            if !self.wait_for_comeback().await {
+                break;
+            }
+            self.next_source = 0;
+        }
         let last = self.last_failure.take().unwrap_or(PeerError::NotConnected);
-        Err(all_failed(located.hash, &last))
+        Err(all_failed(hash, &last))
     }
 }
 

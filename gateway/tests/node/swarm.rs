@@ -586,3 +586,61 @@ async fn unknown_hashes_are_404_right_after_a_peer_is_killed() {
     assert_eq!(known.status, StatusCode::OK);
     assert!(known.body[..] == data[..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_restarted_mid_transfer_finishes_it() {
+    let mut fleet = Fleet::new();
+    // The only holder, on a port it gets back when restarted.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let holder_data = tempfile::TempDir::new().unwrap();
+    let mut env = fleet.env(&[]);
+    env.push(("FLEETCACHE_SWARM_LISTEN".into(), listen.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let holder = Proc::serve(holder_data.path(), &env);
+    let holder_addr = holder.swarm.expect("holder has a swarm address");
+    let data = Bytes::from(pattern(128 << 20, 22));
+    let put = request(
+        &client(),
+        Method::POST,
+        &format!("http://{}/blobs", holder.admin),
+        &[],
+        data.clone(),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    let hash = blake3_hex(&data);
+
+    let requester = TestNode::start_in_fleet(&mut fleet, &[holder_addr]).await;
+    requester.wait_peers_up(1).await;
+    let url = requester.url(&format!("/blake3/{hash}"));
+    let download =
+        tokio::spawn(async move { request(&client(), Method::GET, &url, &[], Bytes::new()).await });
+    let from_holder = peer_label("fleetcache_peer_bytes_received_total", holder_addr);
+    eventually(
+        "bytes from the holder",
+        Duration::from_secs(20),
+        async || requester.metric(&from_holder).await > 0.0,
+    )
+    .await;
+    // Crash it mid-transfer, then bring it back on the same address.
+    let pid = holder.pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    holder.kill9();
+    let restarted = Proc::serve(holder_data.path(), &env);
+    assert_eq!(restarted.swarm, Some(holder_addr));
+
+    let reply = download.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert!(reply.body == data, "download corrupted across the restart");
+    requester.settle().await;
+    let stored = requester.get(&format!("/blake3/{hash}")).await;
+    assert_eq!(stored.header("cache-status"), Some("fleetcache; hit"));
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use fleetcache_store::{Blob, NewRecord};
+use fleetcache_store::{Blob, NewRecord, Store};
 use fleetcache_swarm::FetchItem;
 use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -259,6 +259,7 @@ impl Fills {
             .map(str::to_owned);
         let store = self.store.clone();
         let ingest = blocking(move || {
+            make_room_for_variant(&store, &record)?;
             let mut ingest = store.ingest(content_type.as_deref())?;
             ingest.attach_record(record)?;
             Ok(ingest)
@@ -321,6 +322,28 @@ fn new_record(key: &UrlKey, stored: &StoredResponse) -> NewRecord {
         tags: surrogate_keys(&stored.headers),
         value: stored.encode(),
     }
+}
+
+/// Most variants kept per URL. Every distinct value of a `Vary` field is a
+/// variant, so a client sending random values could otherwise grow one URL's
+/// entries (and the cost of looking it up) without end.
+const MAX_VARIANTS: usize = 32;
+
+/// Before a new variant of a URL is stored, drops the oldest ones beyond
+/// [`MAX_VARIANTS`] (a record for the same variant is replaced anyway).
+fn make_room_for_variant(store: &Store, record: &NewRecord) -> Result<(), FillFailure> {
+    let mut existing = store.records(&record.key)?;
+    if existing.len() < MAX_VARIANTS || existing.iter().any(|r| r.variant == record.variant) {
+        return Ok(());
+    }
+    // Oldest first by the time each response was received.
+    existing.sort_by_key(|r| {
+        StoredResponse::decode(&r.value).map_or(0, |response| response.response_time)
+    });
+    for old in &existing[..=existing.len() - MAX_VARIANTS] {
+        store.remove_record(&old.key, &old.variant)?;
+    }
+    Ok(())
 }
 
 /// `Surrogate-Key` values: space-separated keys across every line.

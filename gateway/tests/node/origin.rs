@@ -835,3 +835,30 @@ async fn virtual_hosts_pick_their_origin_and_unknown_hosts_are_404() {
     node.settle().await;
     assert_eq!(node.stats().await["store"]["url_entries"], 2);
 }
+
+#[tokio::test]
+async fn a_url_keeps_a_bounded_number_of_variants() {
+    let origin = TestOrigin::start().await;
+    origin.route("/many", |seen| {
+        Scripted::ok(format!(
+            "for {}",
+            seen.header("accept-encoding").unwrap_or("-")
+        ))
+        .header("vary", "accept-encoding")
+        .header("cache-control", "max-age=300")
+    });
+    let node = node_for(&origin, &[]).await;
+    for i in 0..40 {
+        let value = format!("x-{i}");
+        node.get_with("/many", &[("accept-encoding", &value)]).await;
+        node.settle().await;
+    }
+    let entries = node.stats().await["store"]["url_entries"].as_u64().unwrap();
+    assert!((1..=32).contains(&entries), "{entries} variants kept");
+    // The newest variants stay; the oldest made room.
+    let newest = node.get_with("/many", &[("accept-encoding", "x-39")]).await;
+    assert!(cache_status(&newest).contains("hit"), "{newest:?}");
+    let oldest = node.get_with("/many", &[("accept-encoding", "x-0")]).await;
+    assert!(!cache_status(&oldest).contains("hit"), "{oldest:?}");
+    assert_eq!(&oldest.body[..], b"for x-0");
+}

@@ -607,8 +607,16 @@ fn url_entries_survive_kill_9_and_a_fill_cut_by_it_leaves_nothing() {
     let node = crate::support::Proc::serve(data.path(), &env);
     let (status, _, body) = blocking_get(node.public, "/small");
     assert_eq!((status, body == small), (200, true));
-    let (_, head, _) = blocking_get(node.public, "/small");
-    assert!(head.contains("cache-status: fleetcache; hit"), "{head}");
+    // The fill commits a moment after the client has the last byte.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, head, _) = blocking_get(node.public, "/small");
+        if head.contains("cache-status: fleetcache; hit") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never stored: {head}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let public = node.public;
     let cut = std::thread::spawn(move || blocking_get(public, "/big"));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -419,10 +419,20 @@ impl Config {
     /// exactly; else one whose `host` has no port and equals it without its
     /// port; else the default origin.
     pub fn origin_for_host(&self, host: &str) -> Option<&OriginConfig> {
+        OriginConfig::route(&self.origins, host).and_then(|index| self.origins.get(index))
+    }
+}
+
+impl OriginConfig {
+    /// Which of `origins` serves a request's Host: the position of the entry
+    /// [`Config::origin_for_host`] picks, for callers that keep their own
+    /// per-origin state in the same order.
+    pub fn route(origins: &[OriginConfig], host: &str) -> Option<usize> {
         let named = || {
-            self.origins
+            origins
                 .iter()
-                .filter_map(|origin| Some((origin, origin.host.as_deref()?)))
+                .enumerate()
+                .filter_map(|(index, origin)| Some((index, origin.host.as_deref()?)))
         };
         let bare = strip_port(host);
         named()
@@ -432,8 +442,8 @@ impl Config {
                     strip_port(configured) == *configured && configured.eq_ignore_ascii_case(bare)
                 })
             })
-            .map(|(origin, _)| origin)
-            .or_else(|| self.default_origin())
+            .map(|(index, _)| index)
+            .or_else(|| origins.iter().position(|origin| origin.host.is_none()))
     }
 }
 

@@ -111,7 +111,8 @@ impl Node {
     pub async fn start(config: &Config) -> Result<Node, StartError> {
         let admin_token = config.admin_token()?;
         let options = settings::store_options(config);
-        let origins = Origins::new(config).map_err(|e| StartError::Origin(e.to_string()))?;
+        let origins =
+            Origins::new(&config.origins).map_err(|e| StartError::Origin(e.to_string()))?;
         let identity = match &config.swarm.cert_dir {
             Some(dir) => {
                 let dir = dir.clone();

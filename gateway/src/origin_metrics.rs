@@ -93,8 +93,21 @@ impl OriginMetrics {
         })
     }
 
-    /// Records an origin answer (or its absence) for `origin`.
-    pub(crate) fn origin_answer(&self, origin: &str, status: Option<http::StatusCode>) {
+    /// Records one request to `origin`, sent at `sent`: its time to the
+    /// response head and the answer's status class (or `error`).
+    pub(crate) fn exchange<B, E>(
+        &self,
+        origin: &str,
+        sent: std::time::Instant,
+        result: &Result<http::Response<B>, E>,
+    ) {
+        self.first_byte
+            .with_label_values(&[origin])
+            .observe(sent.elapsed().as_secs_f64());
+        self.origin_answer(origin, result.as_ref().ok().map(http::Response::status));
+    }
+
+    fn origin_answer(&self, origin: &str, status: Option<http::StatusCode>) {
         let class = match status.map(|s| s.as_u16() / 100) {
             Some(1) => "1xx",
             Some(2) => "2xx",

@@ -146,7 +146,9 @@ async fn serve_blob<B>(
                 source: Source::Filling(flight),
             }
         }
-        Ok(HeadState::Declined(reason)) => return Err(RequestError::Internal(reason)),
+        Ok(HeadState::Declined(reason)) => {
+            return Err(RequestError::Internal(reason.to_string()));
+        }
         // Too large for the store: a range is still served from the holders.
         Err(FillFailure::StorageFull(_)) if ranged => return direct(swarm, hash, req).await,
         Err(failure) => return Err(failure.into()),

@@ -1,8 +1,11 @@
 //! The one place the configuration becomes each part's own options: the store's
 //! `StoreOptions`, the swarm's `SwarmOptions`, the listeners' limits and the
-//! origins' settings. No other module reads `fleetcache_config` types, and each
-//! rule is checked once: by the config crate when it is about the file, by the
-//! part that owns it otherwise (the store checks its watermarks).
+//! origins' settings. Beyond the CLI and `Node::start`, which load and hand on
+//! the configuration, only origin routing touches its types: it keeps the
+//! `[[origin]]` entries to ask the config crate's own host rule
+//! (`OriginConfig::route`) rather than restating it. Each rule is checked
+//! once: by the config crate when it is about the file, by the part that owns
+//! it otherwise (the store checks its watermarks).
 
 use fleetcache_config::{Config, OriginConfig};
 use fleetcache_store::{Store, StoreOptions};

@@ -70,6 +70,25 @@ pub(crate) struct FillHead {
     pub(crate) origin_status: Option<u16>,
 }
 
+/// Why an answer is not shared with the fill's waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Declined {
+    /// Not for the cache (private, too large, …): a short reason.
+    NotShared(&'static str),
+    /// The origin answered a revalidation with this server error; waiters
+    /// holding the stale entry may serve it instead (stale-if-error).
+    OriginError(u16),
+}
+
+impl std::fmt::Display for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Declined::NotShared(reason) => f.write_str(reason),
+            Declined::OriginError(status) => write!(f, "origin-{status}"),
+        }
+    }
+}
+
 /// Where a fill stands; waiters watch it.
 #[derive(Debug, Clone)]
 pub(crate) enum Progress {
@@ -83,7 +102,7 @@ pub(crate) enum Progress {
     /// limits); waiters read the rest back from the fill.
     Unstored { head: Arc<FillHead>, size: u64 },
     /// The answer is not for sharing; waiters fetch for themselves.
-    Declined(String),
+    Declined(Declined),
     /// Gave up; nothing was stored.
     Failed(FillFailure),
 }
@@ -155,7 +174,7 @@ impl From<FillFailure> for RequestError {
 enum Outcome {
     Stored { head: Arc<FillHead>, blob: Blob },
     Unstored { head: Arc<FillHead>, size: u64 },
-    Declined(String),
+    Declined(Declined),
 }
 
 /// Where a fill's bytes come from.
@@ -310,7 +329,7 @@ impl Fills {
                 Progress::Unstored { head, size }
             }
             Ok(Outcome::Declined(reason)) => {
-                tracing::debug!(reason, "answer not shared");
+                tracing::debug!(%reason, "answer not shared");
                 *lock(&flight.ingest) = None;
                 Progress::Declined(reason)
             }
@@ -335,45 +354,33 @@ impl Fills {
     where
         S: ItemSource,
     {
-        let mut batch = Vec::new();
-        let mut batch_len = 0;
-        let mut written = 0u64;
-        let mut writing: Option<JoinHandle<Result<u64, FillFailure>>> = None;
-        let publish = |written| {
-            flight.progress.send_replace(Progress::Streaming {
-                head: head.clone(),
-                written,
-            });
+        let mut batches = Batches {
+            flight,
+            head,
+            batch: Vec::new(),
+            batch_len: 0,
+            writing: None,
+            written: 0,
         };
         loop {
             let mut pending = Box::pin(items.next_item());
             // Waiters should see bytes as soon as they arrive: when the source
-            // has nothing ready, write what the batch holds instead of waiting
-            // for it to fill.
+            // has nothing ready, write what the batch holds and publish it
+            // instead of waiting for the batch to fill.
             let ready = std::future::poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx))).await;
             let next = match ready {
                 Poll::Ready(next) => next?,
                 Poll::Pending => {
-                    if batch_len > 0 {
-                        if let Some(previous) = writing.take() {
-                            written += joined(previous).await?;
-                            publish(written);
-                        }
-                        writing = Some(flight.start_write(std::mem::take(&mut batch)));
-                        batch_len = 0;
-                    }
-                    // While the source is quiet, finish the write in flight and
-                    // publish it.
-                    match writing.take() {
+                    batches.write().await?;
+                    match batches.writing.take() {
                         Some(mut write) => tokio::select! {
                             biased;
                             next = &mut pending => {
-                                writing = Some(write);
+                                batches.writing = Some(write);
                                 next?
                             }
                             done = &mut write => {
-                                written += join_result(done)?;
-                                publish(written);
+                                batches.finished(join_result(done)?);
                                 pending.await?
                             }
                         },
@@ -381,30 +388,55 @@ impl Fills {
                     }
                 }
             };
-            let end = next.is_none();
-            if let Some(item) = next {
-                if let FetchItem::Bytes(bytes) = &item {
-                    batch_len += bytes.len();
-                }
-                batch.push(item);
+            let Some(item) = next else { break };
+            if let FetchItem::Bytes(bytes) = &item {
+                batches.batch_len += bytes.len();
             }
-            if batch_len >= WRITE_BATCH || (end && batch_len > 0) {
-                if let Some(previous) = writing.take() {
-                    written += joined(previous).await?;
-                    publish(written);
-                }
-                writing = Some(flight.start_write(std::mem::take(&mut batch)));
-                batch_len = 0;
-            }
-            if end {
-                break;
+            batches.batch.push(item);
+            if batches.batch_len >= WRITE_BATCH {
+                batches.write().await?;
             }
         }
-        if let Some(last) = writing {
-            written += joined(last).await?;
-            publish(written);
+        batches.write().await?;
+        if let Some(last) = batches.writing.take() {
+            batches.finished(joined(last).await?);
         }
-        Ok(written)
+        Ok(batches.written)
+    }
+}
+
+/// A fill's batches on their way into the ingest: the one being gathered, and
+/// at most one being written on the blocking pool.
+struct Batches<'a> {
+    flight: &'a Flight,
+    head: &'a Arc<FillHead>,
+    batch: Vec<FetchItem>,
+    batch_len: usize,
+    writing: Option<JoinHandle<Result<u64, FillFailure>>>,
+    written: u64,
+}
+
+impl Batches<'_> {
+    /// Starts writing the gathered batch, if any, once the previous write is done.
+    async fn write(&mut self) -> Result<(), FillFailure> {
+        if self.batch_len == 0 {
+            return Ok(());
+        }
+        if let Some(previous) = self.writing.take() {
+            self.finished(joined(previous).await?);
+        }
+        self.writing = Some(self.flight.start_write(std::mem::take(&mut self.batch)));
+        self.batch_len = 0;
+        Ok(())
+    }
+
+    /// Counts a completed write and tells the waiters.
+    fn finished(&mut self, bytes: u64) {
+        self.written += bytes;
+        self.flight.progress.send_replace(Progress::Streaming {
+            head: self.head.clone(),
+            written: self.written,
+        });
     }
 }
 
@@ -438,7 +470,7 @@ impl Flight {
                 Progress::Done { head, blob } => {
                     Some(Ok(HeadState::Stored(head.clone(), blob.clone())))
                 }
-                Progress::Declined(reason) => Some(Ok(HeadState::Declined(reason.clone()))),
+                Progress::Declined(reason) => Some(Ok(HeadState::Declined(*reason))),
                 Progress::Failed(failure) => Some(Err(failure.clone())),
             };
             if let Some(state) = state {
@@ -542,7 +574,7 @@ pub(crate) enum HeadState {
     /// Already stored.
     Stored(Arc<FillHead>, Blob),
     /// Not shared: fetch for yourself.
-    Declined(String),
+    Declined(Declined),
 }
 
 async fn joined<T>(task: JoinHandle<Result<T, FillFailure>>) -> Result<T, FillFailure> {
@@ -561,8 +593,5 @@ fn join_result<T>(
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FillFailure> + Send + 'static,
 ) -> Result<T, FillFailure> {
-    match crate::sync::blocking(work).await {
-        Ok(result) => result,
-        Err(err) => Err(FillFailure::Store(format!("blocking task failed: {err}"))),
-    }
+    join_result(crate::sync::blocking(work).await)
 }

@@ -12,7 +12,9 @@ use fleetcache_swarm::FetchItem;
 use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
-use super::{FillFailure, FillHead, Fills, Flight, ItemSource, Outcome, Progress, blocking, lost};
+use super::{
+    Declined, FillFailure, FillHead, Fills, Flight, ItemSource, Outcome, Progress, blocking, lost,
+};
 use crate::cache::storable::{Exchange, storable};
 use crate::cache::stored::StoredResponse;
 use crate::cache::validation::{self, Freshened};
@@ -72,7 +74,7 @@ impl ItemSource for OriginItems<'_> {
 }
 
 /// Statuses that let a stale entry be served under `stale-if-error` (RFC 5861 §4).
-pub(crate) fn is_stale_if_error_status(status: StatusCode) -> bool {
+fn is_stale_if_error_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
@@ -97,7 +99,7 @@ impl Fills {
                     // Nothing conditional was asked: a 304 out of the blue is the
                     // origin's to explain to the client, not ours to store.
                     *lock(&flight.handoff) = Some(response);
-                    return Ok(Outcome::Declined("unexpected-304".into()));
+                    return Ok(Outcome::Declined(Declined::NotShared("unexpected-304")));
                 };
                 match validation::freshen(
                     &entry.response,
@@ -141,7 +143,7 @@ impl Fills {
                     // Waiters holding the stale entry may serve it (stale-if-error);
                     // the rest get the origin's answer.
                     *lock(&flight.handoff) = Some(response);
-                    return Ok(Outcome::Declined(format!("origin-{}", status.as_u16())));
+                    return Ok(Outcome::Declined(Declined::OriginError(status.as_u16())));
                 }
             }
             return self
@@ -168,15 +170,10 @@ impl Fills {
         *request.method_mut() = Method::GET;
         *request.uri_mut() = job.target.parse().map_err(|_| lost("request target"))?;
         *request.headers_mut() = headers;
-        let origin = job.origin.name();
-        let started = Instant::now();
+        let sent = Instant::now();
         let result = job.origin.send(request).await;
         let metrics = &self.metrics.origin;
-        metrics
-            .first_byte
-            .with_label_values(&[origin])
-            .observe(started.elapsed().as_secs_f64());
-        metrics.origin_answer(origin, result.as_ref().ok().map(Response::status));
+        metrics.exchange(job.origin.name(), sent, &result);
         if result.is_err() && revalidating {
             metrics.revalidations.with_label_values(&["error"]).inc();
         }
@@ -302,14 +299,14 @@ impl Fills {
         Ok(Outcome::Stored { head, blob })
     }
 
-    fn decline(&self, flight: &Flight, response: Handoff, reason: &str) -> Outcome {
+    fn decline(&self, flight: &Flight, response: Handoff, reason: &'static str) -> Outcome {
         self.metrics
             .origin
             .not_stored
             .with_label_values(&[reason])
             .inc();
         *lock(&flight.handoff) = Some(response);
-        Outcome::Declined(reason.to_owned())
+        Outcome::Declined(Declined::NotShared(reason))
     }
 }
 

@@ -12,12 +12,7 @@
 //! decides, as it would without it.
 
 use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::sync::lock;
 
@@ -66,19 +61,17 @@ enum State {
     Off,
 }
 
-/// Wraps a connection's IO and judges every request head that passes.
+/// Follows one connection's request framing and judges every request head.
 #[derive(Debug)]
-pub(crate) struct Inspected<T> {
-    inner: T,
+pub(crate) struct Inspector {
     state: State,
     verdicts: Verdicts,
     max_head: usize,
 }
 
-impl<T> Inspected<T> {
-    pub(crate) fn new(inner: T, verdicts: Verdicts, max_head: usize) -> Self {
-        Inspected {
-            inner,
+impl Inspector {
+    pub(crate) fn new(verdicts: Verdicts, max_head: usize) -> Self {
+        Inspector {
             state: State::Head(Vec::new()),
             verdicts,
             max_head,
@@ -86,7 +79,7 @@ impl<T> Inspected<T> {
     }
 
     /// Feeds bytes read from the client through the framing state machine.
-    fn observe(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn observe(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let state = std::mem::replace(&mut self.state, State::Off);
             let (next, used) = self.step(state, bytes);
@@ -241,62 +234,13 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Inspected<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll
-            && !matches!(this.state, State::Off)
-        {
-            let filled = buf.filled()[before..].to_vec();
-            this.observe(&filled);
-        }
-        poll
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Inspected<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn verdicts(stream: &[u8], split: usize) -> Vec<Verdict> {
         let verdicts = Verdicts::default();
-        let mut inspected = Inspected::new((), verdicts.clone(), 64 * 1024);
+        let mut inspected = Inspector::new(verdicts.clone(), 64 * 1024);
         // Any split into reads gives the same verdicts.
         for piece in stream.chunks(split.max(1)) {
             inspected.observe(piece);

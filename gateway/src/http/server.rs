@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::body::ResponseBody;
-use super::framing::{Inspected, Verdict, Verdicts};
+use super::framing::{Inspector, Verdict, Verdicts};
 use crate::error::RequestError;
 use crate::metrics::{Listener, Metrics};
 
@@ -97,8 +97,8 @@ pub(crate) async fn serve<H, F>(
         let _ = stream.set_nodelay(true);
         let guard = metrics.connection_opened(kind);
         let verdicts = Verdicts::default();
-        let inspected = Inspected::new(stream, verdicts.clone(), limits.max_header_bytes);
-        let io = TokioIo::new(IdleTimeout::new(inspected, limits.idle_timeout));
+        let inspector = Inspector::new(verdicts.clone(), limits.max_header_bytes);
+        let io = TokioIo::new(ClientIo::new(stream, limits.idle_timeout, inspector));
         let builder = Arc::clone(&builder);
         let handler = handler.clone();
         let stop = shutdown.clone();
@@ -142,24 +142,28 @@ pub(crate) async fn serve<H, F>(
     }
 }
 
-/// Fails IO on a connection that has made no progress, in either direction,
-/// for `timeout`: a client that stops reading our response or stops sending
-/// its request cannot pin a connection (and the object it reads) forever.
+/// A client connection's IO. Fails IO on a connection that has made no
+/// progress, in either direction, for `timeout`: a client that stops reading
+/// our response or stops sending its request cannot pin a connection (and the
+/// object it reads) forever. And shows every byte read to the framing
+/// inspector.
 #[derive(Debug)]
-struct IdleTimeout<T> {
+struct ClientIo<T> {
     inner: T,
     timeout: Duration,
     last_progress: Instant,
     timer: Pin<Box<Sleep>>,
+    inspector: Inspector,
 }
 
-impl<T> IdleTimeout<T> {
-    fn new(inner: T, timeout: Duration) -> Self {
+impl<T> ClientIo<T> {
+    fn new(inner: T, timeout: Duration, inspector: Inspector) -> Self {
         Self {
             inner,
             timeout,
             last_progress: Instant::now(),
             timer: Box::pin(tokio::time::sleep(timeout)),
+            inspector,
         }
     }
 
@@ -200,19 +204,23 @@ impl<T> IdleTimeout<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &poll {
+            this.inspector.observe(&buf.filled()[before..]);
+        }
         this.track(cx, poll)
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

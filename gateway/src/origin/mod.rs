@@ -45,8 +45,8 @@ const MAX_RESPONSE_HEADERS: usize = 200;
 /// The configured origins, and which one serves a request's host.
 #[derive(Debug)]
 pub(crate) struct Origins {
-    /// The configuration's origin entries: `Config::origin_for_host` routes.
-    config: fleetcache_config::Config,
+    /// The configuration's origin entries, which `OriginConfig::route` picks from.
+    entries: Vec<fleetcache_config::OriginConfig>,
     /// One client per entry, in the same order.
     origins: Vec<Arc<Origin>>,
 }
@@ -62,9 +62,11 @@ pub(crate) struct OriginSetupError {
 
 impl Origins {
     /// Builds one client per configured origin (no connection is made yet).
-    pub(crate) fn new(config: &fleetcache_config::Config) -> Result<Origins, OriginSetupError> {
-        let mut origins = Vec::with_capacity(config.origins.len());
-        for (i, entry) in config.origins.iter().enumerate() {
+    pub(crate) fn new(
+        entries: &[fleetcache_config::OriginConfig],
+    ) -> Result<Origins, OriginSetupError> {
+        let mut origins = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
             let origin =
                 Origin::new(crate::settings::origin_settings(entry)).map_err(|source| {
                     let key = match source {
@@ -78,10 +80,8 @@ impl Origins {
                 })?;
             origins.push(Arc::new(origin));
         }
-        let mut routing = config.clone();
-        routing.swarm.peers.clear();
         Ok(Origins {
-            config: routing,
+            entries: entries.to_vec(),
             origins,
         })
     }
@@ -93,12 +93,7 @@ impl Origins {
     /// The origin for a request's (normalised) host: the entry for that host,
     /// else the default origin, else none (the request is a 404).
     pub(crate) fn for_host(&self, host: &str) -> Option<&Arc<Origin>> {
-        let entry = self.config.origin_for_host(host)?;
-        let index = self
-            .config
-            .origins
-            .iter()
-            .position(|candidate| std::ptr::eq(candidate, entry))?;
+        let index = fleetcache_config::OriginConfig::route(&self.entries, host)?;
         self.origins.get(index)
     }
 }

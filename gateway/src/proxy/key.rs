@@ -13,8 +13,8 @@ pub(crate) struct UrlKey(String);
 
 impl UrlKey {
     /// `host` must be normalised already (see [`normalise_host`]).
-    pub(crate) fn new(scheme: &Scheme, host: &str, target: &str) -> UrlKey {
-        UrlKey(format!("{target} {host} {}", scheme.as_str()))
+    pub(crate) fn new(scheme: &str, host: &str, target: &str) -> UrlKey {
+        UrlKey(format!("{target} {host} {scheme}"))
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -98,6 +98,23 @@ impl Selection {
         })
     }
 
+    /// The one key selected, when the selection names an exact URL on one host.
+    pub(crate) fn exact_key(&self) -> Option<UrlKey> {
+        let (host, scheme) = self.origin.as_ref().filter(|_| self.exact)?;
+        Some(UrlKey::new(scheme, host, &self.prefix))
+    }
+
+    /// The key prefix a store scan starts from: an exact path is followed by
+    /// the separator, so `/a` does not select `/ab`. Keys found are checked
+    /// with [`Selection::matches`] when the selection names a host.
+    pub(crate) fn scan_prefix(&self) -> String {
+        if self.exact {
+            format!("{} ", self.prefix)
+        } else {
+            self.prefix.clone()
+        }
+    }
+
     /// Whether a stored key is selected.
     pub(crate) fn matches(&self, key: &[u8]) -> bool {
         let Some((target, host, scheme)) = UrlKey::split(key) else {
@@ -123,7 +140,7 @@ mod tests {
 
     #[test]
     fn keys_put_the_target_first_and_split_back() {
-        let key = UrlKey::new(&Scheme::HTTP, "example.com", "/a/b?c=d");
+        let key = UrlKey::new("http", "example.com", "/a/b?c=d");
         assert_eq!(key.as_str(), "/a/b?c=d example.com http");
         assert_eq!(
             UrlKey::split(key.as_str().as_bytes()),
@@ -161,9 +178,9 @@ mod tests {
 
     #[test]
     fn selections_match_paths_under_every_host_or_one() {
-        let a = UrlKey::new(&Scheme::HTTP, "a.example", "/img/1.png");
-        let b = UrlKey::new(&Scheme::HTTP, "b.example", "/img/1.png");
-        let c = UrlKey::new(&Scheme::HTTP, "a.example", "/img/1.png?v=2");
+        let a = UrlKey::new("http", "a.example", "/img/1.png");
+        let b = UrlKey::new("http", "b.example", "/img/1.png");
+        let c = UrlKey::new("http", "a.example", "/img/1.png?v=2");
         let any_host = Selection::parse("/img/1.png", true).unwrap();
         assert!(any_host.matches(a.as_str().as_bytes()));
         assert!(any_host.matches(b.as_str().as_bytes()));

@@ -31,7 +31,9 @@ use crate::cache::status::{CacheStatus, ForwardReason};
 use crate::cache::stored::StoredResponse;
 use crate::cache::vary::{VaryKey, select_variant, vary_matches};
 use crate::error::RequestError;
-use crate::fill::{FillKey, FillSource, Flight, HeadState, Joined, OriginJob, StaleEntry};
+use crate::fill::{
+    Declined, FillKey, FillSource, Flight, HeadState, Joined, OriginJob, StaleEntry,
+};
 use crate::http::body::{ResponseBody, Source};
 use crate::http::error_response;
 use crate::node::NodeState;
@@ -109,17 +111,18 @@ impl Exchange<'_> {
         if let Some(found) = found {
             let evaluation = evaluate(&request_cc, &found.response, self.now, defaults);
             let strip = &evaluation.strip_fields;
+            let age = evaluation.current_age;
             let (reason, serve_stale_on_error) = match evaluation.decision {
                 Decision::Serve if evaluation.fresh => {
                     let status = CacheStatus::hit().with_ttl(evaluation.ttl);
-                    return Ok((self.stored(req, &found, strip, status), HIT));
+                    return Ok((self.stored(req, &found, strip, status, age), HIT));
                 }
                 Decision::Serve => {
                     self.count_stale("max-stale");
                     let status = CacheStatus::hit()
                         .with_ttl(evaluation.ttl)
                         .with_detail("max-stale");
-                    return Ok((self.stored(req, &found, strip, status), STALE));
+                    return Ok((self.stored(req, &found, strip, status, age), STALE));
                 }
                 Decision::ServeStaleWhileRevalidate => {
                     self.refresh_in_background(req, &found);
@@ -127,7 +130,7 @@ impl Exchange<'_> {
                     let status = CacheStatus::hit()
                         .with_ttl(evaluation.ttl)
                         .with_detail("stale-while-revalidate");
-                    return Ok((self.stored(req, &found, strip, status), STALE));
+                    return Ok((self.stored(req, &found, strip, status, age), STALE));
                 }
                 Decision::Revalidate {
                     reason,
@@ -218,7 +221,8 @@ impl Exchange<'_> {
                 let status = CacheStatus::hit()
                     .with_ttl(ttl)
                     .with_detail("stale-if-error");
-                Ok((self.stored(req, found, &[], status), STALE))
+                let age = age_at(&found.response, self.now).current_age;
+                Ok((self.stored(req, found, &[], status, age), STALE))
             }
             Err(err) if err.is_upstream() => {
                 // Say that a stored response existed but could not be used.
@@ -327,7 +331,7 @@ impl Exchange<'_> {
             HeadState::Stored(head, blob) => (head, Some(blob)),
             HeadState::Declined(reason) => {
                 return self
-                    .declined(req, &flight, started, &reason, fwd, stale_ok)
+                    .declined(req, &flight, started, reason, fwd, stale_ok)
                     .await;
             }
         };
@@ -367,19 +371,22 @@ impl Exchange<'_> {
             },
             source: "origin",
         };
-        let ttl = evaluate(
+        // As the answer stands for any request: its remaining lifetime and age.
+        let fresh = evaluate(
             &RequestCacheControl::default(),
             &response,
             self.now,
             self.origin.settings.defaults,
-        )
-        .ttl;
-        let status = status.with_ttl(ttl);
+        );
+        let status = status.with_ttl(fresh.ttl);
         if req.headers().contains_key(http::header::RANGE) && size.is_none() {
             // A range of a chunked answer needs its length: wait for the end.
             if let HeadState::Stored(_, blob) = flight.finished().await? {
                 let found = Found { response, blob };
-                return Ok((self.stored(req, &found, &[], status), served));
+                return Ok((
+                    self.stored(req, &found, &[], status, fresh.current_age),
+                    served,
+                ));
             }
         }
         let parts = EntryParts {
@@ -387,7 +394,7 @@ impl Exchange<'_> {
             size,
             source,
             hash,
-            age: age_at(&response, self.now).current_age,
+            age: fresh.current_age,
             strip: &[],
         };
         let reply = respond::entry(
@@ -408,18 +415,17 @@ impl Exchange<'_> {
         req: &Request<B>,
         flight: &Arc<Flight>,
         started: bool,
-        reason: &str,
+        reason: Declined,
         fwd: ForwardReason,
         stale_ok: bool,
     ) -> Result<(Response<ResponseBody>, Served), RequestError> {
-        let origin_error = reason.starts_with("origin-5");
-        if origin_error && stale_ok {
-            return Err(RequestError::OriginStatus(reason.to_owned()));
+        if stale_ok && matches!(reason, Declined::OriginError(_)) {
+            return Err(RequestError::OriginStatus(reason.to_string()));
         }
         if started && let Some(response) = flight.take_handoff() {
             let status = CacheStatus::forward(fwd)
                 .with_fwd_status(response.status().as_u16())
-                .with_detail(reason);
+                .with_detail(reason.to_string());
             return Ok((respond::passed(response, &status), PASS));
         }
         self.pass(req, fwd).await
@@ -501,7 +507,7 @@ impl Exchange<'_> {
         );
         let keys = targets
             .iter()
-            .map(|target| UrlKey::new(&self.target.scheme, &self.target.host, target))
+            .map(|target| self.target.with_path(target).key())
             .collect();
         purge::invalidate(&self.state.store, &self.state.metrics, keys).await;
         let status =
@@ -533,12 +539,10 @@ impl Exchange<'_> {
         &self,
         forward: Request<ForwardBody>,
     ) -> Result<Response<crate::origin::OriginBody>, RequestError> {
-        let origin = self.origin.name();
+        let sent = std::time::Instant::now();
         let result = self.origin.send(forward).await;
-        self.state
-            .metrics
-            .origin
-            .origin_answer(origin, result.as_ref().ok().map(Response::status));
+        let metrics = &self.state.metrics.origin;
+        metrics.exchange(self.origin.name(), sent, &result);
         Ok(result?)
     }
 
@@ -549,15 +553,15 @@ impl Exchange<'_> {
             .map_err(|_| RequestError::BadRequest("invalid request target".into()))
     }
 
-    /// An answer from a stored entry.
+    /// An answer from a stored entry whose current age is `age`.
     fn stored<B>(
         &self,
         req: &Request<B>,
         found: &Found,
         strip: &[http::HeaderName],
         status: CacheStatus,
+        age: u64,
     ) -> Response<ResponseBody> {
-        let age = age_at(&found.response, self.now).current_age;
         let parts = EntryParts {
             response: &found.response,
             size: Some(found.blob.size()),

@@ -57,7 +57,7 @@ impl PurgeAnswer {
 
 /// One removal to run on the store.
 enum Removal {
-    Key(String),
+    Key(UrlKey),
     Prefix(Selection),
     Tag(String),
 }
@@ -89,24 +89,18 @@ impl PurgeRequest {
         let bad =
             |field: &str, err: String| RequestError::BadRequest(format!("purge {field}: {err}"));
         let mut removals = Vec::new();
-        for url in self.urls {
-            let selection = Selection::parse(&url, true).map_err(|e| bad("urls", e))?;
-            let removal = match &selection.origin {
-                Some((host, scheme)) => {
-                    Removal::Key(format!("{} {host} {scheme}", selection.prefix))
-                }
-                // The target followed by the separator: that path under every host.
-                None => Removal::Prefix(Selection {
-                    prefix: format!("{} ", selection.prefix),
-                    origin: None,
-                    exact: false,
-                }),
+        let urls = self.urls.into_iter().map(|url| ("url", "urls", url, true));
+        let prefixes = self
+            .prefixes
+            .into_iter()
+            .map(|prefix| ("prefix", "prefixes", prefix, false));
+        for (kind, field, text, exact) in urls.chain(prefixes) {
+            let selection = Selection::parse(&text, exact).map_err(|e| bad(field, e))?;
+            let removal = match selection.exact_key() {
+                Some(key) => Removal::Key(key),
+                None => Removal::Prefix(selection),
             };
-            removals.push(("url", removal));
-        }
-        for prefix in self.prefixes {
-            let selection = Selection::parse(&prefix, false).map_err(|e| bad("prefixes", e))?;
-            removals.push(("prefix", Removal::Prefix(selection)));
+            removals.push((kind, removal));
         }
         for tag in self.surrogate_keys {
             let tag = tag.trim().to_owned();
@@ -132,9 +126,9 @@ pub(crate) async fn purge(
     for (kind, removal) in request.removals()? {
         let store = store.clone();
         let removed = blocking(move || match removal {
-            Removal::Key(key) => store.remove_records(key.as_bytes()),
+            Removal::Key(key) => store.remove_records(key.as_str().as_bytes()),
             Removal::Prefix(selection) => {
-                let prefix = selection.prefix.clone();
+                let prefix = selection.scan_prefix();
                 let filter: Option<KeyFilter> = selection
                     .origin
                     .is_some()

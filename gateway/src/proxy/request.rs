@@ -30,8 +30,17 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// The same scheme and host with another target (for invalidation).
+    pub(crate) fn with_path(&self, target: &str) -> Target {
+        Target {
+            scheme: self.scheme.clone(),
+            host: self.host.clone(),
+            target: target.to_owned(),
+        }
+    }
+
     pub(crate) fn key(&self) -> UrlKey {
-        UrlKey::new(&self.scheme, &self.host, &self.target)
+        UrlKey::new(self.scheme.as_str(), &self.host, &self.target)
     }
 }
 
@@ -56,22 +65,23 @@ pub(crate) fn target_of<B>(req: &Request<B>, scheme: Scheme) -> Result<Target, R
             {
                 return bad("only http and https request targets are served");
             }
-            authority.as_str().to_owned()
+            authority.as_str()
         }
         (None, Some(value)) => match value.to_str() {
-            Ok(text) => text.to_owned(),
+            Ok(text) => text,
             Err(_) => return bad("invalid Host header"),
         },
-        (None, None) if req.version() == Version::HTTP_10 => String::new(),
-        (None, None) => return bad("missing Host header"),
+        (None, None) => "",
     };
-    let host = if host.is_empty() && req.version() == Version::HTTP_10 {
-        String::new()
-    } else {
-        match normalise_host(&host, &scheme) {
-            Some(host) => host,
-            None => return bad("invalid Host header"),
+    // HTTP/1.0 may go without a host (it then reaches the default origin);
+    // HTTP/1.1 may not (RFC 9112 §3.2).
+    let host = match normalise_host(host, &scheme) {
+        Some(host) => host,
+        None if host.is_empty() && req.version() == Version::HTTP_10 => String::new(),
+        None if host_header.is_none() && uri.authority().is_none() => {
+            return bad("missing Host header");
         }
+        None => return bad("invalid Host header"),
     };
     let target = uri
         .path_and_query()

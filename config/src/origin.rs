@@ -19,7 +19,7 @@ use crate::error::ConfigError;
 use crate::load::Layered;
 use crate::size::ByteSize;
 use crate::types::Config;
-use crate::validate::timeout_bound;
+use crate::validate::positive_timeout;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -544,13 +544,6 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
         }
     }
     Ok(())
-}
-
-fn positive_timeout(field: &str, value: Duration, layered: &Layered) -> Result<(), ConfigError> {
-    if value.is_zero() {
-        return Err(layered.error(field, "must be greater than 0s".to_owned()));
-    }
-    timeout_bound(field, value, layered)
 }
 
 #[cfg(test)]

@@ -46,10 +46,7 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
         ("http.header_read_timeout", http.header_read_timeout),
         ("http.idle_timeout", http.idle_timeout),
     ] {
-        if value.is_zero() {
-            return fail(field, "must be greater than 0s".to_owned());
-        }
-        timeout_bound(field, value, layered)?;
+        positive_timeout(field, value, layered)?;
     }
     if http.max_connections == 0 {
         return fail("http.max_connections", "must be at least 1".to_owned());
@@ -122,10 +119,7 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
         ("swarm.ping_interval", swarm.ping_interval),
         ("swarm.resolve_interval", swarm.resolve_interval),
     ] {
-        if value.is_zero() {
-            return fail(field, "must be greater than 0s".to_owned());
-        }
-        timeout_bound(field, value, layered)?;
+        positive_timeout(field, value, layered)?;
     }
     if swarm.max_uploads == 0 {
         return fail("swarm.max_uploads", "must be at least 1".to_owned());
@@ -141,6 +135,18 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
         return fail("log.level", "must not be empty; try \"info\"".to_owned());
     }
     crate::origin::validate(config, layered)
+}
+
+/// A timeout that must be set (not 0s) and within [`MAX_TIMEOUT`].
+pub(crate) fn positive_timeout(
+    field: &str,
+    value: Duration,
+    layered: &Layered,
+) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(layered.error(field, "must be greater than 0s".to_owned()));
+    }
+    timeout_bound(field, value, layered)
 }
 
 pub(crate) fn timeout_bound(

@@ -35,7 +35,7 @@ pub(crate) enum BodyError {
     #[error("blob read task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// The fill feeding this response failed.
-    #[error("filling from peers: {0}")]
+    #[error("fill failed: {0}")]
     Fill(String),
     /// The origin's body failed mid-way (a passed-through response).
     #[error("{0}")]
@@ -90,6 +90,17 @@ pub(crate) enum Segment {
     Rest(u64),
 }
 
+impl Segment {
+    /// Bytes in the segment; `None` for one that runs to an end not known yet.
+    pub(crate) fn len(&self) -> Option<u64> {
+        match self {
+            Segment::Literal(bytes) => Some(bytes.len() as u64),
+            Segment::Blob(range) => Some(range.end - range.start),
+            Segment::Rest(_) => None,
+        }
+    }
+}
+
 /// A hyper response body.
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
@@ -129,14 +140,7 @@ impl ResponseBody {
 
     /// Streams `segments` out of `source`.
     pub(crate) fn blob(source: Source, segments: Vec<Segment>) -> Self {
-        let remaining = segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(b) => Some(b.len() as u64),
-                Segment::Blob(r) => Some(r.end - r.start),
-                Segment::Rest(_) => None,
-            })
-            .sum();
+        let remaining = segments.iter().map(Segment::len).sum();
         Self {
             kind: Kind::Blob(BlobStream {
                 source,

@@ -147,7 +147,8 @@ fn ranged(
                 .to_owned();
             let segments = multipart_segments(&ranges, size, &content_type, &boundary);
             headers.remove(CONTENT_RANGE);
-            let length = segments.iter().map(segment_len).sum();
+            // Multipart parts are literals and ranges: every length is known.
+            let length = segments.iter().filter_map(Segment::len).sum();
             headers.insert(
                 CONTENT_TYPE,
                 header_value(&format!("multipart/byteranges; boundary={boundary}")),
@@ -225,14 +226,6 @@ fn multipart_segments(
         "\r\n--{boundary}--\r\n"
     ))));
     segments
-}
-
-fn segment_len(segment: &Segment) -> u64 {
-    match segment {
-        Segment::Literal(bytes) => bytes.len() as u64,
-        Segment::Blob(range) => range.end - range.start,
-        Segment::Rest(_) => 0,
-    }
 }
 
 fn content_range(range: &Range<u64>, size: u64) -> String {

@@ -1,9 +1,9 @@
 //! Origin servers: a pooled keep-alive HTTP/1.1 client per origin (rustls for
 //! https), with bounded concurrency, connect / first-byte / idle timeouts, and
-//! response bodies that fail loudly when they end early, late or stall.
+//! response bodies that fail loudly when they end early or stall.
 //!
 //! This module only moves requests and bytes. What to ask the origin and what
-//! to do with its answer (RFC 9111) is decided by `cache` and `url`.
+//! to do with its answer (RFC 9111) is decided by `cache`, `fill` and `proxy`.
 
 mod body;
 mod connect;
@@ -204,7 +204,7 @@ impl Origin {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .http1_max_buf_size(MAX_RESPONSE_HEAD.max(8192))
+            .http1_max_buf_size(MAX_RESPONSE_HEAD)
             .http1_max_headers(MAX_RESPONSE_HEADERS)
             // We set Host ourselves: the origin's name, never one a client chose.
             .set_host(false)

@@ -28,7 +28,7 @@ use time::{Duration, OffsetDateTime};
 use crate::identity::{NameError, NodeName};
 
 /// The ALPN protocol every fleet connection negotiates.
-pub const ALPN: &[u8] = b"fleetcache/1";
+pub const ALPN: &[u8] = b"fleetcache/2";
 
 /// A DNS name every node certificate carries besides the node's own. Peers are found by
 /// address (static lists, DNS that returns pod IPs), not by node name, so a node dials
@@ -328,7 +328,7 @@ impl NodeIdentity {
     }
 
     /// A rustls server config that requires every client to present a certificate
-    /// signed by the fleet CA, and offers only the ALPN `fleetcache/1`.
+    /// signed by the fleet CA, and offers only the ALPN `fleetcache/2`.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, CertError> {
         let provider = provider();
         let verifier =
@@ -344,7 +344,7 @@ impl NodeIdentity {
     }
 
     /// A rustls client config that trusts only the fleet CA, presents this node's
-    /// certificate, and offers only the ALPN `fleetcache/1`. The server is checked
+    /// certificate, and offers only the ALPN `fleetcache/2`. The server is checked
     /// against the name passed to `connect`, so that must be the peer's node name.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, CertError> {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())

@@ -20,7 +20,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Why a request to one peer failed. Only [`PeerError::Lied`] counts as a verification
 /// failure; everything else is the network or the peer's load.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PeerError {
+pub enum PeerError {
     /// The peer has no live connection.
     #[error("not connected")]
     NotConnected,
@@ -34,7 +34,7 @@ pub(crate) enum PeerError {
     /// malformed frame.
     #[error("verification failed: {0}")]
     Lied(String),
-    /// The peer does not hold the object.
+    /// The peer does not hold the object (or declines the request).
     #[error("not found")]
     NotFound,
     /// The peer asked us to go elsewhere.
@@ -43,6 +43,18 @@ pub(crate) enum PeerError {
 }
 
 impl PeerError {
+    /// A short reason, for metric labels and `Cache-Status` details.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PeerError::NotConnected => "not-connected",
+            PeerError::Transport(_) => "transport",
+            PeerError::Stalled(_) => "timeout",
+            PeerError::Lied(_) => "verification",
+            PeerError::NotFound => "declined",
+            PeerError::Overloaded => "overloaded",
+        }
+    }
+
     fn from_decode(err: DecodeError, stall: Duration) -> Self {
         match err {
             DecodeError::ParentHashMismatch(node) => {
@@ -59,7 +71,7 @@ impl PeerError {
         }
     }
 
-    fn from_io(err: io::Error, stall: Duration) -> Self {
+    pub(crate) fn from_io(err: io::Error, stall: Duration) -> Self {
         match err.kind() {
             io::ErrorKind::TimedOut => PeerError::Stalled(stall),
             io::ErrorKind::UnexpectedEof => {
@@ -123,8 +135,34 @@ impl StreamReader {
         }
     }
 
+    /// How long a read may wait for bytes.
+    pub(crate) fn stall(&self) -> Duration {
+        self.stall
+    }
+
+    /// Waits up to `stall` for each read from now on.
+    pub(crate) fn set_stall(&mut self, stall: Duration) {
+        self.stall = stall;
+    }
+
+    /// Puts bytes read too far back in front of the stream.
+    pub(crate) fn unread(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.pending.push_front(bytes);
+        }
+    }
+
+    /// The stream must end here: anything more is a protocol violation.
+    pub(crate) async fn expect_end(&mut self) -> Result<(), PeerError> {
+        match self.next_chunk(1).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(PeerError::Lied("bytes after the end of the answer".into())),
+            Err(err) => Err(PeerError::from_io(err, self.stall)),
+        }
+    }
+
     /// The next bytes from the stream, at most `max`; `None` at its clean end.
-    async fn next_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+    pub(crate) async fn next_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
         loop {
             if let Some(front) = self.pending.front_mut() {
                 let chunk = if front.len() <= max {
@@ -205,10 +243,7 @@ pub(crate) async fn send_request(
     loop {
         match Response::decode(request.kind(), &header) {
             Ok(Decoded::Frame(response, used)) => {
-                let rest = header.split_off(used).freeze();
-                if !rest.is_empty() {
-                    reader.pending.push_front(rest);
-                }
+                reader.unread(header.split_off(used).freeze());
                 return Ok((response, reader));
             }
             Ok(Decoded::Incomplete) => {}

@@ -17,8 +17,12 @@
 //!   [`Located::fetch`] streams a byte range, every 16 KiB group verified before it is
 //!   returned, moving to the next holder at the first undelivered byte when a source
 //!   lies, stalls or dies;
+//! - [`Swarm::fetch_url`] asks a URL's owner for its response ([`OwnerFetch`]: the body
+//!   hashed as it arrives and checked against the owner's closing hash and size);
+//!   [`Swarm::purge`] and [`Swarm::purge_log`] carry purges; the gateway answers
+//!   peers' URL requests and purges through the [`FleetService`] it installs;
 //! - the fleet PKI ([`FleetCa`], [`NodeCert`], [`NodeIdentity`]);
-//! - the version 1 wire protocol (`swarm/PROTOCOL.md`) as a sans-IO codec.
+//! - the version 2 wire protocol (`swarm/PROTOCOL.md`) as a sans-IO codec.
 //!
 //! Single-flight, teeing into the store and HTTP live in the gateway.
 
@@ -30,17 +34,22 @@ mod identity;
 mod peers;
 mod rendezvous;
 mod serve;
+mod service;
 mod swarm;
+mod url;
 mod wire;
 
 pub use certs::{ALPN, CertError, FLEET_SERVER_NAME, FleetCa, NodeCert, NodeIdentity};
+pub use client::PeerError;
 pub use identity::{NameError, NodeName};
 pub use peers::{PeerHandle, PeerInfo, PeerState};
 pub use rendezvous::{Owner, rendezvous_rank};
+pub use service::{BodyChunk, FleetService, ServiceFuture, UrlReply};
 pub use swarm::{
     Fetch, FetchError, FetchItem, Located, Swarm, SwarmError, SwarmOptions, SwarmStats,
 };
+pub use url::OwnerFetch;
 pub use wire::{
-    Decoded, ErrorCode, MAX_RANGES_LEN, MAX_REQUEST_LEN, RangeSpec, Request, RequestKind, Response,
-    VERSION, WireError,
+    BodyFrame, Decoded, ErrorCode, MAX_BODY_FRAME, MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_RANGES_LEN,
+    MAX_REQUEST_LEN, RangeSpec, Request, RequestKind, Response, VERSION, WireError,
 };

@@ -2,8 +2,8 @@
 //! answered from the local store.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -11,8 +11,13 @@ use fleetcache_store::{ReadError, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
+use crate::identity::NodeName;
+use crate::service::{BodyChunk, FleetService, UrlReply};
 use crate::swarm::Counters;
-use crate::wire::{Decoded, ErrorCode, MAX_REQUEST_LEN, Request, Response};
+use crate::wire::{
+    BodyFrame, Decoded, ErrorCode, MAX_BODY_FRAME, MAX_MESSAGE_LEN, MAX_REQUEST_LEN, Request,
+    RequestKind, Response,
+};
 
 /// Encoded bytes handed from the blocking encoder to the sending task at a time.
 const SEND_CHUNK: usize = 256 * 1024;
@@ -32,16 +37,25 @@ pub(crate) struct Responder {
     pub(crate) lookups: Arc<Semaphore>,
     /// How long a requester may take to send its request.
     pub(crate) request_timeout: Duration,
+    /// The gateway's answers to URL requests and purges, once installed.
+    pub(crate) service: Arc<OnceLock<Arc<dyn FleetService>>>,
 }
 
 /// Answers every stream a peer opens until the connection ends.
-pub(crate) async fn serve_connection(connection: quinn::Connection, responder: Arc<Responder>) {
+pub(crate) async fn serve_connection(
+    connection: quinn::Connection,
+    name: NodeName,
+    responder: Arc<Responder>,
+) {
     // Unidirectional streams need no handling: the transport allows peers none.
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
                 let responder = responder.clone();
-                tokio::spawn(async move { responder.answer(send, recv).await }.in_current_span());
+                let name = name.clone();
+                tokio::spawn(
+                    async move { responder.answer(send, recv, &name).await }.in_current_span(),
+                );
             }
             Err(err) => {
                 tracing::debug!("connection ended: {err}");
@@ -52,7 +66,12 @@ pub(crate) async fn serve_connection(connection: quinn::Connection, responder: A
 }
 
 impl Responder {
-    async fn answer(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    async fn answer(
+        &self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        from: &NodeName,
+    ) {
         let request = match self.read_request(&mut recv).await {
             Ok(request) => request,
             Err(code) => {
@@ -88,6 +107,20 @@ impl Responder {
                 let span = tracing::debug_span!("upload", %hash);
                 self.upload(&mut send, hash, ranges.to_chunk_ranges())
                     .instrument(span)
+                    .await
+            }
+            Request::FetchUrl(request) => {
+                let span = tracing::debug_span!("url_answer", asker = %from);
+                self.answer_url(&mut send, from, request)
+                    .instrument(span)
+                    .await
+            }
+            Request::Purge(request) => {
+                self.answer_message(&mut send, from, RequestKind::Purge, request)
+                    .await
+            }
+            Request::PurgeLog(request) => {
+                self.answer_message(&mut send, from, RequestKind::PurgeLog, request)
                     .await
             }
         };
@@ -195,6 +228,101 @@ impl Responder {
                 Err(ErrorCode::Internal)
             }
         }
+    }
+}
+
+impl Responder {
+    /// A URL request for this node as the URL's owner: the gateway answers it
+    /// (from its cache, or from its own single-flight origin fetch); the body is
+    /// framed, hashed as it is sent, and ended with that hash and its size.
+    async fn answer_url(
+        &self,
+        send: &mut quinn::SendStream,
+        from: &NodeName,
+        request: Bytes,
+    ) -> Result<(), ErrorCode> {
+        let Some(service) = self.service.get().cloned() else {
+            return write_header(send, &Response::NotFound).await;
+        };
+        // URL answers share the upload limit: each one streams a body.
+        let Ok(_permit) = self.uploads.clone().try_acquire_owned() else {
+            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            return write_header(send, &Response::Overloaded).await;
+        };
+        let (head, mut body) = match service.fetch_url(from, request).await {
+            UrlReply::Declined => return write_header(send, &Response::NotFound).await,
+            UrlReply::Overloaded => {
+                self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                return write_header(send, &Response::Overloaded).await;
+            }
+            UrlReply::Response { head, body } => (head, body),
+        };
+        if head.len() > MAX_MESSAGE_LEN {
+            tracing::warn!(len = head.len(), "URL response head over the limit");
+            return Err(ErrorCode::Internal);
+        }
+        write_header(send, &Response::Message(head)).await?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        loop {
+            match body.recv().await {
+                Some(BodyChunk::Data(mut bytes)) => {
+                    hasher.update(&bytes);
+                    size += bytes.len() as u64;
+                    while !bytes.is_empty() {
+                        let part = bytes.split_to(bytes.len().min(MAX_BODY_FRAME));
+                        let header = BodyFrame::Data(part.len())
+                            .encode()
+                            .map_err(|_| ErrorCode::Internal)?;
+                        send.write_all(&header)
+                            .await
+                            .map_err(|_| ErrorCode::Cancelled)?;
+                        send.write_chunk(part)
+                            .await
+                            .map_err(|_| ErrorCode::Cancelled)?;
+                    }
+                }
+                Some(BodyChunk::End) => {
+                    let hash = fleetcache_store::Hash::from_bytes(*hasher.finalize().as_bytes());
+                    let end = BodyFrame::End { hash, size }
+                        .encode()
+                        .map_err(|_| ErrorCode::Internal)?;
+                    send.write_all(&end)
+                        .await
+                        .map_err(|_| ErrorCode::Cancelled)?;
+                    self.counters.bytes_sent.fetch_add(size, Ordering::Relaxed);
+                    self.counters.url_answers.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Some(BodyChunk::Failed(reason)) => {
+                    tracing::debug!(sent = size, "URL body failed: {reason}");
+                    return Err(ErrorCode::Internal);
+                }
+                None => {
+                    tracing::warn!(sent = size, "URL body ended without its end");
+                    return Err(ErrorCode::Internal);
+                }
+            }
+        }
+    }
+
+    /// A PURGE or PURGE_LOG: the gateway's answer, or NOT_FOUND if it declines.
+    async fn answer_message(
+        &self,
+        send: &mut quinn::SendStream,
+        from: &NodeName,
+        kind: RequestKind,
+        request: Bytes,
+    ) -> Result<(), ErrorCode> {
+        let Some(service) = self.service.get().cloned() else {
+            return write_header(send, &Response::NotFound).await;
+        };
+        let answer = match kind {
+            RequestKind::Purge => service.purge(from, request).await,
+            _ => service.purge_log(from, request).await,
+        };
+        let response = answer.map_or(Response::NotFound, Response::Message);
+        write_header(send, &response).await
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bao_tree::{ChunkNum, ChunkRanges};
@@ -22,6 +22,7 @@ use crate::identity::NodeName;
 use crate::peers::{Peer, PeerHandle, PeerInfo, PeerTable};
 use crate::rendezvous::{self, Owner};
 use crate::serve::{Responder, serve_connection};
+use crate::service::FleetService;
 
 /// HAVE lookups answered at once (see `Responder::lookups`).
 const MAX_LOOKUPS: usize = 256;
@@ -102,6 +103,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) uploads: AtomicU64,
     pub(crate) overloaded: AtomicU64,
+    pub(crate) url_answers: AtomicU64,
 }
 
 /// A snapshot of the node-wide swarm counters.
@@ -115,8 +117,10 @@ pub struct SwarmStats {
     pub bytes_sent: u64,
     /// GET requests answered completely.
     pub uploads: u64,
-    /// GET requests refused as OVERLOADED.
+    /// GET and FETCH_URL requests refused as OVERLOADED.
     pub overloaded: u64,
+    /// URL requests answered completely, as the URL's owner.
+    pub url_answers: u64,
 }
 
 /// The node's QUIC endpoint and its view of the fleet. Cheap to clone.
@@ -135,6 +139,8 @@ struct Inner {
     peer_timeout: Duration,
     ping_interval: Duration,
     cancel: CancellationToken,
+    /// Shared with the responder.
+    service: Arc<OnceLock<Arc<dyn FleetService>>>,
 }
 
 impl Inner {
@@ -161,6 +167,7 @@ impl Swarm {
             })?;
         endpoint.set_default_client_config(client);
         let counters = Arc::new(Counters::default());
+        let service = Arc::new(OnceLock::new());
         let inner = Arc::new(Inner {
             endpoint: endpoint.clone(),
             table: PeerTable::default(),
@@ -170,6 +177,7 @@ impl Swarm {
             peer_timeout: options.peer_timeout,
             ping_interval: options.ping_interval,
             cancel: CancellationToken::new(),
+            service: service.clone(),
         });
         let responder = Arc::new(Responder {
             store: options.store,
@@ -177,6 +185,7 @@ impl Swarm {
             uploads: Arc::new(Semaphore::new(options.max_uploads.max(1))),
             lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
             request_timeout: options.peer_timeout,
+            service,
         });
         tokio::spawn(accept_loop(inner.clone(), responder));
         tokio::spawn(membership_loop(
@@ -185,6 +194,12 @@ impl Swarm {
             options.resolve_interval,
         ));
         Ok(Swarm { inner })
+    }
+
+    /// Installs the gateway's answers to URL requests and purges (once; later
+    /// calls are ignored and return false).
+    pub fn set_service(&self, service: Arc<dyn FleetService>) -> bool {
+        self.inner.service.set(service).is_ok()
     }
 
     /// The bound UDP address.
@@ -226,6 +241,7 @@ impl Swarm {
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             uploads: c.uploads.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
+            url_answers: c.url_answers.load(Ordering::Relaxed),
         }
     }
 
@@ -536,7 +552,7 @@ fn all_failed(hash: Hash, err: &PeerError) -> FetchError {
     }
 }
 
-fn record_failure(peer: &Peer, err: &PeerError) {
+pub(crate) fn record_failure(peer: &Peer, err: &PeerError) {
     let counters = &peer.counters;
     match err {
         PeerError::Lied(reason) => {
@@ -608,7 +624,7 @@ async fn accept_loop(inner: Arc<Inner>, responder: Arc<Responder>) {
                 match NodeName::of_peer(&connection) {
                     Ok(name) => {
                         tracing::Span::current().record("node", name.as_str());
-                        serve_connection(connection, responder).await;
+                        serve_connection(connection, name, responder).await;
                     }
                     Err(err) => {
                         inner.count_refusal();
@@ -676,7 +692,10 @@ async fn liveness_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
     }
 }
 
-async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
+async fn check_peer(inner: &Inner, peer: &Arc<Peer>) -> Result<(), String> {
+    // The name of a peer reached over a new connection, told to the service once
+    // the connection is usable.
+    let mut fresh = None;
     let connection = match peer.current_connection() {
         Some(connection) => connection,
         None => {
@@ -722,7 +741,8 @@ async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
                     "refused: it presents this node's own name {name} with another certificate"
                 ));
             }
-            peer.set_connection(connection.clone(), name);
+            peer.set_connection(connection.clone(), name.clone());
+            fresh = Some(name);
             connection
         }
     };
@@ -735,6 +755,9 @@ async fn check_peer(inner: &Inner, peer: &Peer) -> Result<(), String> {
     {
         Ok(Ok(())) => {
             peer.mark_up(start.elapsed());
+            if let (Some(name), Some(service)) = (fresh, inner.service.get()) {
+                service.peer_connected(PeerHandle::new(Arc::clone(peer), name));
+            }
             Ok(())
         }
         Ok(Err(err)) => Err(format!("ping: {err}")),

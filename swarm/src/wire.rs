@@ -1,4 +1,4 @@
-//! Sans-IO codec for the version 1 peer protocol frames (see `PROTOCOL.md`).
+//! Sans-IO codec for the version 2 peer protocol frames (see `PROTOCOL.md`).
 //!
 //! Decoders take whatever bytes have arrived so far and say either "here is a frame
 //! and how many bytes it used", "need more bytes", or why the input can never become
@@ -6,14 +6,23 @@
 //! whatever the input, because the input comes from peers.
 
 use bao_tree::{ChunkNum, ChunkRanges};
+use bytes::Bytes;
 use fleetcache_store::Hash;
 
 /// The protocol version this codec speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The largest encoded chunk-range set, in bytes.
 pub const MAX_RANGES_LEN: usize = 1024;
-/// The largest request frame, in bytes: version, kind, hash, length, ranges.
-pub const MAX_REQUEST_LEN: usize = 2 + 32 + 2 + MAX_RANGES_LEN;
+/// The largest message a FETCH_URL or PURGE request, a PURGE answer or a URL
+/// response head carries, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// The largest PURGE_LOG answer, in bytes.
+pub const MAX_LOG_LEN: usize = 1 << 20;
+/// The largest data frame of a URL response body, in bytes.
+pub const MAX_BODY_FRAME: usize = 1 << 20;
+/// The largest request frame, in bytes: version, kind, length, message (the
+/// hash requests are smaller: 2 + 32 + 2 + [`MAX_RANGES_LEN`]).
+pub const MAX_REQUEST_LEN: usize = 2 + 4 + MAX_MESSAGE_LEN;
 
 /// A LEB128 encoding of a u64 never needs more than ten bytes.
 const MAX_VARINT_LEN: usize = 10;
@@ -27,6 +36,12 @@ pub enum RequestKind {
     Have,
     /// Send these chunks of this hash, bao-encoded.
     Get,
+    /// Answer this URL request, as the URL's owner (version 2).
+    FetchUrl,
+    /// Apply this purge (version 2).
+    Purge,
+    /// Send the purges you keep (version 2).
+    PurgeLog,
 }
 
 impl RequestKind {
@@ -35,6 +50,17 @@ impl RequestKind {
             RequestKind::Ping => 0x01,
             RequestKind::Have => 0x02,
             RequestKind::Get => 0x03,
+            RequestKind::FetchUrl => 0x04,
+            RequestKind::Purge => 0x05,
+            RequestKind::PurgeLog => 0x06,
+        }
+    }
+
+    /// The most an OK answer's message may hold (FETCH_URL: the response head).
+    fn max_answer(self) -> usize {
+        match self {
+            RequestKind::PurgeLog => MAX_LOG_LEN,
+            _ => MAX_MESSAGE_LEN,
         }
     }
 }
@@ -58,6 +84,12 @@ pub enum Request {
         /// The chunks requested.
         ranges: RangeSpec,
     },
+    /// A URL request for its owner; the message is the gateway's (see `PROTOCOL.md`).
+    FetchUrl(Bytes),
+    /// A purge to apply; the message is the gateway's.
+    Purge(Bytes),
+    /// Which purges do you keep? The message is the gateway's.
+    PurgeLog(Bytes),
 }
 
 /// A decoded response header. What follows a [`Response::Get`] header is the bao stream.
@@ -72,6 +104,9 @@ pub enum Response {
         /// Blob size in bytes, as claimed by the responder.
         size: u64,
     },
+    /// OK to a FETCH_URL (the response head; body frames follow), a PURGE or a
+    /// PURGE_LOG: the gateway's message.
+    Message(Bytes),
     /// The responder does not hold the blob (or, for HAVE, none of the chunks).
     NotFound,
     /// The responder is too busy; ask another source.
@@ -103,9 +138,14 @@ pub enum WireError {
     /// The status byte names no response status.
     #[error("unknown response status {0:#04x}")]
     UnknownStatus(u8),
-    /// A ranges length field exceeds [`MAX_RANGES_LEN`].
-    #[error("chunk ranges of {0} bytes exceed the limit of {MAX_RANGES_LEN}")]
-    TooLarge(usize),
+    /// A length field exceeds its limit.
+    #[error("a length of {len} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The length received or asked for.
+        len: usize,
+        /// Its limit.
+        limit: usize,
+    },
     /// A chunk-range set has no boundaries.
     #[error("empty chunk ranges")]
     EmptyRanges,
@@ -122,7 +162,7 @@ impl WireError {
     pub fn code(&self) -> ErrorCode {
         match self {
             WireError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
-            WireError::TooLarge(_) => ErrorCode::TooLarge,
+            WireError::TooLarge { .. } => ErrorCode::TooLarge,
             WireError::UnknownKind(_)
             | WireError::UnknownStatus(_)
             | WireError::EmptyRanges
@@ -245,7 +285,10 @@ impl RangeSpec {
         let len = u16::try_from(body.len())
             .ok()
             .filter(|&l| usize::from(l) <= MAX_RANGES_LEN)
-            .ok_or(WireError::TooLarge(body.len()))?;
+            .ok_or(WireError::TooLarge {
+                len: body.len(),
+                limit: MAX_RANGES_LEN,
+            })?;
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&body);
         Ok(())
@@ -258,7 +301,10 @@ impl RangeSpec {
         };
         let len = usize::from(u16::from_be_bytes(*len_bytes));
         if len > MAX_RANGES_LEN {
-            return Err(WireError::TooLarge(len));
+            return Err(WireError::TooLarge {
+                len,
+                limit: MAX_RANGES_LEN,
+            });
         }
         let Some(body) = buf.get(2..2 + len) else {
             return Ok(Decoded::Incomplete);
@@ -291,10 +337,14 @@ impl Request {
             Request::Ping => RequestKind::Ping,
             Request::Have { .. } => RequestKind::Have,
             Request::Get { .. } => RequestKind::Get,
+            Request::FetchUrl(_) => RequestKind::FetchUrl,
+            Request::Purge(_) => RequestKind::Purge,
+            Request::PurgeLog(_) => RequestKind::PurgeLog,
         }
     }
 
-    /// The encoded frame; fails only if the ranges exceed [`MAX_RANGES_LEN`].
+    /// The encoded frame; fails only if the ranges exceed [`MAX_RANGES_LEN`] or
+    /// a message [`MAX_MESSAGE_LEN`].
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
         let mut out = vec![VERSION, self.kind().byte()];
         match self {
@@ -302,6 +352,9 @@ impl Request {
             Request::Have { hash, ranges } | Request::Get { hash, ranges } => {
                 out.extend_from_slice(hash.as_bytes());
                 ranges.encode_into(&mut out)?;
+            }
+            Request::FetchUrl(message) | Request::Purge(message) | Request::PurgeLog(message) => {
+                encode_message(&mut out, message, MAX_MESSAGE_LEN)?;
             }
         }
         Ok(out)
@@ -322,6 +375,20 @@ impl Request {
             0x01 => return Ok(Decoded::Frame(Request::Ping, 2)),
             0x02 => RequestKind::Have,
             0x03 => RequestKind::Get,
+            0x04..=0x06 => {
+                let rest = buf.get(2..).unwrap_or_default();
+                return Ok(match decode_message(rest, MAX_MESSAGE_LEN)? {
+                    Decoded::Incomplete => Decoded::Incomplete,
+                    Decoded::Frame(message, used) => {
+                        let request = match kind {
+                            0x04 => Request::FetchUrl(message),
+                            0x05 => Request::Purge(message),
+                            _ => Request::PurgeLog(message),
+                        };
+                        Decoded::Frame(request, 2 + used)
+                    }
+                });
+            }
             other => return Err(WireError::UnknownKind(other)),
         };
         let Some(hash) = buf.get(2..).and_then(|b| b.first_chunk::<32>()) else {
@@ -357,6 +424,10 @@ impl Response {
                 // Little-endian, as bao-tree encodes the size.
                 out.extend_from_slice(&size.to_le_bytes());
             }
+            Response::Message(message) => {
+                out.push(STATUS_OK);
+                encode_message(&mut out, message, MAX_LOG_LEN)?;
+            }
             Response::NotFound => out.push(STATUS_NOT_FOUND),
             Response::Overloaded => out.push(STATUS_OVERLOADED),
         }
@@ -391,8 +462,117 @@ impl Response {
                 Decoded::Frame(ranges, used) => Decoded::Frame(Response::Have(ranges), 1 + used),
                 Decoded::Incomplete => Decoded::Incomplete,
             },
+            RequestKind::FetchUrl | RequestKind::Purge | RequestKind::PurgeLog => {
+                match decode_message(rest, kind.max_answer())? {
+                    Decoded::Frame(message, used) => {
+                        Decoded::Frame(Response::Message(message), 1 + used)
+                    }
+                    Decoded::Incomplete => Decoded::Incomplete,
+                }
+            }
         })
     }
+}
+
+/// One frame of a URL response body (see `PROTOCOL.md`): a data frame's
+/// header, or the end with the sender's BLAKE3 hash and size of every data
+/// byte it sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFrame {
+    /// This many data bytes follow (1 ..= [`MAX_BODY_FRAME`]).
+    Data(usize),
+    /// The body is complete.
+    End {
+        /// BLAKE3 of the body's bytes.
+        hash: Hash,
+        /// The body's length.
+        size: u64,
+    },
+}
+
+/// A data frame's header, then the end frame: 4 + 32 + 8 bytes.
+const END_FRAME_LEN: usize = 4 + 32 + 8;
+
+impl BodyFrame {
+    /// The encoded frame header (for [`BodyFrame::Data`], the bytes follow it);
+    /// fails if a data frame is empty or exceeds [`MAX_BODY_FRAME`].
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        match self {
+            BodyFrame::Data(len) => {
+                let len32 = u32::try_from(*len)
+                    .ok()
+                    .filter(|&l| l > 0 && *len <= MAX_BODY_FRAME)
+                    .ok_or(WireError::TooLarge {
+                        len: *len,
+                        limit: MAX_BODY_FRAME,
+                    })?;
+                Ok(len32.to_be_bytes().to_vec())
+            }
+            BodyFrame::End { hash, size } => {
+                let mut out = Vec::with_capacity(END_FRAME_LEN);
+                out.extend_from_slice(&0u32.to_be_bytes());
+                out.extend_from_slice(hash.as_bytes());
+                out.extend_from_slice(&size.to_be_bytes());
+                Ok(out)
+            }
+        }
+    }
+
+    /// Decodes a frame header from the start of `buf`.
+    pub fn decode(buf: &[u8]) -> Result<Decoded<Self>, WireError> {
+        let Some(len) = buf.first_chunk::<4>() else {
+            return Ok(Decoded::Incomplete);
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > MAX_BODY_FRAME {
+            return Err(WireError::TooLarge {
+                len,
+                limit: MAX_BODY_FRAME,
+            });
+        }
+        if len > 0 {
+            return Ok(Decoded::Frame(BodyFrame::Data(len), 4));
+        }
+        let hash = buf.get(4..).and_then(|b| b.first_chunk::<32>());
+        let size = buf.get(36..).and_then(|b| b.first_chunk::<8>());
+        let (Some(hash), Some(size)) = (hash, size) else {
+            return Ok(Decoded::Incomplete);
+        };
+        let end = BodyFrame::End {
+            hash: Hash::from_bytes(*hash),
+            size: u64::from_be_bytes(*size),
+        };
+        Ok(Decoded::Frame(end, END_FRAME_LEN))
+    }
+}
+
+/// Appends a message: its length (4 bytes) and its bytes.
+fn encode_message(out: &mut Vec<u8>, message: &[u8], limit: usize) -> Result<(), WireError> {
+    let len = u32::try_from(message.len())
+        .ok()
+        .filter(|_| message.len() <= limit)
+        .ok_or(WireError::TooLarge {
+            len: message.len(),
+            limit,
+        })?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(message);
+    Ok(())
+}
+
+/// Decodes a length-prefixed message at the start of `buf`.
+fn decode_message(buf: &[u8], limit: usize) -> Result<Decoded<Bytes>, WireError> {
+    let Some(len) = buf.first_chunk::<4>() else {
+        return Ok(Decoded::Incomplete);
+    };
+    let len = u32::from_be_bytes(*len) as usize;
+    if len > limit {
+        return Err(WireError::TooLarge { len, limit });
+    }
+    Ok(match buf.get(4..4 + len) {
+        Some(message) => Decoded::Frame(Bytes::copy_from_slice(message), 4 + len),
+        None => Decoded::Incomplete,
+    })
 }
 
 fn write_varint(out: &mut Vec<u8>, mut value: u64) {

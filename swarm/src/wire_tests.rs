@@ -42,14 +42,14 @@ fn decode_whole<T: std::fmt::Debug + PartialEq>(
 #[test]
 fn ping_is_two_bytes() {
     let bytes = Request::Ping.encode().unwrap();
-    assert_eq!(bytes, [1, 1]);
+    assert_eq!(bytes, [2, 1]);
     assert_eq!(decode_whole(&bytes, Request::decode), Request::Ping);
 }
 
 #[test]
 fn protocol_md_examples() {
     let bytes = get(RangeSpec::all()).encode().unwrap();
-    assert_eq!(bytes[..2], [1, 3]);
+    assert_eq!(bytes[..2], [2, 3]);
     assert_eq!(bytes[34..], [0, 1, 0x00]);
 
     let first_group = RangeSpec::from_boundaries(vec![0, 16]).unwrap();
@@ -112,7 +112,7 @@ fn responses_round_trip() {
 
 #[test]
 fn malformed_requests_are_typed_errors() {
-    let mut header = vec![1, 3];
+    let mut header = vec![2, 3];
     header.extend_from_slice(&[0; 32]);
     let with_ranges = |len: u16, body: &[u8]| {
         let mut frame = header.clone();
@@ -120,10 +120,16 @@ fn malformed_requests_are_typed_errors() {
         frame.extend_from_slice(body);
         Request::decode(&frame)
     };
-    assert_eq!(Request::decode(&[2]), Err(WireError::UnsupportedVersion(2)));
-    assert_eq!(Request::decode(&[1, 9]), Err(WireError::UnknownKind(9)));
+    assert_eq!(Request::decode(&[1]), Err(WireError::UnsupportedVersion(1)));
+    assert_eq!(Request::decode(&[2, 9]), Err(WireError::UnknownKind(9)));
     // Too large is known from the length field alone, before the body arrives.
-    assert_eq!(with_ranges(1025, &[]), Err(WireError::TooLarge(1025)));
+    assert_eq!(
+        with_ranges(1025, &[]),
+        Err(WireError::TooLarge {
+            len: 1025,
+            limit: MAX_RANGES_LEN
+        })
+    );
     assert_eq!(with_ranges(0, &[]), Err(WireError::EmptyRanges));
     assert_eq!(with_ranges(2, &[0x80, 0x00]), Err(WireError::BadVarint));
     assert_eq!(with_ranges(1, &[0x80]), Err(WireError::BadVarint));
@@ -142,7 +148,14 @@ fn malformed_requests_are_typed_errors() {
         Response::decode(RequestKind::Get, &[7]),
         Err(WireError::UnknownStatus(7))
     );
-    assert_eq!(WireError::TooLarge(2000).code(), ErrorCode::TooLarge);
+    assert_eq!(
+        WireError::TooLarge {
+            len: 2000,
+            limit: MAX_RANGES_LEN
+        }
+        .code(),
+        ErrorCode::TooLarge
+    );
     assert_eq!(WireError::BadVarint.code(), ErrorCode::Malformed);
 }
 
@@ -151,7 +164,7 @@ fn oversized_ranges_do_not_encode() {
     // 400 boundaries of three-byte varints exceed the 1024-byte limit.
     let boundaries: Vec<u64> = (1..=400).map(|i| i << 14).collect();
     let request = get(RangeSpec::from_boundaries(boundaries).unwrap());
-    assert!(matches!(request.encode(), Err(WireError::TooLarge(_))));
+    assert!(matches!(request.encode(), Err(WireError::TooLarge { .. })));
 }
 
 #[test]
@@ -243,16 +256,27 @@ fn random_bytes_never_panic_and_decode_canonically() {
         // Bias towards plausible headers so decoding gets past the first bytes.
         if len >= 36 && rng.random_bool(0.7) {
             bytes[0] = VERSION;
-            bytes[1] = rng.random_range(1..=3);
-            let body = u16::try_from(rng.random_range(0..=len - 36)).unwrap();
-            bytes[34..36].copy_from_slice(&body.to_be_bytes());
+            bytes[1] = rng.random_range(1..=6);
+            if bytes[1] >= 4 {
+                let body = u32::try_from(rng.random_range(0..=len - 6)).unwrap();
+                bytes[2..6].copy_from_slice(&body.to_be_bytes());
+            } else {
+                let body = u16::try_from(rng.random_range(0..=len - 36)).unwrap();
+                bytes[34..36].copy_from_slice(&body.to_be_bytes());
+            }
         }
         if let Ok(Decoded::Frame(request, used)) = Request::decode(&bytes) {
             assert!(used <= bytes.len());
             assert_eq!(request.encode().unwrap(), bytes[..used]);
             frames += 1;
         }
-        for kind in [RequestKind::Ping, RequestKind::Have, RequestKind::Get] {
+        for kind in [
+            RequestKind::Ping,
+            RequestKind::Have,
+            RequestKind::Get,
+            RequestKind::FetchUrl,
+            RequestKind::PurgeLog,
+        ] {
             if let Ok(Decoded::Frame(response, used)) = Response::decode(kind, &bytes) {
                 assert!(used <= bytes.len());
                 assert_eq!(response.encode().unwrap(), bytes[..used]);
@@ -263,5 +287,75 @@ fn random_bytes_never_panic_and_decode_canonically() {
     assert!(
         frames > 100,
         "only {frames} random inputs decoded as requests"
+    );
+}
+
+#[test]
+fn messages_round_trip_within_their_limits() {
+    let message = Bytes::from_static(b"GET / HTTP/1.1");
+    for request in [
+        Request::FetchUrl(message.clone()),
+        Request::Purge(message.clone()),
+        Request::PurgeLog(Bytes::new()),
+    ] {
+        let bytes = request.encode().unwrap();
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(decode_whole(&bytes, Request::decode), request);
+    }
+    let fetch = Request::FetchUrl(message.clone()).encode().unwrap();
+    assert_eq!(fetch[..6], [2, 4, 0, 0, 0, 14]);
+
+    let over = Bytes::from(vec![0; MAX_MESSAGE_LEN + 1]);
+    assert!(matches!(
+        Request::Purge(over.clone()).encode(),
+        Err(WireError::TooLarge { .. })
+    ));
+    let mut frame = vec![VERSION, 0x04];
+    frame.extend_from_slice(&u32::try_from(MAX_MESSAGE_LEN + 1).unwrap().to_be_bytes());
+    assert_eq!(
+        Request::decode(&frame),
+        Err(WireError::TooLarge {
+            len: MAX_MESSAGE_LEN + 1,
+            limit: MAX_MESSAGE_LEN
+        })
+    );
+
+    // A URL response head is bounded by the message limit, a purge log by its own.
+    let answer = Response::Message(message);
+    let bytes = answer.encode().unwrap();
+    let decode = |kind| move |b: &[u8]| Response::decode(kind, b);
+    assert_eq!(decode_whole(&bytes, decode(RequestKind::FetchUrl)), answer);
+    let log = Response::Message(over).encode().unwrap();
+    assert!(matches!(
+        Response::decode(RequestKind::FetchUrl, &log),
+        Err(WireError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        Response::decode(RequestKind::PurgeLog, &log),
+        Ok(Decoded::Frame(Response::Message(_), _))
+    ));
+}
+
+#[test]
+fn body_frames_round_trip_and_are_bounded() {
+    let data = BodyFrame::Data(5);
+    assert_eq!(data.encode().unwrap(), [0, 0, 0, 5]);
+    assert_eq!(decode_whole(&[0, 0, 0, 5], BodyFrame::decode), data);
+    let end = BodyFrame::End {
+        hash: hash(9),
+        size: 1 << 40,
+    };
+    let bytes = end.encode().unwrap();
+    assert_eq!(bytes.len(), 44);
+    assert_eq!(decode_whole(&bytes, BodyFrame::decode), end);
+    assert!(BodyFrame::Data(0).encode().is_err());
+    assert!(BodyFrame::Data(MAX_BODY_FRAME + 1).encode().is_err());
+    let too_big = u32::try_from(MAX_BODY_FRAME + 1).unwrap().to_be_bytes();
+    assert_eq!(
+        BodyFrame::decode(&too_big),
+        Err(WireError::TooLarge {
+            len: MAX_BODY_FRAME + 1,
+            limit: MAX_BODY_FRAME
+        })
     );
 }

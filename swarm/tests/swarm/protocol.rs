@@ -56,13 +56,13 @@ async fn malformed_requests_get_their_error_code_and_the_node_keeps_serving() {
     let connection = connect(&ca, node.addr).await;
     let hash = put(&node.store, &pattern(1000));
 
-    let mut ranges_too_long = vec![1, 3];
+    let mut ranges_too_long = vec![2, 3];
     ranges_too_long.extend_from_slice(hash.as_bytes());
     ranges_too_long.extend_from_slice(&2000u16.to_be_bytes());
-    let mut empty_ranges = vec![1, 3];
+    let mut empty_ranges = vec![2, 3];
     empty_ranges.extend_from_slice(hash.as_bytes());
     empty_ranges.extend_from_slice(&0u16.to_be_bytes());
-    let mut non_minimal_varint = vec![1, 3];
+    let mut non_minimal_varint = vec![2, 3];
     non_minimal_varint.extend_from_slice(hash.as_bytes());
     non_minimal_varint.extend_from_slice(&[0, 2, 0x80, 0x00]);
     let mut trailing = Request::Ping.encode().unwrap();
@@ -70,8 +70,8 @@ async fn malformed_requests_get_their_error_code_and_the_node_keeps_serving() {
     let truncated = get(hash, RangeSpec::all())[..20].to_vec();
 
     let cases: [(&str, Vec<u8>, ErrorCode); 9] = [
-        ("version 2", vec![2, 1], ErrorCode::UnsupportedVersion),
-        ("unknown kind", vec![1, 9], ErrorCode::Malformed),
+        ("version 1", vec![1, 1], ErrorCode::UnsupportedVersion),
+        ("unknown kind", vec![2, 9], ErrorCode::Malformed),
         (
             "ranges over the limit",
             ranges_too_long,
@@ -86,7 +86,7 @@ async fn malformed_requests_get_their_error_code_and_the_node_keeps_serving() {
         ("bytes after the frame", trailing, ErrorCode::Malformed),
         ("frame cut short", truncated, ErrorCode::Malformed),
         ("nothing at all", Vec::new(), ErrorCode::Malformed),
-        ("a megabyte of junk", vec![1; 1 << 20], ErrorCode::TooLarge),
+        ("a megabyte of junk", vec![2; 1 << 20], ErrorCode::TooLarge),
     ];
     for (what, frame, expected) in cases {
         assert_eq!(

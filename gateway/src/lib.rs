@@ -12,6 +12,7 @@ mod cache;
 pub mod cli;
 mod error;
 mod fill;
+mod fleet;
 mod http;
 mod metrics;
 mod node;

@@ -149,6 +149,10 @@ impl Node {
             started: Instant::now(),
         });
 
+        if let Some(swarm) = state.fills.swarm() {
+            swarm.set_service(crate::fleet::FleetAnswers::new(&state));
+        }
+
         let public_listener = bind("public", config.http.listen).await?;
         let admin_listener = bind("admin", config.admin.listen).await?;
         let public_addr = local_addr("public", &public_listener, config.http.listen)?;

@@ -6,6 +6,7 @@
 //! what it names (§4.4). Every answer says what happened in `Cache-Status`.
 
 pub(crate) mod key;
+pub(crate) mod peer;
 pub(crate) mod purge;
 mod request;
 mod respond;

@@ -25,6 +25,11 @@ pub(crate) struct OriginMetrics {
     pub(crate) purges: IntCounterVec,
     /// Entries removed by purges and invalidations.
     pub(crate) purged_entries: IntCounter,
+    /// URL fills asked of the URL's owner in the fleet, by result (`ok`,
+    /// `unchanged`, why it went to the origin instead, or `aborted` mid-body).
+    pub(crate) owner_requests: IntCounterVec,
+    /// Peers' URL requests answered as the owner, by result.
+    pub(crate) owner_answers: IntCounterVec,
 }
 
 impl OriginMetrics {
@@ -89,6 +94,16 @@ impl OriginMetrics {
             purged_entries: counter(
                 "fleetcache_purged_entries_total",
                 "URL entries removed by purges and invalidations",
+            )?,
+            owner_requests: counter_vec(
+                "fleetcache_owner_requests_total",
+                "URL fills asked of the URL's owner node, by result (ok, unchanged, aborted, or why the fill went to the origin: declined, overloaded, timeout, transport, not-connected, verification, malformed)",
+                &["result"],
+            )?,
+            owner_answers: counter_vec(
+                "fleetcache_owner_answers_total",
+                "Peers' URL requests answered as the URL's owner, by result (hit, filled, unchanged, or why declined)",
+                &["result"],
             )?,
         })
     }

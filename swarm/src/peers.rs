@@ -205,6 +205,9 @@ impl Peer {
     }
 }
 
+/// The source of peers learned from their connecting to this node.
+pub(crate) const INBOUND: &str = "inbound";
+
 /// Every known peer address, keyed by address; each configured entry owns the
 /// addresses it last resolved to.
 #[derive(Debug, Default)]
@@ -241,6 +244,20 @@ impl PeerTable {
             });
         }
         added
+    }
+
+    /// Adds a member that connected to this node without being configured here
+    /// (membership is learned both ways, so two nodes see each other even when
+    /// only one lists the other); `None` if the address is known already. Its
+    /// source is [`INBOUND`].
+    pub(crate) fn learn(&self, addr: SocketAddr, parent: &CancellationToken) -> Option<Arc<Peer>> {
+        let mut peers = lock(&self.peers);
+        if peers.contains_key(&addr) {
+            return None;
+        }
+        let peer = Arc::new(Peer::new(addr, INBOUND.to_owned(), parent.child_token()));
+        peers.insert(addr, peer.clone());
+        Some(peer)
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Peer>> {

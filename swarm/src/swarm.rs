@@ -624,6 +624,13 @@ async fn accept_loop(inner: Arc<Inner>, responder: Arc<Responder>) {
                 match NodeName::of_peer(&connection) {
                     Ok(name) => {
                         tracing::Span::current().record("node", name.as_str());
+                        // A node's endpoint dials from the address it listens on, so
+                        // the remote address reaches it back.
+                        if let Some(peer) = inner.table.learn(remote, &inner.cancel) {
+                            tracing::info!("learned a peer from its connection");
+                            let span = tracing::info_span!("peer", peer = %peer.addr);
+                            tokio::spawn(liveness_loop(inner.clone(), peer).instrument(span));
+                        }
                         serve_connection(connection, name, responder).await;
                     }
                     Err(err) => {

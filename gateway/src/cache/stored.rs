@@ -228,7 +228,7 @@ impl<'a> Reader<'a> {
         Ok(first)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let (head, rest) = self
             .bytes
             .split_first_chunk::<N>()

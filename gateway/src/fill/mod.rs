@@ -15,9 +15,11 @@
 
 mod absent;
 mod origin;
+mod owner;
 mod peer;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
@@ -33,7 +35,7 @@ use crate::error::RequestError;
 use crate::metrics::Metrics;
 use crate::sync::lock;
 
-pub(crate) use origin::{Handoff, OriginJob, StaleEntry};
+pub(crate) use origin::{Handoff, OriginJob, OwnerAsk, StaleEntry};
 pub(crate) use peer::DirectFetch;
 
 /// Bytes gathered before one blocking write into the ingest: large writes for the
@@ -68,6 +70,9 @@ pub(crate) struct FillHead {
     pub(crate) response: Option<Arc<crate::cache::stored::StoredResponse>>,
     /// URL fills: the status the origin answered (304 for a revalidation).
     pub(crate) origin_status: Option<u16>,
+    /// Where the bytes come from: `peer`, `owner` (the URL's owner in the
+    /// fleet) or `origin`.
+    pub(crate) source: &'static str,
 }
 
 /// Why an answer is not shared with the fill's waiters.
@@ -119,6 +124,17 @@ pub(crate) enum FillFailure {
     /// The origin failed.
     #[error("{0}")]
     Origin(#[from] crate::origin::OriginError),
+    /// The URL's owner failed after its answer had begun (too late to go to
+    /// the origin: clients have bytes).
+    #[error("the URL's owner {owner} failed mid-answer: {reason}")]
+    Owner {
+        /// The owner's node name.
+        owner: String,
+        /// What went wrong.
+        reason: String,
+        /// Whether it went silent.
+        timed_out: bool,
+    },
     /// The store has no room for it.
     #[error("storing the fill: {0}")]
     StorageFull(String),
@@ -164,6 +180,12 @@ impl From<FillFailure> for RequestError {
             }
             FillFailure::Fetch(err) => RequestError::Peer(err.to_string()),
             FillFailure::Origin(err) => RequestError::from(err),
+            FillFailure::Owner {
+                timed_out: true,
+                reason,
+                ..
+            } => RequestError::PeerTimeout(reason),
+            FillFailure::Owner { reason, .. } => RequestError::Peer(reason),
             FillFailure::StorageFull(msg) => RequestError::StorageFull(msg),
             FillFailure::Store(msg) => RequestError::Internal(msg),
         }
@@ -205,6 +227,9 @@ pub(crate) struct Flight {
     ingest: Arc<Mutex<Option<Ingest>>>,
     /// A declined URL answer, kept for the request that started the fill.
     handoff: Mutex<Option<Handoff>>,
+    /// Waiting for the URL's owner to answer: a peer's request must not wait on
+    /// this fill, since the owner may be waiting on the peer (views differ).
+    asking_owner: AtomicBool,
 }
 
 /// What joining a key's fill found.
@@ -265,11 +290,13 @@ impl Fills {
                 return Ok(Joined::Absent);
             }
         }
+        let asking_owner = matches!(&source, FillSource::Origin(job) if job.owner.is_some());
         let flight = Arc::new(Flight {
             key: key.clone(),
             progress: watch::Sender::new(Progress::Starting),
             ingest: Arc::new(Mutex::new(None)),
             handoff: Mutex::new(None),
+            asking_owner: AtomicBool::new(asking_owner),
         });
         flights.insert(key, flight.clone());
         drop(flights);
@@ -490,6 +517,14 @@ impl Flight {
             Progress::Done { blob, .. } => blob.size(),
             Progress::Starting | Progress::Declined(_) | Progress::Failed(_) => 0,
         }
+    }
+
+    /// Whether the fill is waiting for the URL's owner to answer. A peer's URL
+    /// request that found such a fill declines instead of waiting: two nodes
+    /// that each think the other owns a URL would otherwise wait on each other
+    /// until the first-byte timeout.
+    pub(crate) fn asking_owner(&self) -> bool {
+        self.asking_owner.load(Ordering::Acquire)
     }
 
     /// The declined answer, for the request that started the fill (once).

@@ -22,6 +22,8 @@ use crate::origin::{Origin, OriginBody, empty_body};
 use crate::proxy::key::UrlKey;
 use crate::sync::lock;
 
+pub(crate) use super::owner::OwnerAsk;
+
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 
 /// An origin answer not shared with waiters, for the request that started the
@@ -39,6 +41,8 @@ pub(crate) struct OriginJob {
     pub(crate) headers: HeaderMap,
     /// The stored entry being revalidated, if any.
     pub(crate) stale: Option<StaleEntry>,
+    /// The URL's owner in the fleet, asked before the origin.
+    pub(crate) owner: Option<OwnerAsk>,
 }
 
 /// A stored entry and its body.
@@ -82,8 +86,13 @@ impl Fills {
     pub(super) async fn fill_from_origin(
         &self,
         flight: &Flight,
-        job: OriginJob,
+        mut job: OriginJob,
     ) -> Result<Outcome, FillFailure> {
+        if let Some(ask) = job.owner.take()
+            && let Some(outcome) = self.fill_from_owner(flight, &job, ask).await?
+        {
+            return Ok(outcome);
+        }
         let mut stale = job.stale.clone();
         loop {
             let request_time = SystemTime::now();
@@ -117,7 +126,7 @@ impl Fills {
                             .with_label_values(&["304"])
                             .inc();
                         return self
-                            .keep_revalidated(&job, entry, updated, keep.is_ok())
+                            .keep_revalidated(&job, entry, updated, keep.is_ok(), 304, "origin")
                             .await;
                     }
                     Freshened::Refetch => {
@@ -180,15 +189,18 @@ impl Fills {
         Ok(result?)
     }
 
-    /// A 304 confirmed the stored body: save the merged header fields and times
-    /// (or, if the new fields forbid storing, drop the entry; the answer still
-    /// holds for the clients waiting now).
-    async fn keep_revalidated(
+    /// A 304 (from the origin, or the owner saying its body is ours) confirmed
+    /// the stored body: save the merged header fields and times (or, if the new
+    /// fields forbid storing, drop the entry; the answer still holds for the
+    /// clients waiting now).
+    pub(super) async fn keep_revalidated(
         &self,
         job: &OriginJob,
         entry: &StaleEntry,
         updated: StoredResponse,
         keep: bool,
+        origin_status: u16,
+        source: &'static str,
     ) -> Result<Outcome, FillFailure> {
         let record = new_record(&job.key, &updated);
         let store = self.store.clone();
@@ -211,7 +223,8 @@ impl Fills {
             head: Arc::new(FillHead {
                 size: Some(entry.blob.size()),
                 response: Some(Arc::new(updated)),
-                origin_status: Some(304),
+                origin_status: Some(origin_status),
+                source,
             }),
             blob: entry.blob.clone(),
         })
@@ -249,9 +262,36 @@ impl Fills {
             tracing::debug!("not storing: {err}");
             return Ok(self.decline(flight, response, "entry-too-large"));
         }
-        let content_type = stored
-            .headers
-            .get(CONTENT_TYPE)
+        let head = FillHead {
+            size: declared,
+            origin_status: Some(stored.status),
+            response: Some(Arc::new(stored)),
+            source: "origin",
+        };
+        let items = OriginItems {
+            body: response.into_body(),
+            fills: self,
+            origin: job.origin.name(),
+        };
+        self.store_streaming(flight, head, record, settings.max_object_size, items)
+            .await
+    }
+
+    /// Stores a URL response while streaming it to the waiters: its entry is
+    /// committed with the body, in one transaction, once every byte arrived
+    /// (unless it outgrew `max_object_size`: then it is only streamed).
+    pub(super) async fn store_streaming<S: ItemSource>(
+        &self,
+        flight: &Flight,
+        head: FillHead,
+        record: NewRecord,
+        max_object_size: u64,
+        items: S,
+    ) -> Result<Outcome, FillFailure> {
+        let content_type = head
+            .response
+            .as_ref()
+            .and_then(|r| r.headers.get(CONTENT_TYPE))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let store = self.store.clone();
@@ -263,22 +303,13 @@ impl Fills {
         })
         .await?;
         *lock(&flight.ingest) = Some(ingest);
-        let head = Arc::new(FillHead {
-            size: declared,
-            origin_status: Some(stored.status),
-            response: Some(Arc::new(stored)),
-        });
+        let head = Arc::new(head);
         flight.progress.send_replace(Progress::Streaming {
             head: head.clone(),
             written: 0,
         });
-        let items = OriginItems {
-            body: response.into_body(),
-            fills: self,
-            origin: job.origin.name(),
-        };
         let written = self.stream_into(flight, &head, items).await?;
-        if written > settings.max_object_size {
+        if written > max_object_size {
             // A chunked answer that outgrew the limit: the waiters read it back
             // from the fill, and it is not kept.
             return Ok(Outcome::Unstored {
@@ -312,7 +343,7 @@ impl Fills {
 
 /// The store record of a URL response: its variant, surrogate keys and
 /// encoded header section.
-fn new_record(key: &UrlKey, stored: &StoredResponse) -> NewRecord {
+pub(super) fn new_record(key: &UrlKey, stored: &StoredResponse) -> NewRecord {
     NewRecord {
         key: key.as_str().as_bytes().to_vec(),
         variant: stored.variant(),

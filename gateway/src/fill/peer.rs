@@ -40,6 +40,7 @@ impl Fills {
             size: Some(size),
             response: None,
             origin_status: None,
+            source: "peer",
         });
         flight.progress.send_replace(super::Progress::Streaming {
             head: head.clone(),

@@ -57,6 +57,12 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// Up to one read chunk from `start`, at most to `end`; empty at the end of
+    /// a fill whose size was not known.
+    pub(crate) async fn read(&self, start: u64, end: u64) -> Result<Bytes, BodyError> {
+        self.spawn_read(start, end).await?
+    }
+
     fn spawn_read(&self, start: u64, end: u64) -> JoinHandle<Result<Bytes, BodyError>> {
         let len = usize::try_from(end - start)
             .unwrap_or(usize::MAX)

@@ -33,13 +33,15 @@ use crate::cache::stored::StoredResponse;
 use crate::cache::vary::{VaryKey, select_variant, vary_matches};
 use crate::error::RequestError;
 use crate::fill::{
-    Declined, FillKey, FillSource, Flight, HeadState, Joined, OriginJob, StaleEntry,
+    Declined, FillKey, FillSource, Flight, HeadState, Joined, OriginJob, OwnerAsk, StaleEntry,
 };
 use crate::http::body::{ResponseBody, Source};
 use crate::http::error_response;
 use crate::node::NodeState;
 use crate::origin::{ForwardBody, Origin, empty_body};
+use fleetcache_swarm::Owner;
 use key::UrlKey;
+use peer::PeerRequest;
 use request::{Purpose, Target, forward_headers, target_of};
 use respond::EntryParts;
 
@@ -61,6 +63,9 @@ struct Exchange<'a> {
     peer: SocketAddr,
     now: SystemTime,
     head: bool,
+    /// A URL request from a fleet peer (this node is the URL's owner): never
+    /// forwarded to another peer.
+    from_peer: bool,
 }
 
 /// A stored entry that matches the request.
@@ -93,6 +98,7 @@ where
         peer,
         now: SystemTime::now(),
         head: req.method() == Method::HEAD,
+        from_peer: false,
     };
     match *req.method() {
         Method::GET | Method::HEAD => exchange.cached(&req).await,
@@ -262,6 +268,7 @@ impl Exchange<'_> {
 
     fn job<B>(&self, req: &Request<B>, stale: Option<StaleEntry>) -> OriginJob {
         OriginJob {
+            owner: self.owner_ask(req),
             origin: self.origin.clone(),
             key: self.key.clone(),
             target: self.target.target.clone(),
@@ -274,6 +281,31 @@ impl Exchange<'_> {
             ),
             stale,
         }
+    }
+
+    /// The URL's owner in the fleet and what to ask it, when that is another
+    /// node and this request did not come from a peer (forward at most once).
+    fn owner_ask<B>(&self, req: &Request<B>) -> Option<OwnerAsk> {
+        if self.from_peer {
+            return None;
+        }
+        let swarm = self.state.fills.swarm()?;
+        let Owner::Peer(peer) = swarm.owner(self.key.as_str().as_bytes()) else {
+            return None;
+        };
+        let request = PeerRequest {
+            target: self.target.clone(),
+            client: self.peer,
+            validator: None,
+            headers: forward_headers(
+                req.headers(),
+                &self.target,
+                self.peer,
+                false,
+                Purpose::Owner,
+            ),
+        };
+        Some(OwnerAsk { peer, request })
     }
 
     /// Joins (or starts) the fill of this URL and variant and answers from it.
@@ -355,8 +387,8 @@ impl Exchange<'_> {
         let mut status = CacheStatus::forward(fwd)
             .with_fwd_status(origin_status)
             .with_stored()
-            // Where the bytes come from (the fleet's owner and peers join later).
-            .with_detail("origin");
+            // Where the bytes come from: the URL's owner, or the origin.
+            .with_detail(fill_head.source);
         if !started {
             status = status.with_collapsed();
         }
@@ -370,7 +402,7 @@ impl Exchange<'_> {
             } else {
                 "miss"
             },
-            source: "origin",
+            source: fill_head.source,
         };
         // As the answer stands for any request: its remaining lifetime and age.
         let fresh = evaluate(

@@ -104,6 +104,10 @@ pub(crate) enum Purpose {
     Fill,
     /// A request passed through as it is (unsafe methods, uncacheable answers).
     Pass,
+    /// A fill asked of the URL's owner: as for [`Purpose::Fill`], but `Via` and
+    /// the `X-Forwarded-*` fields are left to the owner, which adds them once
+    /// when it goes to the origin.
+    Owner,
 }
 
 /// The header set sent to the origin: the client's end-to-end fields, with
@@ -121,7 +125,7 @@ pub(crate) fn forward_headers(
     headers.remove(HOST);
     // hyper answers 100-continue itself on the client side; never relay it.
     headers.remove(EXPECT);
-    if purpose == Purpose::Fill {
+    if purpose != Purpose::Pass {
         for name in [
             IF_MATCH,
             IF_NONE_MATCH,
@@ -133,6 +137,9 @@ pub(crate) fn forward_headers(
         ] {
             headers.remove(name);
         }
+    }
+    if purpose == Purpose::Owner {
+        return headers;
     }
     crate::cache::status::append_via(&mut headers, Version::HTTP_11);
     if forwarded {

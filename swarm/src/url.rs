@@ -22,6 +22,10 @@ pub struct OwnerFetch {
     received: u64,
     /// Data bytes left in the current frame.
     in_frame: usize,
+    /// The bytes last received, handed over only once more bytes or the
+    /// verified end arrive: a client whose response has a length can then
+    /// never complete it with bytes the end contradicts.
+    held: Option<Bytes>,
     done: bool,
 }
 
@@ -68,6 +72,7 @@ impl Swarm {
             hasher: blake3::Hasher::new(),
             received: 0,
             in_frame: 0,
+            held: None,
             done: false,
         })
     }
@@ -135,15 +140,26 @@ impl OwnerFetch {
     }
 
     /// The next body bytes; `None` once the body ended and its hash and size
-    /// matched what arrived. A mismatch, a cut or a malformed frame is
-    /// [`PeerError::Lied`] and counts against the owner.
+    /// matched what arrived. The last bytes come only after that check. A
+    /// mismatch, a cut or a malformed frame is [`PeerError::Lied`] and counts
+    /// against the owner.
     pub async fn next(&mut self) -> Result<Option<Bytes>, PeerError> {
-        let result = self.next_bytes().await;
-        if let Err(err) = &result {
-            record_failure(self.owner.peer(), err);
-            self.done = true;
+        loop {
+            match self.next_bytes().await {
+                Ok(Some(bytes)) => {
+                    if let Some(previous) = self.held.replace(bytes) {
+                        return Ok(Some(previous));
+                    }
+                }
+                Ok(None) => return Ok(self.held.take()),
+                Err(err) => {
+                    record_failure(self.owner.peer(), &err);
+                    self.done = true;
+                    self.held = None;
+                    return Err(err);
+                }
+            }
         }
-        result
     }
 
     async fn next_bytes(&mut self) -> Result<Option<Bytes>, PeerError> {

@@ -1,6 +1,8 @@
 //! A fleet member that lies: a real QUIC endpoint with a valid fleet certificate that
 //! speaks the wire protocol for one object, but damages large GET answers in a chosen
 //! way. Small answers (the size proof) are honest unless the lie is about the size.
+//! As a URL's owner it answers every FETCH_URL with that object as a cacheable 200,
+//! damaged by the `Url*` lies.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +13,7 @@ use bao_tree::BlockSize;
 use bao_tree::io::outboard::PreOrderMemOutboard;
 use bao_tree::io::sync::encode_ranges_validated;
 use fleetcache_store::Hash;
-use fleetcache_swarm::{Decoded, NodeIdentity, Request, Response};
+use fleetcache_swarm::{BodyFrame, Decoded, NodeIdentity, Request, Response};
 
 /// Answers bigger than this count as "the data", smaller ones as proofs.
 const PROOF_MAX: usize = 64 * 1024;
@@ -30,6 +32,14 @@ pub enum Lie {
     Silent,
     /// Claim the largest size there is.
     HugeSize,
+    /// A URL answer whose closing hash is not the hash of the bytes sent.
+    UrlWrongHash,
+    /// A URL answer whose closing size is one more than the bytes sent.
+    UrlWrongSize,
+    /// A URL answer that finishes the stream halfway, without its end frame.
+    UrlCut,
+    /// Never answers a URL request (holds the stream open).
+    UrlSilent,
 }
 
 pub struct Liar {
@@ -94,7 +104,7 @@ async fn answer(
     gets: Arc<AtomicU64>,
 ) {
     let hash = Hash::from(blake3::hash(&data));
-    let Ok(frame) = recv.read_to_end(2048).await else {
+    let Ok(frame) = recv.read_to_end(fleetcache_swarm::MAX_REQUEST_LEN).await else {
         return;
     };
     let Ok(Decoded::Frame(request, _)) = Request::decode(&frame) else {
@@ -154,9 +164,67 @@ async fn answer(
             reply.extend_from_slice(&encoded);
             reply
         }
+        Request::FetchUrl(_) if lie == Lie::UrlSilent => {
+            let _ = send.stopped().await;
+            return;
+        }
+        Request::FetchUrl(_) => url_answer(&data, lie),
         _ => Response::NotFound.encode().unwrap(),
     };
     let _ = send.write_all(&reply).await;
     let _ = send.finish();
     let _ = send.stopped().await;
+}
+
+/// A FETCH_URL answer carrying `data` as a 200 with `max-age=300`, damaged as `lie`
+/// says. The head is written out by hand in the gateway's format (see
+/// `swarm/PROTOCOL.md`, *URL requests*), which also pins that format.
+fn url_answer(data: &[u8], lie: Lie) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut entry = vec![1];
+    entry.extend_from_slice(&200u16.to_be_bytes());
+    entry.extend_from_slice(&now.to_be_bytes());
+    entry.extend_from_slice(&now.to_be_bytes());
+    let length = data.len().to_string();
+    let fields = [
+        ("cache-control", "max-age=300"),
+        ("content-length", length.as_str()),
+    ];
+    entry.push(fields.len() as u8);
+    for (name, value) in fields {
+        entry.push(name.len() as u8);
+        entry.extend_from_slice(name.as_bytes());
+        entry.push(value.len() as u8);
+        entry.extend_from_slice(value.as_bytes());
+    }
+    entry.push(0); // no Surrogate-Control
+    entry.push(0); // no Vary
+    let mut head = vec![1, 0];
+    head.extend_from_slice(&200u16.to_be_bytes());
+    head.extend_from_slice(&(data.len() as u64).to_be_bytes());
+    head.extend_from_slice(&entry);
+
+    let mut out = Response::Message(head.into()).encode().unwrap();
+    let sent = if lie == Lie::UrlCut {
+        &data[..data.len() / 2]
+    } else {
+        data
+    };
+    for chunk in sent.chunks(64 * 1024) {
+        out.extend_from_slice(&BodyFrame::Data(chunk.len()).encode().unwrap());
+        out.extend_from_slice(chunk);
+    }
+    if lie == Lie::UrlCut {
+        return out;
+    }
+    let (hash, size) = match lie {
+        Lie::UrlWrongHash => (Hash::from(blake3::hash(b"something else")), data.len() as u64),
+        Lie::UrlWrongSize => (Hash::from(blake3::hash(data)), data.len() as u64 + 1),
+        _ => (Hash::from(blake3::hash(data)), data.len() as u64),
+    };
+    out.extend_from_slice(&BodyFrame::End { hash, size }.encode().unwrap());
+    out
 }

@@ -328,6 +328,22 @@ pub async fn request(
     }
 }
 
+/// The node name of the node whose admin API is at `admin`, from its `/peers`.
+pub async fn name_at(admin: SocketAddr) -> String {
+    let reply = request(
+        &client(),
+        Method::GET,
+        &format!("http://{admin}/peers"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    reply.json()["name"]
+        .as_str()
+        .expect("a fleet node has a name")
+        .to_owned()
+}
+
 /// Sends raw bytes and reads until the server closes or `timeout` passes.
 pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).expect("connect");

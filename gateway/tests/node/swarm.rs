@@ -30,22 +30,6 @@ fn data_owned_by(owner: &str, all: &[&str], len: usize) -> Vec<u8> {
         .expect("some seed makes the owner rank first")
 }
 
-/// The node name of the node whose admin API is at `admin`, from its `/peers`.
-async fn name_at(admin: SocketAddr) -> String {
-    let reply = request(
-        &client(),
-        Method::GET,
-        &format!("http://{admin}/peers"),
-        &[],
-        Bytes::new(),
-    )
-    .await;
-    reply.json()["name"]
-        .as_str()
-        .expect("a fleet node has a name")
-        .to_owned()
-}
-
 fn peer_label(metric: &str, peer: SocketAddr) -> String {
     format!("{metric}{{peer=\"{peer}\"}}")
 }

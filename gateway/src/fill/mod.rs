@@ -227,8 +227,7 @@ pub(crate) struct Flight {
     ingest: Arc<Mutex<Option<Ingest>>>,
     /// A declined URL answer, kept for the request that started the fill.
     handoff: Mutex<Option<Handoff>>,
-    /// Waiting for the URL's owner to answer: a peer's request must not wait on
-    /// this fill, since the owner may be waiting on the peer (views differ).
+    /// Waiting for the URL's owner to answer (see [`Flight::asking_owner`]).
     asking_owner: AtomicBool,
 }
 
@@ -520,9 +519,10 @@ impl Flight {
     }
 
     /// Whether the fill is waiting for the URL's owner to answer. A peer's URL
-    /// request that found such a fill declines instead of waiting: two nodes
-    /// that each think the other owns a URL would otherwise wait on each other
-    /// until the first-byte timeout.
+    /// request that finds such a fill declines instead of waiting on it: that
+    /// would be a second forward (this node asked a third because its view of
+    /// the members differs), and a chain of them could stack first-byte
+    /// timeouts. Rendezvous order is global, so no chain is a cycle.
     pub(crate) fn asking_owner(&self) -> bool {
         self.asking_owner.load(Ordering::Acquire)
     }

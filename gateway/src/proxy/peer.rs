@@ -261,8 +261,8 @@ async fn filled(
     let job = exchange.job(req, stale);
     let flight = match state.fills.join(key, FillSource::Origin(Box::new(job))) {
         Ok(Joined::Waiting(flight)) if flight.asking_owner() => {
-            // This node is asking another node it thinks owns the URL; waiting
-            // here could wait on the asker itself.
+            // This node is asking another node it thinks owns the URL: waiting
+            // would forward the peer's request a second time.
             return declined(state, "forwarding");
         }
         Ok(Joined::Started(flight) | Joined::Waiting(flight)) => flight,
@@ -407,4 +407,126 @@ fn declined(state: &NodeState, reason: &'static str) -> UrlReply {
         .with_label_values(&[reason])
         .inc();
     UrlReply::Declined
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn request() -> PeerRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-encoding", HeaderValue::from_static("gzip"));
+        headers.append("x-tag", HeaderValue::from_static("a"));
+        headers.append("x-tag", HeaderValue::from_static("b"));
+        PeerRequest {
+            target: Target {
+                scheme: Scheme::HTTPS,
+                host: "cdn.example".into(),
+                target: "/a/b?c=d".into(),
+            },
+            client: "192.0.2.7:5000".parse().unwrap(),
+            validator: Some(Hash::from_bytes([7; 32])),
+            headers,
+        }
+    }
+
+    fn head() -> PeerHead {
+        let mut headers = HeaderMap::new();
+        headers.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        PeerHead {
+            unchanged: false,
+            origin_status: 304,
+            size: Some(12345),
+            response: StoredResponse {
+                status: 200,
+                headers,
+                request_time: 1_700_000_000,
+                response_time: 1_700_000_001,
+                vary: Default::default(),
+                surrogate_control: None,
+            },
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let original = request();
+        let decoded = PeerRequest::decode(&original.encode()).unwrap();
+        assert_eq!(decoded.target.key(), original.target.key());
+        assert_eq!(decoded.client, original.client);
+        assert_eq!(decoded.validator, original.validator);
+        assert_eq!(decoded.headers, original.headers);
+        let without = PeerRequest {
+            validator: None,
+            ..request()
+        };
+        assert_eq!(
+            PeerRequest::decode(&without.encode()).unwrap().validator,
+            None
+        );
+    }
+
+    #[test]
+    fn a_peer_cannot_name_another_key_by_spelling_the_host_differently() {
+        let mut shouting = request();
+        shouting.target.host = "CDN.Example:443".into();
+        let decoded = PeerRequest::decode(&shouting.encode()).unwrap();
+        assert_eq!(decoded.target.key(), request().target.key());
+    }
+
+    #[test]
+    fn heads_round_trip() {
+        let original = head();
+        assert_eq!(PeerHead::decode(&original.encode()).unwrap(), original);
+        let unknown = PeerHead {
+            size: None,
+            unchanged: true,
+            ..head()
+        };
+        assert_eq!(PeerHead::decode(&unknown.encode()).unwrap(), unknown);
+    }
+
+    #[test]
+    fn bad_messages_are_errors() {
+        let good = request().encode();
+        for end in 0..good.len() {
+            assert!(PeerRequest::decode(&good[..end]).is_err(), "prefix {end}");
+        }
+        let mut trailing = good.to_vec();
+        trailing.push(0);
+        assert!(PeerRequest::decode(&trailing).is_err());
+        let mut relative = request();
+        relative.target.target = "a/b".into();
+        assert!(PeerRequest::decode(&relative.encode()).is_err());
+
+        let good = head().encode();
+        for end in 0..good.len() {
+            assert!(PeerHead::decode(&good[..end]).is_err(), "prefix {end}");
+        }
+        let mut bad_status = good.to_vec();
+        bad_status[2..4].copy_from_slice(&1000u16.to_be_bytes());
+        assert!(PeerHead::decode(&bad_status).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x0e1);
+        let (request, head) = (request().encode(), head().encode());
+        for _ in 0..20_000 {
+            let base = if rng.random_bool(0.5) {
+                &request
+            } else {
+                &head
+            };
+            let mut bytes = base.to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+            let _ = PeerRequest::decode(&bytes);
+            let _ = PeerHead::decode(&bytes);
+        }
+    }
 }

@@ -142,16 +142,29 @@ async fn five_hundred_clients_over_three_nodes_cost_one_origin_fetch() {
         from_owner += usize::from(cache_status.contains("detail=owner"));
         from_origin += usize::from(cache_status.contains("detail=origin"));
     }
-    assert_eq!(origin.hits("/stampede"), 1, "one origin fetch for the fleet");
+    assert_eq!(
+        origin.hits("/stampede"),
+        1,
+        "one origin fetch for the fleet"
+    );
     // The owner's clients saw the origin; the two other nodes' saw the owner.
-    assert!(from_owner >= 300, "{from_owner} answers came from the owner");
-    assert!(from_origin >= 150, "{from_origin} answers came from the origin");
+    assert!(
+        from_owner >= 300,
+        "{from_owner} answers came from the owner"
+    );
+    assert!(
+        from_origin >= 150,
+        "{from_origin} answers came from the origin"
+    );
 
     // Every node stored it: the next request anywhere is a hit.
     for node in [&a, &b, &c] {
         node.settle().await;
         let again = get(node, "/stampede").await;
-        assert!(cache_status(&again).starts_with("fleetcache; hit"), "{again:?}");
+        assert!(
+            cache_status(&again).starts_with("fleetcache; hit"),
+            "{again:?}"
+        );
     }
     assert_eq!(origin.hits("/stampede"), 1);
 }
@@ -189,8 +202,16 @@ async fn a_request_from_a_peer_is_never_forwarded_again() {
     // B answered A from its own origin fetch and asked no one; C heard nothing.
     let filled = "fleetcache_owner_answers_total{result=\"filled\"}";
     assert_eq!(b.metric(filled).await, 1.0);
-    assert_eq!(b.metric("fleetcache_owner_requests_total{result=\"ok\"}").await, 0.0);
-    assert!(!c.metrics().await.contains("fleetcache_owner_answers_total{"));
+    assert_eq!(
+        b.metric("fleetcache_owner_requests_total{result=\"ok\"}")
+            .await,
+        0.0
+    );
+    assert!(
+        !c.metrics()
+            .await
+            .contains("fleetcache_owner_answers_total{")
+    );
 
     // B kept what it fetched for A.
     b.settle().await;
@@ -277,4 +298,64 @@ async fn a_silent_owner_costs_no_more_than_the_first_byte_timeout() {
         1.0
     );
     assert_eq!(origin.hits(&path), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_killed_mid_stream_never_yields_wrong_bytes() {
+    let origin = TestOrigin::start().await;
+    let body = Bytes::from(pattern(4 << 20, 11));
+    let gate = Arc::new(Notify::new());
+    let (served, held) = (body.clone(), gate.clone());
+    let route = move |seen: &crate::origin_server::Seen| {
+        let scripted = Scripted::ok(served.clone()).header("cache-control", "max-age=300");
+        if seen.n > 0 {
+            return scripted;
+        }
+        // The first fetch (the owner's) sends a quarter, then waits.
+        scripted
+            .header("content-length", &served.len().to_string())
+            .body(ScriptBody::Gated {
+                first: served.slice(..1 << 20),
+                gate: held.clone(),
+                rest: served.slice(1 << 20..),
+            })
+    };
+    let url = origin.url();
+    let mut fleet = Fleet::new();
+    let owner_data = tempfile::TempDir::new().unwrap();
+    let env = fleet.env(&[]);
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("FLEETCACHE_ORIGIN", &url));
+    let owner = Proc::serve(owner_data.path(), &env);
+    let node = member(&mut fleet, &url, &[owner.swarm.unwrap()]).await;
+    node.wait_peers_up(1).await;
+    let (owner_name, own) = (name_at(owner.admin).await, name_at(node.admin).await);
+    let path = path_owned_by(&owner_name, &[&owner_name, &own], "/killed/");
+    origin.route(&path, route);
+
+    let first = Arc::new(AtomicUsize::new(0));
+    let download = tokio::spawn(streaming_get(client(), node.url(&path), first.clone()));
+    eventually(
+        "the client has bytes from the owner",
+        Duration::from_secs(20),
+        async || first.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    owner.kill9();
+    gate.notify_one();
+    match download.await.unwrap() {
+        Err(_) => {}
+        Ok((status, _, bytes)) => {
+            assert_eq!(status, StatusCode::OK);
+            assert!(bytes == body, "a client got wrong bytes");
+        }
+    }
+    node.settle().await;
+    assert_eq!(node.stats().await["store"]["url_entries"], 0);
+
+    // The next request goes to the origin and succeeds.
+    let reply = get(&node, &path).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body == body, "wrong bytes after the owner died");
+    assert!(cache_status(&reply).contains("detail=origin"), "{reply:?}");
 }

@@ -221,7 +221,10 @@ fn url_answer(data: &[u8], lie: Lie) -> Vec<u8> {
         return out;
     }
     let (hash, size) = match lie {
-        Lie::UrlWrongHash => (Hash::from(blake3::hash(b"something else")), data.len() as u64),
+        Lie::UrlWrongHash => (
+            Hash::from(blake3::hash(b"something else")),
+            data.len() as u64,
+        ),
         Lie::UrlWrongSize => (Hash::from(blake3::hash(data)), data.len() as u64 + 1),
         _ => (Hash::from(blake3::hash(data)), data.len() as u64),
     };

@@ -164,6 +164,35 @@ impl Net {
         }
     }
 
+    /// Cuts nodes `a` and `b` off from each other (both directions); both still
+    /// reach everything else, the origin included.
+    fn partition(&self, a: usize, b: usize) {
+        let hub = self.hub();
+        in_ns(&hub, &["nft", "add", "table", "bridge", "partition"]);
+        in_ns(
+            &hub,
+            &[
+                "nft",
+                "add",
+                "chain",
+                "bridge",
+                "partition",
+                "forward",
+                "{ type filter hook forward priority 0; }",
+            ],
+        );
+        for (from, to) in [(a, b), (b, a)] {
+            let rule = format!(
+                "ip saddr {} ip daddr {} counter drop",
+                self.ip(from),
+                self.ip(to)
+            );
+            let mut args = vec!["nft", "add", "rule", "bridge", "partition", "forward"];
+            args.extend(rule.split(' '));
+            in_ns(&hub, &args);
+        }
+    }
+
     fn dropped_packets(&self) -> u64 {
         let rules = in_ns(&self.hub(), &["nft", "list", "table", "bridge", "lossy"]);
         rules
@@ -240,6 +269,16 @@ struct Member {
 }
 
 fn start_member(net: &Net, fleet: &mut Fleet, i: usize, peers: &str) -> Member {
+    start_member_with(net, fleet, i, peers, &[])
+}
+
+fn start_member_with(
+    net: &Net,
+    fleet: &mut Fleet,
+    i: usize,
+    peers: &str,
+    extra: &[(&str, &str)],
+) -> Member {
     let data = tempfile::TempDir::new().unwrap();
     let env = fleet.env(&[]);
     let mut env: Vec<(&str, &str)> = env
@@ -255,6 +294,7 @@ fn start_member(net: &Net, fleet: &mut Fleet, i: usize, peers: &str) -> Member {
         ("FLEETCACHE_SWARM_PEER_TIMEOUT", "3s"),
         ("FLEETCACHE_ADMIN_TOKEN", TOKEN),
     ]);
+    env.extend_from_slice(extra);
     let mut launcher = Command::new("ip");
     launcher.args(["netns", "exec", &net.node(i)]).arg(bin());
     let (http, admin) = (format!("{}:8080", net.ip(i)), format!("{}:8081", net.ip(i)));
@@ -324,16 +364,25 @@ impl Member {
     }
 }
 
+/// Whether the network-namespace tests can run here; panics when they cannot
+/// and skipping was not asked for.
+fn can_run() -> bool {
+    match prerequisites() {
+        Ok(()) => true,
+        Err(missing) if std::env::var_os("FLEETCACHE_SKIP_NETNS").is_some() => {
+            eprintln!("skipping the network-namespace test: {missing}");
+            false
+        }
+        Err(missing) => panic!(
+            "the network-namespace test needs root, ip, nft and tc ({missing}); set FLEETCACHE_SKIP_NETNS=1 to skip it"
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_across_namespaces_survives_a_lossy_capped_link() {
-    if let Err(missing) = prerequisites() {
-        if std::env::var_os("FLEETCACHE_SKIP_NETNS").is_some() {
-            eprintln!("skipping the network-namespace test: {missing}");
-            return;
-        }
-        panic!(
-            "the network-namespace test needs root, ip, nft and tc ({missing}); set FLEETCACHE_SKIP_NETNS=1 to skip it"
-        );
+    if !can_run() {
+        return;
     }
     let net = Net::create();
     net.degrade(5, &[1, 2]);
@@ -451,4 +500,81 @@ async fn a_fleet_across_namespaces_survives_a_lossy_capped_link() {
     .await;
     assert_eq!(requester.peer_state(order[1]).await.as_deref(), Some("up"));
     drop(survivor);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_owner_sends_its_peers_to_the_origin() {
+    if !can_run() {
+        return;
+    }
+    let net = Net::create();
+    let origin = crate::origin_server::TestOrigin::start_on(&format!("{}:0", net.ip(254))).await;
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            "[[origin]]\nurl = \"{}\"\nfirst_byte_timeout = \"2s\"\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let config_path = config.path().display().to_string();
+    let extra = [("FLEETCACHE_CONFIG", config_path.as_str())];
+    let mut fleet = Fleet::new();
+    let owner = start_member_with(&net, &mut fleet, 1, "", &extra);
+    let peers = net.swarm_addr(1).to_string();
+    let asker = start_member_with(&net, &mut fleet, 2, &peers, &extra);
+    eventually("the owner is up", Duration::from_secs(30), async || {
+        asker.peer_state(net.swarm_addr(1)).await.as_deref() == Some("up")
+    })
+    .await;
+    let (owner_name, asker_name) = (owner.name().await, asker.name().await);
+    let names: Vec<NodeName> = [&owner_name, &asker_name]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let host = "cdn.test";
+    let path = (0..10_000)
+        .map(|i| format!("/partitioned/{i}"))
+        .find(|path| {
+            let mut order = names.clone();
+            let key = format!("{path} {host} http");
+            fleetcache_swarm::rendezvous_rank(key.as_bytes(), &mut order);
+            order[0].as_str() == owner_name
+        })
+        .unwrap();
+    origin.route(&path, |_| {
+        crate::origin_server::Scripted::ok("from the origin").header("cache-control", "max-age=60")
+    });
+
+    net.partition(1, 2);
+    let reply = request(
+        &client(),
+        Method::GET,
+        &format!("{}{path}", asker.http),
+        &[("host", host)],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(&reply.body[..], b"from the origin");
+    let cache_status = reply.header("cache-status").unwrap_or_default();
+    assert!(cache_status.contains("detail=origin"), "{reply:?}");
+    assert_eq!(origin.hits(&path), 1, "the owner never got the request");
+    // The owner was either still thought up (the ask timed out) or already
+    // seen down; either way the asker went to the origin itself.
+    let metrics = asker.admin(Method::GET, "/metrics", Bytes::new()).await;
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    let fell_back: f64 = ["timeout", "not-connected", "transport"]
+        .iter()
+        .map(|result| {
+            let sample = format!("fleetcache_owner_requests_total{{result=\"{result}\"}}");
+            metric_value(&metrics, &sample).unwrap_or(0.0)
+        })
+        .sum();
+    let asked_owner = metrics.contains("fleetcache_owner_requests_total{");
+    assert!(
+        fell_back == 1.0 || !asked_owner,
+        "the asker should have fallen back to the origin: {metrics}"
+    );
 }

@@ -130,7 +130,12 @@ pub struct TestOrigin {
 
 impl TestOrigin {
     pub async fn start() -> TestOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Listens on `addr` (an address nodes in other namespaces can reach).
+    pub async fn start_on(addr: &str) -> TestOrigin {
+        let listener = TcpListener::bind(addr).await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(State::default());
         let serving = state.clone();
@@ -165,7 +170,7 @@ impl TestOrigin {
         }
     }
 
-    /// `http://127.0.0.1:PORT`, for `--origin`.
+    /// `http://ADDR:PORT`, for `--origin`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

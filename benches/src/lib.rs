@@ -1,14 +1,18 @@
 //! Helpers shared by the benchmark binaries: finding tools and starting
-//! servers as pinned child processes, driving `wrk`, a small blocking HTTP
-//! client, what `/proc` says about CPU and memory, Ctrl-C handling, medians.
+//! servers as pinned child processes, a logging rate-limited origin, driving
+//! `wrk`, a stampede of concurrent clients, a small blocking HTTP client,
+//! what `/proc` says about CPU and memory, Ctrl-C handling, medians and
+//! percentiles.
 
 pub mod http1;
 pub mod interrupt;
 pub mod markdown;
 pub mod meter;
+pub mod origin;
 pub mod process;
 pub mod procfs;
 pub mod servers;
+pub mod stampede;
 pub mod wrk;
 
 use std::io::Write as _;
@@ -96,9 +100,21 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
+/// Nearest-rank percentile (`p` in 0..=100) of the finite values; `None`
+/// if there are none.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, percentile};
 
     #[test]
     fn common_flags_only_when_not_default() {
@@ -115,5 +131,18 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), Some(50.0));
+        assert_eq!(percentile(&values, 99.0), Some(99.0));
+        assert_eq!(percentile(&values, 100.0), Some(100.0));
+        assert_eq!(percentile(&values, 0.0), Some(1.0));
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), Some(2.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[f64::NAN, 4.0], 50.0), Some(4.0));
     }
 }

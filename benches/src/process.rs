@@ -4,10 +4,10 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -94,7 +94,7 @@ fn missing_message(missing: &[&Tool]) -> String {
 /// and the server reaped on drop.
 #[derive(Debug)]
 pub struct Server {
-    pub name: &'static str,
+    pub name: String,
     child: Child,
     log: PathBuf,
 }
@@ -104,7 +104,8 @@ impl Server {
     /// and stderr going to `log`. The group keeps a terminal's Ctrl-C away
     /// from the server (the benchmark stops it) and lets [`Server::cpu_ticks`]
     /// count every process the server forks.
-    pub fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Result<Self> {
+    pub fn spawn(name: impl Into<String>, mut command: Command, log: PathBuf) -> Result<Self> {
+        let name = name.into();
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         command
@@ -129,6 +130,25 @@ impl Server {
     /// its cache process).
     pub fn cpu_ticks(&self) -> Result<u64> {
         procfs::group_cpu_ticks(self.pid())
+    }
+
+    /// Waits up to `limit` for the process to exit by itself (a command
+    /// that is not a server); fails if it does not (dropping the `Server`
+    /// then kills it).
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            interrupt::check()?;
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "{} still running after {limit:?}; log:\n{}",
+            self.name,
+            self.log_tail()
+        )
     }
 
     /// Fails (with the end of its log) if the server has exited.
@@ -221,17 +241,75 @@ pub fn pinned(cpu: usize, program: impl AsRef<OsStr>) -> Command {
     command
 }
 
-/// `N` distinct free loopback ports: bind them all to port 0 at once, then
-/// release them.
-pub fn free_ports<const N: usize>() -> Result<[SocketAddr; N]> {
-    let mut listeners = Vec::with_capacity(N);
-    let mut addrs = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
-    for addr in &mut addrs {
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-        *addr = listener.local_addr().context("local_addr")?;
-        listeners.push(listener);
+/// Runs `command` (in its own process group, output to `log`) to
+/// completion; fails with the end of its output if it fails or is still
+/// running after `limit`.
+pub fn run_to_completion(
+    name: impl Into<String>,
+    command: Command,
+    log: PathBuf,
+    limit: Duration,
+) -> Result<()> {
+    let mut process = Server::spawn(name, command, log)?;
+    let status = process.wait_exit(limit)?;
+    if !status.success() {
+        bail!(
+            "{} failed ({status}); output:\n{}",
+            process.name,
+            process.log_tail()
+        );
     }
-    Ok(addrs)
+    Ok(())
+}
+
+/// Pins this process (every thread) to `cpu`, e.g. so that clients it runs
+/// stay off the servers' core.
+pub fn pin_self(cpu: usize) -> Result<()> {
+    let status = Command::new("taskset")
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset -p")?;
+    if !status.success() {
+        bail!("taskset -a -p -c {cpu} failed ({status})");
+    }
+    Ok(())
+}
+
+/// `N` distinct free loopback TCP ports: bind them all to port 0 at once,
+/// then release them.
+pub fn free_ports<const N: usize>() -> Result<[SocketAddr; N]> {
+    let ports = free_tcp_ports(N)?;
+    <[SocketAddr; N]>::try_from(ports).map_err(|_| anyhow::anyhow!("wrong count of free ports"))
+}
+
+/// `n` distinct free loopback TCP ports (see [`free_ports`]).
+pub fn free_tcp_ports(n: usize) -> Result<Vec<SocketAddr>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding TCP 127.0.0.1:0"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().context("local_addr"))
+        .collect()
+}
+
+/// `n` distinct free loopback UDP ports (for QUIC listeners): bind them all
+/// to port 0 at once, then release them.
+pub fn free_udp_ports(n: usize) -> Result<Vec<SocketAddr>> {
+    let sockets = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").context("binding UDP 127.0.0.1:0"))
+        .collect::<Result<Vec<_>>>()?;
+    sockets
+        .iter()
+        .map(|s| s.local_addr().context("local_addr"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -254,6 +332,53 @@ mod tests {
         assert!(text.contains("missing on PATH: nginx, varnishd"));
         assert!(text.contains("apt-get install -y nginx varnish"));
         assert!(text.contains("nginx-light"));
+    }
+
+    #[test]
+    fn free_ports_are_distinct() -> Result<()> {
+        let tcp = free_tcp_ports(4)?;
+        let udp = free_udp_ports(4)?;
+        for ports in [&tcp, &udp] {
+            let mut seen: Vec<u16> = ports.iter().map(SocketAddr::port).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 4);
+        }
+        let [a, b] = free_ports::<2>()?;
+        assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn commands_run_to_completion_or_fail_with_their_output() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut ok = Command::new("sh");
+        ok.args(["-c", "echo fine"]);
+        run_to_completion("ok", ok, dir.path().join("ok.log"), Duration::from_secs(10))?;
+        let mut bad = Command::new("sh");
+        bad.args(["-c", "echo broken; exit 3"]);
+        let err = run_to_completion(
+            "bad",
+            bad,
+            dir.path().join("bad.log"),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string());
+        assert!(err.as_ref().is_err_and(|e| e.contains("broken")), "{err:?}");
+        let mut slow = Command::new("sleep");
+        slow.arg("30");
+        let err = run_to_completion(
+            "slow",
+            slow,
+            dir.path().join("slow.log"),
+            Duration::from_millis(200),
+        )
+        .map_err(|e| e.to_string());
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("still running")),
+            "{err:?}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Starting the servers the benchmarks compare: a fleetcache node and
-//! single-process nginx instances, each pinned to a core.
+//! Starting the servers the benchmarks compare: fleetcache nodes and
+//! single-process nginx instances (plain, or as a `proxy_cache` with
+//! `proxy_cache_lock`), each pinned to a core, and how each says a response
+//! came from its cache.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,6 +64,84 @@ pub fn start_fleetcache(
     let mut server = Server::spawn("fleetcache", command, log)?;
     server.wait_ready(addrs.admin, "/readyz")?;
     Ok(server)
+}
+
+/// Starts `fleetcache serve --config config` pinned to `cpu` as `name`
+/// and waits for `/readyz` on `admin` (the config's admin listener). The
+/// file says everything: `FLEETCACHE_*` variables in our environment, which
+/// would override it, are not passed on.
+pub fn start_fleetcache_with_config(
+    name: &str,
+    binary: &Path,
+    cpu: usize,
+    config: &Path,
+    admin: SocketAddr,
+    log: PathBuf,
+) -> Result<Server> {
+    let mut command = process::pinned(cpu, binary);
+    command.arg("serve").arg("--config").arg(config);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FLEETCACHE_") {
+            command.env_remove(key);
+        }
+    }
+    let mut server = Server::spawn(name, command, log)?;
+    server.wait_ready(admin, "/readyz")?;
+    Ok(server)
+}
+
+/// Whether a fleetcache `Cache-Status` value says the response was served
+/// from its cache: RFC 9211 `fleetcache; hit; ttl=3600`, ours being the
+/// last member (members are appended hop by hop).
+pub fn fleetcache_says_hit(value: Option<&str>) -> bool {
+    value
+        .and_then(|value| value.rsplit(',').next())
+        .is_some_and(|member| {
+            let mut params = member.split(';').map(str::trim);
+            params.next() == Some("fleetcache") && params.any(|p| p == "hit")
+        })
+}
+
+/// How long nginx's `proxy_cache_lock` waiters wait for the lock holder
+/// before fetching for themselves (default 5 s), and the lock's age: far
+/// above a cold fetch, so what is measured is the lock, not its timeout.
+pub const NGINX_LOCK_TIMEOUT_SECS: u64 = 120;
+
+/// The `http` block of an nginx `proxy_cache` in front of `origin`: a disk
+/// cache in `cache_dir` keyed by URI (query included), one fetch per key at
+/// a time (`proxy_cache_lock`, see [`NGINX_LOCK_TIMEOUT_SECS`]), keep-alive
+/// to the origin, and `X-Cache-Status` on every answer.
+pub fn nginx_proxy_cache_conf(cache_dir: &Path, listen: SocketAddr, origin: SocketAddr) -> String {
+    format!(
+        r#"    access_log off;
+    proxy_cache_path "{cache}" levels=1:2 keys_zone=bench:16m max_size=16g inactive=1h use_temp_path=off;
+
+    upstream origin {{
+        server {origin};
+        keepalive 16;
+    }}
+
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout {NGINX_LOCK_TIMEOUT_SECS}s;
+            proxy_cache_lock_age {NGINX_LOCK_TIMEOUT_SECS}s;
+            add_header X-Cache-Status $upstream_cache_status always;
+        }}
+    }}
+"#,
+        cache = cache_dir.display(),
+    )
+}
+
+/// Whether an nginx `X-Cache-Status` value says hit.
+pub fn nginx_says_hit(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("HIT"))
 }
 
 /// The nginx binary and what it supports.
@@ -136,7 +216,7 @@ http {{
     /// and waits until `listen` serves `ready_path`.
     pub fn start(
         &self,
-        name: &'static str,
+        name: &str,
         cpu: usize,
         conf: &Path,
         listen: SocketAddr,
@@ -154,5 +234,45 @@ http {{
         let mut server = Server::spawn(name, command, log)?;
         server.wait_ready(listen, ready_path)?;
         Ok(server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleetcache_hits() {
+        assert!(fleetcache_says_hit(Some("fleetcache; hit; ttl=3600")));
+        assert!(fleetcache_says_hit(Some(
+            "upstream; fwd=miss, fleetcache; hit"
+        )));
+        assert!(!fleetcache_says_hit(Some(
+            "fleetcache; fwd=uri-miss; fwd-status=200; ttl=3600; stored"
+        )));
+        assert!(!fleetcache_says_hit(Some(
+            "fleetcache; hit, other; fwd=miss"
+        )));
+        assert!(!fleetcache_says_hit(Some("other; hit")));
+        assert!(!fleetcache_says_hit(None));
+    }
+
+    #[test]
+    fn nginx_hits() {
+        assert!(nginx_says_hit(Some("HIT")));
+        assert!(!nginx_says_hit(Some("MISS")));
+        assert!(!nginx_says_hit(Some("EXPIRED")));
+        assert!(!nginx_says_hit(None));
+    }
+
+    #[test]
+    fn proxy_cache_conf_names_the_origin_and_locks() {
+        let origin: SocketAddr = ([127, 0, 0, 1], 4321).into();
+        let listen: SocketAddr = ([127, 0, 0, 1], 1234).into();
+        let conf = nginx_proxy_cache_conf(Path::new("/tmp/c"), listen, origin);
+        assert!(conf.contains("server 127.0.0.1:4321;"));
+        assert!(conf.contains("listen 127.0.0.1:1234;"));
+        assert!(conf.contains("proxy_cache_lock on;"));
+        assert!(conf.contains("proxy_cache_lock_timeout 120s;"));
     }
 }

@@ -9,12 +9,8 @@ use fleetcache_benches::http1::{self, Head};
 use fleetcache_benches::process::{self, Server};
 use fleetcache_benches::servers::{self, FleetcacheAddrs, Nginx};
 
-use crate::origin::READY_PATH;
+use fleetcache_benches::origin::READY_PATH;
 
-/// How long nginx's waiters wait for the lock holder before fetching for
-/// themselves (default 5 s): far above the cold fetch, so what is measured
-/// is the lock, not its timeout.
-const NGINX_LOCK_TIMEOUT_SECS: u64 = 120;
 /// Varnish's storage (malloc). Each cold run adds one object.
 const VARNISH_STORAGE: &str = "malloc,4G";
 
@@ -50,17 +46,10 @@ impl Cache {
     /// Whether `value` (of [`Cache::status_header`]) says the response was
     /// served from the cache.
     pub(crate) fn says_hit(self, value: Option<&str>) -> bool {
-        let Some(value) = value else {
-            return false;
-        };
         match self {
-            // RFC 9211: `fleetcache; hit; ttl=3600`. Our member is the last
-            // one (members are appended hop by hop).
-            Cache::Fleetcache => value.rsplit(',').next().is_some_and(|member| {
-                let mut params = member.split(';').map(str::trim);
-                params.next() == Some("fleetcache") && params.any(|p| p == "hit")
-            }),
-            Cache::Nginx | Cache::Varnish => value.trim().eq_ignore_ascii_case("HIT"),
+            Cache::Fleetcache => servers::fleetcache_says_hit(value),
+            // Varnish's `X-Cache` is ours (the VCL below), like nginx's.
+            Cache::Nginx | Cache::Varnish => servers::nginx_says_hit(value),
         }
     }
 
@@ -127,7 +116,7 @@ pub(crate) fn start_all(
     let conf = Nginx::write_conf(
         &prefix,
         "origin-vs-proxies: nginx proxy_cache with proxy_cache_lock",
-        &nginx_cache_conf(&prefix.join("cache"), nginx_addr, origin),
+        &servers::nginx_proxy_cache_conf(&prefix.join("cache"), nginx_addr, origin),
     )?;
     let server = bins.nginx.start(
         "nginx",
@@ -167,36 +156,6 @@ pub(crate) fn start_all(
         );
     }
     Ok(running)
-}
-
-/// nginx's `http` block: a disk cache keyed by URI (query included), one
-/// fetch per key at a time (`proxy_cache_lock`), keep-alive to the origin.
-fn nginx_cache_conf(cache_dir: &Path, listen: SocketAddr, origin: SocketAddr) -> String {
-    format!(
-        r#"    access_log off;
-    proxy_cache_path "{cache}" levels=1:2 keys_zone=bench:16m max_size=16g inactive=1h use_temp_path=off;
-
-    upstream origin {{
-        server {origin};
-        keepalive 16;
-    }}
-
-    server {{
-        listen {listen};
-        location / {{
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache bench;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout {NGINX_LOCK_TIMEOUT_SECS}s;
-            proxy_cache_lock_age {NGINX_LOCK_TIMEOUT_SECS}s;
-            add_header X-Cache-Status $upstream_cache_status always;
-        }}
-    }}
-"#,
-        cache = cache_dir.display(),
-    )
 }
 
 /// The VCL: the built-in logic (which honours `Cache-Control: max-age`,
@@ -285,7 +244,7 @@ mod tests {
     fn configs_name_the_origin() {
         let origin: SocketAddr = ([127, 0, 0, 1], 4321).into();
         let listen: SocketAddr = ([127, 0, 0, 1], 1234).into();
-        let conf = nginx_cache_conf(Path::new("/tmp/c"), listen, origin);
+        let conf = servers::nginx_proxy_cache_conf(Path::new("/tmp/c"), listen, origin);
         assert!(conf.contains("server 127.0.0.1:4321;"));
         assert!(conf.contains("listen 127.0.0.1:1234;"));
         assert!(conf.contains("proxy_cache_lock on;"));

@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use fleetcache_benches::origin::Origin;
+use fleetcache_benches::stampede::{self, Check};
 use fleetcache_benches::{interrupt, procfs};
 
 use crate::caches::Running;
-use crate::clients::{self, Expected};
-use crate::origin::{COLD_PATH, Origin};
+use crate::objects::COLD_PATH;
 use crate::report::ColdRun;
 
 /// How long the origin's log must stay unchanged before its count is read.
@@ -22,7 +23,7 @@ const LOG_LIMIT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Cold<'a> {
     pub(crate) origin: &'a Origin,
-    pub(crate) expected: Expected,
+    pub(crate) check: Check,
     pub(crate) clients: usize,
     /// How long one run's clients may take in all.
     pub(crate) limit: Duration,
@@ -57,7 +58,8 @@ impl Cold<'_> {
         let uri = run_uri(round, cache.cache.name());
         let me = std::process::id();
         let (before, client_before) = (cache.server.cpu_ticks()?, procfs::cpu_ticks(me)?);
-        let timings = clients::run(cache.addr, &uri, self.clients, self.expected, self.limit)?;
+        let targets = vec![cache.addr; self.clients];
+        let timings = stampede::run(&targets, &uri, &self.check, self.limit, crate::PROGRAM)?;
         let (after, client_after) = (cache.server.cpu_ticks()?, procfs::cpu_ticks(me)?);
         cache.server.check_alive()?;
         let origin_requests = self

@@ -8,7 +8,7 @@ use fleetcache_benches::meter::Meter;
 use fleetcache_benches::wrk::{self, WrkArgs};
 
 use crate::caches::Running;
-use crate::origin::HOT_PATH;
+use crate::objects::HOT_PATH;
 use crate::report::HotRun;
 
 /// Checks that each cache answers the hot object with the origin's bytes

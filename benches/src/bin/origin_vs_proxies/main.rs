@@ -21,29 +21,29 @@
 //! nothing. Progress goes to stderr, the Markdown report to stdout.
 
 mod caches;
-mod clients;
 mod cold;
 mod hot;
-mod origin;
+mod objects;
 mod report;
 mod summary;
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use fleetcache_benches::meter::Meter;
+use fleetcache_benches::origin::{Origin, OriginSpec};
 use fleetcache_benches::process::{self, SBIN_DIRS, Tool};
 use fleetcache_benches::procfs::{self, Machine};
 use fleetcache_benches::servers::{self, Nginx};
+use fleetcache_benches::stampede::Check;
 use fleetcache_benches::wrk::{self, WrkArgs};
 
 use crate::caches::Binaries;
-use crate::clients::Expected;
 use crate::cold::Cold;
-use crate::origin::{HOT_PATH, Objects, Origin};
+use crate::objects::{COLD_DIR, HOT_PATH, Objects};
 
 const PROGRAM: &str = "origin-vs-proxies";
 const BUILD: &str = "cargo build --release -p fleetcache-gateway";
@@ -168,26 +168,6 @@ fn find_tools(args: &Args) -> Result<Tools> {
     })
 }
 
-/// Pins this process (every thread) to `cpu`: the cold clients run here,
-/// and the caches' core stays theirs.
-fn pin_self(cpu: usize) -> Result<()> {
-    let status = Command::new("taskset")
-        .args([
-            "-a",
-            "-p",
-            "-c",
-            &cpu.to_string(),
-            &std::process::id().to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running taskset -p")?;
-    if !status.success() {
-        bail!("taskset -a -p -c {cpu} failed ({status})");
-    }
-    Ok(())
-}
-
 fn run(args: &Args, tools: &Tools) -> Result<()> {
     let machine = Machine::detect();
     let load_before = procfs::load_average();
@@ -195,7 +175,8 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
     if args.server_cpu == args.client_cpu {
         eprintln!("warning: caches and clients share CPU {}", args.server_cpu);
     }
-    pin_self(args.client_cpu)?;
+    // The cold clients run in this process; the caches' core stays theirs.
+    process::pin_self(args.client_cpu)?;
 
     // Declared before the servers, so it is removed after they are killed.
     let dir = tempfile::Builder::new()
@@ -215,9 +196,13 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
         &tools.bins.nginx,
         args.client_cpu,
         &dir.path().join("origin"),
-        &root,
         origin_addr,
-        args.origin_rate_mib * MIB,
+        OriginSpec {
+            root: &root,
+            limited: COLD_DIR,
+            rate: args.origin_rate_mib * MIB,
+            written_by: PROGRAM,
+        },
     )?;
     let mut caches = caches::start_all(&tools.bins, dir.path(), origin_addr, args.server_cpu)?;
 
@@ -257,7 +242,7 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
         origin_alone = Some(alone);
         let cold = Cold {
             origin: &origin,
-            expected: Expected {
+            check: Check::LengthAndOneHash {
                 len: cold_size,
                 hash: objects.cold_hash,
             },

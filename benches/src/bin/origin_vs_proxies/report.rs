@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use fleetcache_benches::markdown::{self, value as fmt};
-use fleetcache_benches::median;
 use fleetcache_benches::meter::Sample;
+use fleetcache_benches::stampede::Timing;
+use fleetcache_benches::{median, percentile};
 
 use crate::caches::Cache;
-use crate::clients::Timing;
 
 /// One wrk run of hot hits against one cache.
 #[derive(Debug, Clone)]
@@ -129,17 +129,6 @@ pub(crate) fn last_byte(t: &Timing) -> Duration {
 
 pub(crate) fn head(t: &Timing) -> Duration {
     t.head
-}
-
-/// Nearest-rank percentile (`p` in 0..=100) of the finite values.
-pub(crate) fn percentile(values: &[f64], p: f64) -> Option<f64> {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if sorted.is_empty() {
-        return None;
-    }
-    sorted.sort_by(f64::total_cmp);
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
 /// A table row: one metric, the median per cache.
@@ -277,19 +266,6 @@ pub(crate) fn cold_runs_table(runs: &[ColdRun]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let values: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&values, 50.0), Some(50.0));
-        assert_eq!(percentile(&values, 99.0), Some(99.0));
-        assert_eq!(percentile(&values, 100.0), Some(100.0));
-        assert_eq!(percentile(&values, 0.0), Some(1.0));
-        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), Some(2.0));
-        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
-        assert_eq!(percentile(&[], 50.0), None);
-        assert_eq!(percentile(&[f64::NAN, 4.0], 50.0), Some(4.0));
-    }
 
     fn cold(cache: Cache, origin_requests: usize) -> ColdRun {
         ColdRun {

@@ -47,10 +47,15 @@ pub(crate) fn print(args: &Args, tools: &Tools, facts: &Facts, hot: &[HotRun], c
          alternate fleetcache, nginx, varnish within each of {} rounds; medians across rounds. \
          Server CPU is utime + stime of the cache's process group from `/proc/<pid>/stat` \
          ({} ticks/s, {}). nginx: one process (`master_process off`), `proxy_cache` on disk, \
-         `proxy_cache_lock on`, lock timeout and age 120 s. Varnish: `varnishd -F`, built-in VCL \
+         `proxy_cache_lock on`, lock timeout and age {} s. Varnish: `varnishd -F`, built-in VCL \
          plus an `X-Cache` header, `-s malloc`. Origin: a separate one-process nginx, files from \
          a temp dir, `Cache-Control: max-age=3600`.",
-        args.server_cpu, args.client_cpu, args.rounds, facts.clk_tck, facts.clk_source,
+        args.server_cpu,
+        args.client_cpu,
+        args.rounds,
+        facts.clk_tck,
+        facts.clk_source,
+        fleetcache_benches::servers::NGINX_LOCK_TIMEOUT_SECS,
     );
     println!(
         "Load average (1/5/15 min) before: {}, after: {}.\n",

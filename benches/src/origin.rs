@@ -1,109 +1,83 @@
-//! The origin all three caches sit in front of: a separate single-process
-//! nginx serving the test objects from a temp dir, every answer with
-//! `Cache-Control: max-age=3600`, the cold object's directory rate-limited
-//! per connection, and every request logged so the benchmark counts what
-//! reached the origin instead of timing it.
+//! The origin caches sit in front of in the comparisons: a separate
+//! single-process nginx serving files from a temp dir, every answer with
+//! `Cache-Control: max-age=3600`, one directory rate-limited per
+//! connection, and every request logged so a benchmark counts what reached
+//! the origin instead of timing it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use fleetcache_benches::http1;
-use fleetcache_benches::process::Server;
-use fleetcache_benches::servers::Nginx;
-use fleetcache_benches::write_random_file;
 
-/// The hot object (4 KiB).
-pub(crate) const HOT_PATH: &str = "/hot/object.bin";
-/// The cold object; each run asks for it under a fresh query string, so a
-/// fresh cache key.
-pub(crate) const COLD_PATH: &str = "/cold/object.bin";
-/// What readiness probes ask for (through the caches too).
-pub(crate) const READY_PATH: &str = "/ready.txt";
+use crate::http1;
+use crate::process::Server;
+use crate::servers::Nginx;
 
-/// The objects the origin serves.
-#[derive(Debug)]
-pub(crate) struct Objects {
-    pub(crate) hot: Vec<u8>,
-    pub(crate) cold_size: u64,
-    pub(crate) cold_hash: blake3::Hash,
-}
+/// What readiness probes ask for (through the caches too); the origin
+/// writes it into its root.
+pub const READY_PATH: &str = "/ready.txt";
 
-impl Objects {
-    /// Writes the objects under `root`.
-    pub(crate) fn create(root: &Path, hot_size: u64, cold_size: u64) -> Result<Self> {
-        for dir in ["hot", "cold"] {
-            std::fs::create_dir_all(root.join(dir))?;
-        }
-        std::fs::write(root.join(READY_PATH.trim_start_matches('/')), b"ready\n")?;
-        let hot_file = root.join(HOT_PATH.trim_start_matches('/'));
-        write_random_file(&hot_file, hot_size)?;
-        let hot = std::fs::read(&hot_file)?;
-        let cold_hash =
-            write_random_file(&root.join(COLD_PATH.trim_start_matches('/')), cold_size)?;
-        Ok(Self {
-            hot,
-            cold_size,
-            cold_hash,
-        })
-    }
+/// How the origin is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginSpec<'a> {
+    /// The directory its files are served from.
+    pub root: &'a Path,
+    /// The URL path prefix (a directory, `/cold/`) whose answers are sent at
+    /// most `rate` bytes per second per connection (nginx `limit_rate`).
+    pub limited: &'a str,
+    /// Bytes per second per connection under `limited`.
+    pub rate: u64,
+    /// The benchmark, for the config's header comment.
+    pub written_by: &'a str,
 }
 
 /// The running origin.
 #[derive(Debug)]
-pub(crate) struct Origin {
+pub struct Origin {
     /// Killed when the origin is dropped.
-    _server: Server,
-    pub(crate) addr: SocketAddr,
+    server: Server,
+    pub addr: SocketAddr,
     access_log: PathBuf,
-    /// Bytes per second per connection for the cold object.
-    pub(crate) rate: u64,
+    /// Bytes per second per connection under the limited prefix.
+    pub rate: u64,
 }
 
 impl Origin {
-    /// Writes the origin's config under `prefix` and starts it on `cpu`.
-    pub(crate) fn start(
+    /// Writes the origin's config under `prefix` and starts it pinned to
+    /// `cpu`, listening on `addr`.
+    pub fn start(
         nginx: &Nginx,
         cpu: usize,
         prefix: &Path,
-        root: &Path,
         addr: SocketAddr,
-        rate: u64,
+        spec: OriginSpec<'_>,
     ) -> Result<Self> {
         std::fs::create_dir_all(prefix)?;
+        let ready = spec.root.join(READY_PATH.trim_start_matches('/'));
+        std::fs::write(&ready, b"ready\n")
+            .with_context(|| format!("writing {}", ready.display()))?;
         let access_log = prefix.join("access.log");
-        let body = format!(
-            r#"    log_format bench '$request_uri $status $body_bytes_sent';
-    access_log "{log}" bench;
-    etag on;
-
-    server {{
-        listen {addr};
-        root "{root}";
-        add_header Cache-Control "max-age=3600";
-        location /cold/ {{
-            limit_rate {rate};
-        }}
-    }}
-"#,
-            log = access_log.display(),
-            root = root.display(),
-        );
-        let conf = Nginx::write_conf(prefix, "origin-vs-proxies: the origin", &body)?;
+        let body = origin_conf(&access_log, addr, spec);
+        let conf = Nginx::write_conf(prefix, &format!("{}: the origin", spec.written_by), &body)?;
         let log = prefix.join("nginx.log");
         let server = nginx.start("origin nginx", cpu, &conf, addr, READY_PATH, log)?;
         Ok(Self {
-            _server: server,
+            server,
             addr,
             access_log,
-            rate,
+            rate: spec.rate,
         })
+    }
+
+    /// utime + stime of the origin's process group, clock ticks.
+    pub fn cpu_ticks(&self) -> Result<u64> {
+        self.server.cpu_ticks()
     }
 
     /// How many requests for exactly `uri` (path and query) the origin has
     /// logged so far.
-    pub(crate) fn requests_for(&self, uri: &str) -> Result<usize> {
+    pub fn requests_for(&self, uri: &str) -> Result<usize> {
         let text = std::fs::read_to_string(&self.access_log)
             .with_context(|| format!("reading {}", self.access_log.display()))?;
         Ok(count_requests(&text, uri))
@@ -113,7 +87,7 @@ impl Origin {
     /// its last byte is sent, which can be a moment after a cache's clients
     /// have theirs. Polls until it has been the same for `quiet`, at most
     /// `limit`.
-    pub(crate) fn settled_requests_for(
+    pub fn settled_requests_for(
         &self,
         uri: &str,
         quiet: Duration,
@@ -137,7 +111,7 @@ impl Origin {
 
     /// Fetches `uri` straight from the origin, checks its length and
     /// returns how long the whole body took: the rate limit's real effect.
-    pub(crate) fn time_alone(&self, uri: &str, size: u64) -> Result<Duration> {
+    pub fn time_alone(&self, uri: &str, size: u64) -> Result<Duration> {
         let start = Instant::now();
         let mut sink = LengthSink(0);
         let head = http1::exchange(self.addr, "GET", uri, None, &mut sink)?;
@@ -154,6 +128,31 @@ impl Origin {
         );
         Ok(took)
     }
+}
+
+/// The origin's `http` block: a log line per request (`$request_uri $status
+/// $body_bytes_sent`), ETags, `max-age=3600`, `limit_rate` under the
+/// limited prefix.
+fn origin_conf(access_log: &Path, addr: SocketAddr, spec: OriginSpec<'_>) -> String {
+    format!(
+        r#"    log_format bench '$request_uri $status $body_bytes_sent';
+    access_log "{log}" bench;
+    etag on;
+
+    server {{
+        listen {addr};
+        root "{root}";
+        add_header Cache-Control "max-age=3600";
+        location {limited} {{
+            limit_rate {rate};
+        }}
+    }}
+"#,
+        log = access_log.display(),
+        root = spec.root.display(),
+        limited = spec.limited,
+        rate = spec.rate,
+    )
 }
 
 /// Counts bytes written to it.
@@ -203,5 +202,21 @@ mod tests {
         std::io::Write::write_all(&mut sink, &[0; 5])?;
         assert_eq!(sink.0, 15);
         Ok(())
+    }
+
+    #[test]
+    fn the_config_limits_only_its_prefix() {
+        let spec = OriginSpec {
+            root: Path::new("/tmp/www"),
+            limited: "/cold/",
+            rate: 32_000_000,
+            written_by: "test",
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], 4321).into();
+        let conf = origin_conf(Path::new("/tmp/o/access.log"), addr, spec);
+        assert!(conf.contains("listen 127.0.0.1:4321;"));
+        assert!(conf.contains("root \"/tmp/www\";"));
+        assert!(conf.contains("location /cold/ {\n            limit_rate 32000000;"));
+        assert!(conf.contains("access_log \"/tmp/o/access.log\" bench;"));
     }
 }

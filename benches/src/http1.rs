@@ -68,6 +68,11 @@ pub fn exchange(
     exchange_inner(addr, method, path, upload, sink).with_context(|| what)
 }
 
+/// The site every benchmark client names in `Host`: a cache keys URLs by
+/// host, and every node of a fleet must see the same key, as the clients of a
+/// CDN name one site whichever node they reach.
+pub const SITE: &str = "site.bench";
+
 fn exchange_inner(
     addr: SocketAddr,
     method: &str,
@@ -81,7 +86,7 @@ fn exchange_inner(
     stream.set_nodelay(true)?;
 
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: fleetcache-benches\r\nConnection: close\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {SITE}\r\nUser-Agent: fleetcache-benches\r\nConnection: close\r\n"
     );
     if let Some(upload) = &upload {
         head.push_str(&format!(

@@ -99,7 +99,7 @@ async fn all(
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (sender, &addr)) in senders.into_iter().zip(targets).enumerate() {
         let request = Request::get(path)
-            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::HOST, crate::http1::SITE)
             .header(hyper::header::USER_AGENT, user_agent)
             .body(Empty::<Bytes>::new())
             .context("building the request")?;

@@ -10,6 +10,7 @@ mod support;
 
 mod admin;
 mod blobs;
+mod fleet_purge;
 mod limits;
 mod netns;
 mod origin;

@@ -41,6 +41,7 @@ fn documented() -> Config {
             ping_interval: Duration::from_secs(1),
             resolve_interval: Duration::from_secs(30),
             max_uploads: 64,
+            purge_retention: Duration::from_secs(24 * 3600),
         },
         shutdown: ShutdownConfig {
             grace_period: Duration::from_secs(30),
@@ -549,4 +550,7 @@ fn peers_without_certificates_are_refused() {
     Case::new()
         .env("FLEETCACHE_SWARM_MAX_UPLOADS", "0")
         .fails_on("swarm.max_uploads");
+    Case::new()
+        .env("FLEETCACHE_SWARM_PURGE_RETENTION", "0s")
+        .fails_on("swarm.purge_retention");
 }

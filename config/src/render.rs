@@ -90,6 +90,7 @@ impl Config {
             "swarm.ping_interval" => text(duration::format(swarm.ping_interval)),
             "swarm.resolve_interval" => text(duration::format(swarm.resolve_interval)),
             "swarm.max_uploads" => int(swarm.max_uploads),
+            "swarm.purge_retention" => text(duration::format(swarm.purge_retention)),
             "shutdown.grace_period" => text(duration::format(self.shutdown.grace_period)),
             "log.level" => text(self.log.level.clone()),
             "log.format" => text(self.log.format.to_string()),

@@ -84,6 +84,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("swarm.ping_interval", Kind::Text),
     key("swarm.resolve_interval", Kind::Text),
     key("swarm.max_uploads", Kind::Integer),
+    key("swarm.purge_retention", Kind::Text),
     key("shutdown.grace_period", Kind::Text),
     key("log.level", Kind::Text),
     key("log.format", Kind::Text),

@@ -117,6 +117,10 @@ pub struct SwarmConfig {
     pub resolve_interval: Duration,
     /// Peer GET requests answered at once; more are told to go elsewhere (default 64).
     pub max_uploads: usize,
+    /// How long every node keeps a fleet purge so that a node that was away learns it
+    /// when it reconnects (default 24h).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub purge_retention: Duration,
 }
 
 /// `[shutdown]`.

@@ -19,6 +19,9 @@ const MAX_HEADERS: usize = 1000;
 /// Timeouts are added to `Instant`s downstream, which panics on overflow;
 /// a week is far beyond any useful timeout and far from the overflow.
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Purges are kept in a small database, not timed with `Instant`s; ten years
+/// only keeps the millisecond arithmetic far from overflowing.
+const MAX_RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// Runs every check in key order and reports the first failure.
 pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigError> {
@@ -123,6 +126,15 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
     }
     if swarm.max_uploads == 0 {
         return fail("swarm.max_uploads", "must be at least 1".to_owned());
+    }
+    if swarm.purge_retention.is_zero() || swarm.purge_retention > MAX_RETENTION {
+        return fail(
+            "swarm.purge_retention",
+            format!(
+                "must be greater than 0s and at most {}",
+                duration::format(MAX_RETENTION)
+            ),
+        );
     }
 
     timeout_bound(

@@ -167,7 +167,8 @@ async fn blob_action(
 /// Largest purge body accepted.
 const MAX_PURGE_BODY: usize = 1 << 20;
 
-/// `POST /purge`: removes URL entries by URL, prefix or surrogate key.
+/// `POST /purge`: removes URL entries by URL, prefix or surrogate key, on
+/// every node of the fleet.
 async fn purge<B>(
     state: &Arc<NodeState>,
     req: Request<B>,
@@ -191,7 +192,7 @@ where
     }
     let body = collected;
     let request = PurgeRequest::parse(&body)?;
-    let answer = crate::proxy::purge::purge(&state.store, &state.metrics, request).await?;
+    let answer = crate::purges::purge(state, request).await?;
     Ok(json_response(StatusCode::OK, &answer))
 }
 

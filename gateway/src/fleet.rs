@@ -35,13 +35,21 @@ impl FleetService for FleetAnswers {
         })
     }
 
-    fn purge(&self, _from: &NodeName, _request: Bytes) -> ServiceFuture<Option<Bytes>> {
-        Box::pin(async { None })
+    fn purge(&self, from: &NodeName, request: Bytes) -> ServiceFuture<Option<Bytes>> {
+        let purges = self.state.upgrade().and_then(|s| s.purges.clone());
+        let from = from.clone();
+        Box::pin(async move { purges?.on_push(&from, request).await })
     }
 
-    fn purge_log(&self, _from: &NodeName, _request: Bytes) -> ServiceFuture<Option<Bytes>> {
-        Box::pin(async { None })
+    fn purge_log(&self, from: &NodeName, request: Bytes) -> ServiceFuture<Option<Bytes>> {
+        let purges = self.state.upgrade().and_then(|s| s.purges.clone());
+        let from = from.clone();
+        Box::pin(async move { purges?.on_log_request(&from, request).await })
     }
 
-    fn peer_connected(&self, _peer: PeerHandle) {}
+    fn peer_connected(&self, peer: PeerHandle) {
+        if let Some(purges) = self.state.upgrade().and_then(|s| s.purges.clone()) {
+            purges.on_peer_connected(peer);
+        }
+    }
 }

@@ -20,6 +20,7 @@ mod origin;
 mod origin_metrics;
 mod proxy;
 mod public;
+mod purges;
 mod settings;
 mod swarm_metrics;
 mod sync;

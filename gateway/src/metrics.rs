@@ -36,6 +36,8 @@ pub(crate) struct Metrics {
     pub(crate) fill_waiters: IntCounter,
     /// Origin mode.
     pub(crate) origin: crate::origin_metrics::OriginMetrics,
+    /// Fleet purges.
+    pub(crate) purges: crate::purges::PurgeMetrics,
 }
 
 /// Which listener a connection or request arrived on.
@@ -141,8 +143,10 @@ impl Metrics {
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(StoreCollector::new(store)?))?;
         let origin = crate::origin_metrics::OriginMetrics::new(&registry)?;
+        let purges = crate::purges::PurgeMetrics::new(&registry)?;
         Ok(Arc::new(Self {
             origin,
+            purges,
             registry,
             requests,
             request_duration,

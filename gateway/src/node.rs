@@ -15,6 +15,7 @@ use crate::fill::Fills;
 use crate::http::server::{self, Shutdown};
 use crate::metrics::{Listener, Metrics};
 use crate::origin::Origins;
+use crate::purges::FleetPurges;
 use crate::{admin, public, settings};
 
 /// What every request handler shares.
@@ -28,6 +29,8 @@ pub(crate) struct NodeState {
     pub(crate) fills: Arc<Fills>,
     /// The origins URL requests are cached in front of; empty without origin mode.
     pub(crate) origins: Origins,
+    /// Fleet-wide purges; `None` without a swarm (purges are local then).
+    pub(crate) purges: Option<Arc<FleetPurges>>,
     /// False once shutdown starts, so `/readyz` takes the node out of rotation.
     pub(crate) ready: AtomicBool,
     pub(crate) started: Instant,
@@ -75,6 +78,9 @@ pub enum StartError {
     /// The swarm endpoint could not start.
     #[error("starting the swarm: {0}")]
     Swarm(#[from] fleetcache_swarm::SwarmError),
+    /// The purge log (`<data_dir>/purges.redb`) could not be opened.
+    #[error("opening the purge log: {0}")]
+    PurgeLog(String),
     /// A blocking start-up task died.
     #[error("start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -137,6 +143,19 @@ impl Node {
             None => None,
         };
         let metrics = Metrics::new(store.clone(), swarm.clone())?;
+        let purges = match &swarm {
+            Some(swarm) => Some(
+                FleetPurges::open(
+                    settings::purge_settings(config),
+                    store.clone(),
+                    Arc::clone(&metrics),
+                    swarm.clone(),
+                )
+                .await
+                .map_err(|err| StartError::PurgeLog(err.to_string()))?,
+            ),
+            None => None,
+        };
         let fills = Fills::new(store.clone(), Arc::clone(&metrics), swarm);
         let state = Arc::new(NodeState {
             store,
@@ -145,12 +164,17 @@ impl Node {
             max_upload_size: config.admin.max_upload_size.0,
             fills,
             origins,
+            purges,
             ready: AtomicBool::new(false),
             started: Instant::now(),
         });
 
         if let Some(swarm) = state.fills.swarm() {
             swarm.set_service(crate::fleet::FleetAnswers::new(&state));
+        }
+        if let Some(purges) = &state.purges {
+            purges.start();
+            purges.read_logs_before_serving().await;
         }
 
         let public_listener = bind("public", config.http.listen).await?;
@@ -231,6 +255,9 @@ impl Node {
         }
         if let Some(swarm) = self.state.fills.swarm() {
             swarm.shutdown();
+        }
+        if let Some(purges) = &self.state.purges {
+            purges.close();
         }
         let store = self.state.store.clone();
         match tokio::task::spawn_blocking(move || store.close()).await {

@@ -14,6 +14,7 @@ use fleetcache_swarm::{NodeIdentity, SwarmOptions};
 use crate::cache::effective::Defaults;
 use crate::http::server::Limits;
 use crate::origin::OriginSettings;
+use crate::purges::PurgeSettings;
 
 pub(crate) fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
@@ -35,6 +36,20 @@ pub(crate) fn swarm_options(config: &Config, identity: NodeIdentity, store: Stor
         ping_interval: swarm.ping_interval,
         resolve_interval: swarm.resolve_interval,
         max_uploads: swarm.max_uploads,
+    }
+}
+
+pub(crate) fn purge_settings(config: &Config) -> PurgeSettings {
+    let swarm = &config.swarm;
+    PurgeSettings {
+        path: config.store.data_dir.join("purges.redb"),
+        retention: swarm.purge_retention,
+        // A peer answers a PURGE after applying it, which may scan many
+        // entries: more time than one step of a transfer.
+        timeout: swarm.peer_timeout * 5,
+        // Connecting, a first ping and a log read, with room to spare.
+        first_read: swarm.peer_timeout * 3 + swarm.ping_interval * 2,
+        has_peers: !swarm.peers.is_empty(),
     }
 }
 

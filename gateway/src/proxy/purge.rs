@@ -16,19 +16,20 @@ const MAX_LISTED: usize = 1000;
 /// Most selectors in one purge request.
 const MAX_SELECTORS: usize = 10_000;
 
-/// The body of `POST /purge`.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /purge`; also what a fleet purge carries to peers
+/// (`crate::purges`), which is why it serializes.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PurgeRequest {
     /// Absolute URLs (one host) or paths with query (every host).
     #[serde(default)]
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
     /// URL or path prefixes.
     #[serde(default)]
-    prefixes: Vec<String>,
+    pub(crate) prefixes: Vec<String>,
     /// Surrogate keys, as the origin sent them in `Surrogate-Key`.
     #[serde(default)]
-    surrogate_keys: Vec<String>,
+    pub(crate) surrogate_keys: Vec<String>,
 }
 
 /// What a purge removed.
@@ -43,6 +44,19 @@ pub(crate) struct PurgeAnswer {
 }
 
 impl PurgeAnswer {
+    /// Folds in the answer of another part of the same purge.
+    pub(crate) fn merge(&mut self, other: PurgeAnswer) {
+        self.removed += other.removed;
+        self.truncated |= other.truncated;
+        for url in other.urls {
+            if self.urls.len() == MAX_LISTED {
+                self.truncated = true;
+                break;
+            }
+            self.urls.push(url);
+        }
+    }
+
     fn add(&mut self, removed: Vec<RecordRef>) {
         self.removed += removed.len();
         for record in removed {
@@ -70,6 +84,19 @@ impl PurgeRequest {
                 "purge body: {err}; expected JSON with \"urls\", \"prefixes\" and/or \"surrogate_keys\" lists"
             ))
         })?;
+        request.check_counts()?;
+        Ok(request)
+    }
+
+    /// Every check `parse` and the removals make, without removing anything:
+    /// what a purge from a peer must pass before it is applied or kept.
+    pub(crate) fn check(&self) -> Result<(), RequestError> {
+        self.check_counts()?;
+        self.clone().removals().map(|_| ())
+    }
+
+    fn check_counts(&self) -> Result<(), RequestError> {
+        let request = self;
         let total = request.urls.len() + request.prefixes.len() + request.surrogate_keys.len();
         if total == 0 {
             return Err(RequestError::BadRequest(
@@ -82,7 +109,7 @@ impl PurgeRequest {
                 "purge body has {total} selectors; at most {MAX_SELECTORS} per request"
             )));
         }
-        Ok(request)
+        Ok(())
     }
 
     fn removals(self) -> Result<Vec<(&'static str, Removal)>, RequestError> {
@@ -122,6 +149,25 @@ pub(crate) async fn purge(
     metrics: &Metrics,
     request: PurgeRequest,
 ) -> Result<PurgeAnswer, RequestError> {
+    remove(store, metrics, request, true).await
+}
+
+/// Runs a purge's removals again (a fleet purge's second sweep): entries
+/// removed are counted, the purge request is not.
+pub(crate) async fn sweep(
+    store: &Store,
+    metrics: &Metrics,
+    request: PurgeRequest,
+) -> Result<PurgeAnswer, RequestError> {
+    remove(store, metrics, request, false).await
+}
+
+async fn remove(
+    store: &Store,
+    metrics: &Metrics,
+    request: PurgeRequest,
+    count_request: bool,
+) -> Result<PurgeAnswer, RequestError> {
     let mut answer = PurgeAnswer::default();
     for (kind, removal) in request.removals()? {
         let store = store.clone();
@@ -138,11 +184,15 @@ pub(crate) async fn purge(
             Removal::Tag(tag) => store.remove_records_by_tag(tag.as_bytes()),
         })
         .await??;
-        metrics.origin.purges.with_label_values(&[kind]).inc();
+        if count_request {
+            metrics.origin.purges.with_label_values(&[kind]).inc();
+        }
         metrics.origin.purged_entries.inc_by(removed.len() as u64);
         answer.add(removed);
     }
-    tracing::info!(removed = answer.removed, "purged");
+    if count_request || answer.removed > 0 {
+        tracing::info!(removed = answer.removed, "purged");
+    }
     Ok(answer)
 }
 

@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod blobs;
 mod fleet_origin;
+mod fleet_purge;
 mod limits;
 mod netns;
 mod origin;

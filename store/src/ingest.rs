@@ -15,7 +15,7 @@ use crate::given::GivenTree;
 use crate::hash::Hash;
 use crate::index::INLINE_MAX;
 use crate::record::NewRecord;
-use crate::store::Shared;
+use crate::store::{Attached, Shared, lock};
 use crate::tree::OutboardBuilder;
 use crate::writer::{Command, PendingBody, PendingObject};
 
@@ -40,6 +40,16 @@ pub struct Ingest {
     failed: bool,
     /// Committed with the object, in the same transaction.
     record: Option<NewRecord>,
+    /// The record's entry in `Shared::attached`, while this ingest is open.
+    attachment: Option<u64>,
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if let Some(id) = self.attachment {
+            lock(&self.shared.attached).remove(&id);
+        }
+    }
 }
 
 impl fmt::Debug for Ingest {
@@ -88,14 +98,14 @@ impl Ingest {
             written: 0,
             failed: false,
             record: None,
+            attachment: None,
         }
     }
 
     pub(crate) fn verified(shared: Arc<Shared>, hash: Hash, size: u64) -> Self {
-        Ingest {
-            given: Some(GivenTree::new(hash, size)),
-            ..Ingest::new(shared, None)
-        }
+        let mut ingest = Ingest::new(shared, None);
+        ingest.given = Some(GivenTree::new(hash, size));
+        ingest
     }
 
     /// Saves one pair of the hash tree given to
@@ -177,8 +187,26 @@ impl Ingest {
     /// record. If the store already has the object, the record is put all the same. A
     /// second call replaces the first record. Errors if the record breaks a limit
     /// (see [`NewRecord`]); the ingest stays usable.
+    ///
+    /// A removal of records that selects this one while the ingest is open (a purge
+    /// racing a fill) withdraws it: the object is committed without it, exactly as
+    /// if the record had been committed first and then removed.
     pub fn attach_record(&mut self, record: NewRecord) -> Result<(), IngestError> {
         record.validate().map_err(IngestError::InvalidRecord)?;
+        let id = *self.attachment.get_or_insert_with(|| {
+            self.shared
+                .next_attachment
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        });
+        lock(&self.shared.attached).insert(
+            id,
+            Attached {
+                key: record.key.clone(),
+                variant: record.variant.clone(),
+                tags: record.tags.clone(),
+                withdrawn: false,
+            },
+        );
         self.record = Some(record);
         Ok(())
     }
@@ -252,6 +280,7 @@ impl Ingest {
                 content_type,
                 body: PendingBody::Inline(bytes),
                 record,
+                attachment: self.attachment,
             });
         }
         self.flush_buf()?;
@@ -291,6 +320,7 @@ impl Ingest {
             content_type,
             body: PendingBody::File(guard),
             record,
+            attachment: self.attachment,
         })
     }
 
@@ -323,9 +353,11 @@ impl Ingest {
         // A copy, because the object may be evicted before the writer gets to the put;
         // the record then goes with the object's own commit.
         let record = record.clone();
+        let attachment = self.attachment;
         let put = self.shared.request(|reply| Command::PutRecord {
             blob: hash,
             record,
+            attachment,
             reply,
         });
         match put {

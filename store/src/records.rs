@@ -51,6 +51,23 @@ impl fmt::Debug for Selector {
     }
 }
 
+impl Selector {
+    /// Whether the selector takes a record with this key, variant and tags.
+    pub(crate) fn selects(&self, key: &[u8], variant: &[u8], tags: &[Vec<u8>]) -> bool {
+        match self {
+            Selector::Key(k) => k == key,
+            Selector::Exact(k, v) => k == key && v == variant,
+            Selector::Prefix(prefix, filter) => {
+                key.starts_with(prefix)
+                    && filter
+                        .as_ref()
+                        .is_none_or(|matches| call_filter(matches, key))
+            }
+            Selector::Tag(tag) => tags.contains(tag),
+        }
+    }
+}
+
 /// What a removal did.
 #[derive(Debug, Default)]
 pub(crate) struct Removal {

@@ -157,6 +157,20 @@ pub(crate) struct Shared {
     /// Reads not yet recorded in the LRU table, oldest first.
     touches: Mutex<Vec<Hash>>,
     pub(crate) stats: AtomicStats,
+    /// Records attached to ingests still open, by attachment number. A removal
+    /// that selects one withdraws it: the ingest commits its object without it.
+    pub(crate) attached: Mutex<HashMap<u64, Attached>>,
+    pub(crate) next_attachment: std::sync::atomic::AtomicU64,
+}
+
+/// A record waiting for its ingest's commit, as removals see it.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    pub(crate) key: Vec<u8>,
+    pub(crate) variant: Vec<u8>,
+    pub(crate) tags: Vec<Vec<u8>>,
+    /// A removal selected it after it was attached.
+    pub(crate) withdrawn: bool,
 }
 
 impl fmt::Debug for Shared {
@@ -303,6 +317,8 @@ impl Store {
             protected: Mutex::new(HashMap::new()),
             touches: Mutex::new(Vec::new()),
             stats: AtomicStats::default(),
+            attached: Mutex::new(HashMap::new()),
+            next_attachment: std::sync::atomic::AtomicU64::new(0),
         });
         shared.stats.publish(&totals);
         let (tx, handle) =
@@ -417,6 +433,7 @@ impl Store {
             .request(|reply| Command::PutRecord {
                 blob,
                 record,
+                attachment: None,
                 reply,
             })
             .unwrap_or(Err(WriteError::Closed))

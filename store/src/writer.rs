@@ -24,7 +24,7 @@ use crate::ingest::{IngestOutcome, TempGuard};
 use crate::layout::{self, Layout};
 use crate::record::{NewRecord, RECORDS_KEY, RecordRef, encode_count};
 use crate::records::{RecordTables, Selector};
-use crate::store::Shared;
+use crate::store::{Shared, lock};
 
 /// Idle time after which recorded touches and finished deletes are written anyway.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -48,6 +48,8 @@ pub(crate) struct PendingObject {
     pub(crate) body: PendingBody,
     /// Put in the same transaction once the blob is in the index (validated already).
     pub(crate) record: Option<NewRecord>,
+    /// The record's entry in `Shared::attached`: not put if a removal withdrew it.
+    pub(crate) attachment: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -81,6 +83,8 @@ pub(crate) enum Command {
     PutRecord {
         blob: Hash,
         record: NewRecord,
+        /// An ingest's attached record: not put if a removal withdrew it.
+        attachment: Option<u64>,
         reply: SyncSender<Result<bool, WriteError>>,
     },
     RemoveRecords {
@@ -370,8 +374,9 @@ impl Writer {
                     return Ok(());
                 }
                 let (hash, record) = (object.hash, object.record.take());
+                let withdrawn = self.withdrawn(object.attachment);
                 let result = self.ingest(t, object, batch)?;
-                if let (Ok(_), Some(record)) = (&result, record) {
+                if let (Ok(_), Some(record), false) = (&result, record, withdrawn) {
                     self.put_record(t, &hash, &record)?;
                 }
                 batch.replies.push(Reply::Ingest(reply, result));
@@ -402,9 +407,12 @@ impl Writer {
             Command::PutRecord {
                 blob,
                 record,
+                attachment,
                 reply,
             } => {
                 let result = match t.entry(&blob)? {
+                    // Withdrawn by a removal while its ingest was open.
+                    Some(Ok(_)) if self.withdrawn(attachment) => Ok(false),
                     Some(Ok(entry)) => {
                         // A new record makes its blob as recently useful as a read would.
                         self.touch(t, &blob, entry)?;
@@ -417,6 +425,11 @@ impl Writer {
             Command::RemoveRecords { selector, reply } => {
                 let removal = t.records.remove(&selector)?;
                 self.totals.records = self.totals.records.saturating_sub(removal.rows);
+                for attached in lock(&self.shared.attached).values_mut() {
+                    if selector.selects(&attached.key, &attached.variant, &attached.tags) {
+                        attached.withdrawn = true;
+                    }
+                }
                 batch.replies.push(Reply::Removed(reply, removal.removed));
             }
             Command::Flush { reply } => batch.replies.push(Reply::Done(reply)),
@@ -437,6 +450,7 @@ impl Writer {
             content_type,
             body,
             record: _,
+            attachment: _,
         } = object;
         let outcome = |already_present| IngestOutcome {
             hash,
@@ -509,6 +523,15 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Whether a removal withdrew the record attached to an open ingest.
+    fn withdrawn(&self, attachment: Option<u64>) -> bool {
+        attachment.is_some_and(|id| {
+            lock(&self.shared.attached)
+                .get(&id)
+                .is_some_and(|attached| attached.withdrawn)
+        })
     }
 
     /// Puts a record for a blob found in the index in this transaction.

@@ -27,11 +27,13 @@
 //! logs before its listeners open (bounded by a few peer timeouts), so it does
 //! not serve what was purged while it was down.
 //!
-//! Fills running during a purge: a fill that started before the purge may
-//! commit the old response after it. Every applied purge is therefore swept
-//! a second time, two exchange timeouts later, which also catches a node that
-//! refilled from a peer that had not applied the purge yet. A fill that
-//! commits after that second sweep keeps the old response until it expires.
+//! Fills running during a purge: the store withdraws a record attached to an
+//! open ingest when a removal selects it (`Ingest::attach_record`), so a fill
+//! that was streaming when the purge arrived commits its body without the
+//! purged entry, however long it runs. What the store cannot see, a response
+//! received just before the purge but attached just after, or a node that
+//! refilled from a peer that had not applied the purge yet, is caught by a
+//! second sweep of every applied purge, two exchange timeouts later.
 
 mod log;
 mod message;

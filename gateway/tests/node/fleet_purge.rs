@@ -252,7 +252,11 @@ async fn purges_reach_every_node_and_nodes_that_were_down_learn_them() {
         assert_eq!(entry["removed"], 1, "{answer}");
     }
     for (member, kept) in fleet.iter().zip(&kept) {
-        assert_ne!(member.get("/p/a").await.body, kept[0], "a purged entry was served");
+        assert_ne!(
+            member.get("/p/a").await.body,
+            kept[0],
+            "a purged entry was served"
+        );
         assert!(member.hit("/p/b").await);
         assert_eq!(member.get("/p/b").await.body, kept[1]);
     }

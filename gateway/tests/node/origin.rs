@@ -864,3 +864,54 @@ async fn a_url_keeps_a_bounded_number_of_variants() {
     assert!(!cache_status(&oldest).contains("hit"), "{oldest:?}");
     assert_eq!(&oldest.body[..], b"for x-0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_during_a_fill_wins_over_the_fill() {
+    let origin = TestOrigin::start().await;
+    let body = Bytes::from(pattern(1 << 20, 21));
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (served, held) = (body.clone(), gate.clone());
+    origin.route("/long", move |seen| {
+        let scripted = Scripted::ok(served.clone()).header("cache-control", "max-age=300");
+        if seen.n > 0 {
+            return scripted;
+        }
+        scripted
+            .header("content-length", &served.len().to_string())
+            .body(ScriptBody::Gated {
+                first: served.slice(..1000),
+                gate: held.clone(),
+                rest: served.slice(1000..),
+            })
+    });
+    let node = node_for(&origin, &[]).await;
+    // The response head goes out once the fill has its entry attached to the
+    // ingest: from then on the body is still coming.
+    let request = http::Request::get(node.url("/long"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = node.client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The purge arrives while the body is still coming.
+    let reply = node
+        .request(
+            Method::POST,
+            &node.admin_url("/purge"),
+            &[("content-type", "application/json")],
+            Bytes::from_static(b"{\"urls\": [\"/long\"]}"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    gate.notify_one();
+    let first = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(first == body, "the running download is served whole");
+    node.settle().await;
+    // The entry the fill was writing was withdrawn: the next request misses.
+    let next = node.get("/long").await;
+    assert!(next.body == body);
+    assert!(!cache_status(&next).contains("hit"), "{next:?}");
+    assert_eq!(origin.hits("/long"), 2);
+}

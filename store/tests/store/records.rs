@@ -415,6 +415,66 @@ fn attached_records_commit_with_the_ingest_and_on_dedup() {
 }
 
 #[test]
+fn a_removal_withdraws_matching_records_of_open_ingests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let open_ingest = |key: &str, variant: &str, tags: &[&str], seed: u64| {
+        let mut ingest = store.ingest(None).unwrap();
+        ingest.write(&pattern(40 * KIB, seed)).unwrap();
+        ingest
+            .attach_record(new_record(key, variant, tags, "v"))
+            .unwrap();
+        ingest
+    };
+    // Each removal kind, while the ingest is open, against one that matches
+    // and one that does not.
+    type Removal = Box<dyn Fn(&Store)>;
+    let cases: [(&str, Removal); 4] = [
+        (
+            "key",
+            Box::new(|s: &Store| drop(s.remove_records(b"/a/hit").unwrap())),
+        ),
+        (
+            "exact",
+            Box::new(|s: &Store| drop(s.remove_record(b"/a/hit", b"gz").unwrap())),
+        ),
+        (
+            "prefix",
+            Box::new(|s: &Store| drop(s.remove_records_by_prefix(b"/a/", None).unwrap())),
+        ),
+        (
+            "tag",
+            Box::new(|s: &Store| drop(s.remove_records_by_tag(b"red").unwrap())),
+        ),
+    ];
+    for (i, (kind, remove)) in cases.iter().enumerate() {
+        let seed = 100 + 2 * i as u64;
+        let hit = open_ingest("/a/hit", "gz", &["red"], seed);
+        let miss = open_ingest("/b/miss", "gz", &["blue"], seed + 1);
+        remove(&store);
+        let hit_hash = hit.finish().unwrap().hash;
+        miss.finish().unwrap();
+        // The object is stored; only the record the removal selected is gone.
+        assert!(store.get(&hit_hash).unwrap().is_some(), "{kind}");
+        assert!(store.records(b"/a/hit").unwrap().is_empty(), "{kind}");
+        assert_eq!(store.records(b"/b/miss").unwrap().len(), 1, "{kind}");
+        assert!(store.remove_records(b"/b/miss").is_ok());
+    }
+    // A removal before the attach does not withdraw a record attached after it.
+    store.remove_records(b"/late").unwrap();
+    let late = open_ingest("/late", "", &[], 200);
+    late.finish().unwrap();
+    assert_eq!(store.records(b"/late").unwrap().len(), 1);
+    // Nor does a withdrawn record leak into a deduplicated ingest of the same body.
+    let again = open_ingest("/a/hit", "gz", &["red"], 100);
+    store.remove_records_by_tag(b"red").unwrap();
+    assert!(again.finish().unwrap().already_present);
+    assert!(store.records(b"/a/hit").unwrap().is_empty());
+    store.close().unwrap();
+    assert!(fsck(dir.path(), false).unwrap().is_clean());
+}
+
+#[test]
 fn eviction_removes_records_with_their_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(options(dir.path(), 1 << 20)).unwrap();

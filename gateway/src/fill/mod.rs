@@ -13,10 +13,10 @@
 //! the hash for peer fills, as received for origin fills (the origin is the authority
 //! for a URL). Once committed, every read is verified against the stored tree.
 
-mod absent;
 mod origin;
 mod owner;
 mod peer;
+mod remembered;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,7 @@ use tracing::Instrument;
 use crate::error::RequestError;
 use crate::metrics::Metrics;
 use crate::sync::lock;
+use remembered::Remembered;
 
 pub(crate) use origin::{Handoff, OriginJob, OwnerAsk, StaleEntry};
 pub(crate) use peer::DirectFetch;
@@ -49,6 +50,19 @@ pub(crate) enum FillKey {
     Hash(Hash),
     /// A URL response (cache key and Vary variant), from the origin.
     Url { key: String, variant: Vec<u8> },
+    /// A fill of the inner key that no other request joins: for a URL whose
+    /// last answer was not for sharing (numbered to be unique).
+    Alone { of: Box<FillKey>, n: u64 },
+}
+
+impl FillKey {
+    /// The key other requests for the same object use.
+    pub(crate) fn shared(&self) -> &FillKey {
+        match self {
+            FillKey::Alone { of, .. } => of,
+            key => key,
+        }
+    }
 }
 
 impl std::fmt::Display for FillKey {
@@ -56,6 +70,7 @@ impl std::fmt::Display for FillKey {
         match self {
             FillKey::Hash(hash) => write!(f, "{hash}"),
             FillKey::Url { key, .. } => f.write_str(key),
+            FillKey::Alone { of, .. } => write!(f, "{of} (alone)"),
         }
     }
 }
@@ -215,7 +230,11 @@ pub(crate) struct Fills {
     swarm: Option<Swarm>,
     flights: Mutex<HashMap<FillKey, Arc<Flight>>>,
     /// Hashes no peer held a moment ago.
-    absent: Mutex<absent::Absent>,
+    absent: Mutex<Remembered<Hash>>,
+    /// URLs (and variants) whose last answer was not for sharing.
+    unshared: Mutex<Remembered<FillKey>>,
+    /// Numbers fills nobody joins (`FillKey::Alone`).
+    alone: std::sync::atomic::AtomicU64,
 }
 
 /// One fill and what its waiters need to read it.
@@ -251,12 +270,29 @@ impl Fills {
             metrics,
             swarm,
             flights: Mutex::new(HashMap::new()),
-            absent: Mutex::new(absent::Absent::default()),
+            absent: Mutex::new(Remembered::new(remembered::ABSENT_FOR)),
+            unshared: Mutex::new(Remembered::new(remembered::UNSHARED_FOR)),
+            alone: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     pub(crate) fn swarm(&self) -> Option<&Swarm> {
         self.swarm.as_ref()
+    }
+
+    /// Whether the last answer for `key` was not for sharing (a while ago at
+    /// most: see `remembered.rs`).
+    pub(crate) fn unshared(&self, key: &FillKey) -> bool {
+        lock(&self.unshared).contains(key, Instant::now())
+    }
+
+    /// A key for a fill of `key` that no other request joins.
+    pub(crate) fn alone(&self, key: FillKey) -> FillKey {
+        let n = self.alone.fetch_add(1, Ordering::Relaxed);
+        FillKey::Alone {
+            of: Box::new(key),
+            n,
+        }
     }
 
     /// Joins the running fill of `key`, if there is one (counted as a waiter).
@@ -330,11 +366,23 @@ impl Fills {
             .fill_duration
             .with_label_values(&[label])
             .observe(start.elapsed().as_secs_f64());
-        if let FillKey::Hash(hash) = &flight.key {
-            let mut absent = lock(&self.absent);
-            match &outcome {
-                Err(FillFailure::NotFound) => absent.insert(*hash, Instant::now()),
-                _ => absent.remove(hash),
+        match flight.key.shared() {
+            FillKey::Hash(hash) => {
+                let mut absent = lock(&self.absent);
+                match &outcome {
+                    Err(FillFailure::NotFound) => absent.insert(*hash, Instant::now()),
+                    _ => absent.remove(hash),
+                }
+            }
+            url => {
+                let mut unshared = lock(&self.unshared);
+                match &outcome {
+                    Ok(Outcome::Declined(Declined::NotShared(_))) => {
+                        unshared.insert(url.clone(), Instant::now());
+                    }
+                    Ok(Outcome::Stored { .. }) => unshared.remove(url),
+                    _ => {}
+                }
             }
         }
         // Leave the map before publishing: a request that arrives after the end must

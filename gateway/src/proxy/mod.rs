@@ -321,15 +321,20 @@ impl Exchange<'_> {
         again: bool,
         stale_ok: bool,
     ) -> Result<(Response<ResponseBody>, Served), RequestError> {
-        let key = FillKey::Url {
+        let fills = &self.state.fills;
+        let mut key = FillKey::Url {
             key: self.key.as_str().to_owned(),
             variant,
         };
-        let job = self.job(req, stale);
-        let joined = self
-            .state
-            .fills
-            .join(key, FillSource::Origin(Box::new(job)))?;
+        let mut job = self.job(req, stale);
+        if fills.unshared(&key) {
+            // Its last answer was not for sharing: go to the origin alone, not
+            // behind other requests' fills or the URL's owner (which would
+            // decline again). A storable answer is stored as usual.
+            key = fills.alone(key);
+            job.owner = None;
+        }
+        let joined = fills.join(key, FillSource::Origin(Box::new(job)))?;
         let (flight, started) = match joined {
             Joined::Started(flight) => (flight, true),
             Joined::Waiting(flight) => (flight, false),

@@ -258,6 +258,9 @@ async fn filled(
         key: exchange.key.as_str().to_owned(),
         variant,
     };
+    if state.fills.unshared(&key) {
+        return declined(state, "not-shared");
+    }
     let job = exchange.job(req, stale);
     let flight = match state.fills.join(key, FillSource::Origin(Box::new(job))) {
         Ok(Joined::Waiting(flight)) if flight.asking_owner() => {

@@ -359,3 +359,33 @@ async fn an_owner_killed_mid_stream_never_yields_wrong_bytes() {
     assert!(reply.body == body, "wrong bytes after the owner died");
     assert!(cache_status(&reply).contains("detail=origin"), "{reply:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_not_for_sharing_costs_one_origin_request_per_request_once_known() {
+    let origin = TestOrigin::start().await;
+    let url = origin.url();
+    let mut fleet = Fleet::new();
+    let owner = member(&mut fleet, &url, &[]).await;
+    let asker = member(&mut fleet, &url, &[owner.swarm.unwrap()]).await;
+    asker.wait_peers_up(1).await;
+    owner.wait_peers_up(1).await;
+    let (owner_name, asker_name) = (name_at(owner.admin).await, name_at(asker.admin).await);
+    let path = path_owned_by(&owner_name, &[&owner_name, &asker_name], "/private/");
+    origin.route(&path, |seen| {
+        Scripted::ok(format!("for you {}", seen.n)).header("cache-control", "private")
+    });
+
+    // The first time, the owner tries and declines, then the asker asks itself.
+    let first = get(&asker, &path).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(origin.hits(&path), 2);
+    // From then on the asker knows: one origin request per client request.
+    for n in 0..3 {
+        let reply = get(&asker, &path).await;
+        assert_eq!(reply.body, format!("for you {}", n + 2));
+        assert!(cache_status(&reply).contains("detail=private"), "{reply:?}");
+    }
+    assert_eq!(origin.hits(&path), 5);
+    let declined = "fleetcache_owner_requests_total{result=\"declined\"}";
+    assert_eq!(asker.metric(declined).await, 1.0);
+}

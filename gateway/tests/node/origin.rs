@@ -915,3 +915,43 @@ async fn a_purge_during_a_fill_wins_over_the_fill() {
     assert!(!cache_status(&next).contains("hit"), "{next:?}");
     assert_eq!(origin.hits("/long"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_not_for_sharing_is_remembered_until_an_answer_is() {
+    let origin = TestOrigin::start().await;
+    let cacheable = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cacheable.clone();
+    origin.route("/flip", move |seen| {
+        let control = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            "max-age=300"
+        } else {
+            "private"
+        };
+        Scripted::ok(format!("answer {}", seen.n))
+            .header("cache-control", control)
+            .delay(Duration::from_millis(200))
+    });
+    let node = node_for(&origin, &[]).await;
+    let first = node.get("/flip").await;
+    assert_eq!(&first.body[..], b"answer 0");
+    assert!(cache_status(&first).contains("detail=private"), "{first:?}");
+
+    // Remembered: concurrent misses go to the origin each on its own, none
+    // waits behind another's fill.
+    let waiters = node.metric("fleetcache_fill_waiters_total").await;
+    let (a, b, c) = tokio::join!(node.get("/flip"), node.get("/flip"), node.get("/flip"));
+    let mut bodies = vec![a.body, b.body, c.body];
+    bodies.sort();
+    assert_eq!(bodies, ["answer 1", "answer 2", "answer 3"]);
+    assert_eq!(node.metric("fleetcache_fill_waiters_total").await, waiters);
+    assert_eq!(origin.hits("/flip"), 4);
+
+    // A storable answer is stored as usual and ends the memory.
+    cacheable.store(true, std::sync::atomic::Ordering::SeqCst);
+    let stored = node.get("/flip").await;
+    assert!(cache_status(&stored).contains("stored"), "{stored:?}");
+    node.settle().await;
+    let hit = node.get("/flip").await;
+    assert!(cache_status(&hit).starts_with("fleetcache; hit"), "{hit:?}");
+    assert_eq!(origin.hits("/flip"), 5);
+}

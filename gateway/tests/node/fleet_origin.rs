@@ -11,10 +11,9 @@ use bytes::Bytes;
 use fleetcache_swarm::NodeName;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tokio::sync::Notify;
 
 use crate::liar::{Liar, Lie};
-use crate::origin_server::{ScriptBody, Scripted, TestOrigin};
+use crate::origin_server::{Scripted, TestOrigin};
 use crate::support::*;
 
 /// Every client of the fleet names the same site, as real clients of a CDN do.
@@ -88,18 +87,7 @@ async fn streaming_get(
 async fn five_hundred_clients_over_three_nodes_cost_one_origin_fetch() {
     let origin = TestOrigin::start().await;
     let body = Bytes::from(pattern(4 << 20, 5));
-    let gate = Arc::new(Notify::new());
-    let (served, held) = (body.clone(), gate.clone());
-    origin.route("/stampede", move |_| {
-        Scripted::ok(Bytes::new())
-            .header("cache-control", "max-age=300")
-            .header("content-length", &served.len().to_string())
-            .body(ScriptBody::Gated {
-                first: served.slice(..1 << 20),
-                gate: held.clone(),
-                rest: served.slice(1 << 20..),
-            })
-    });
+    let gate = origin.route_gated("/stampede", body.clone(), 1 << 20);
     let url = origin.url();
     let mut fleet = Fleet::new();
     let a = member(&mut fleet, &url, &[]).await;
@@ -304,22 +292,6 @@ async fn a_silent_owner_costs_no_more_than_the_first_byte_timeout() {
 async fn an_owner_killed_mid_stream_never_yields_wrong_bytes() {
     let origin = TestOrigin::start().await;
     let body = Bytes::from(pattern(4 << 20, 11));
-    let gate = Arc::new(Notify::new());
-    let (served, held) = (body.clone(), gate.clone());
-    let route = move |seen: &crate::origin_server::Seen| {
-        let scripted = Scripted::ok(served.clone()).header("cache-control", "max-age=300");
-        if seen.n > 0 {
-            return scripted;
-        }
-        // The first fetch (the owner's) sends a quarter, then waits.
-        scripted
-            .header("content-length", &served.len().to_string())
-            .body(ScriptBody::Gated {
-                first: served.slice(..1 << 20),
-                gate: held.clone(),
-                rest: served.slice(1 << 20..),
-            })
-    };
     let url = origin.url();
     let mut fleet = Fleet::new();
     let owner_data = tempfile::TempDir::new().unwrap();
@@ -331,7 +303,8 @@ async fn an_owner_killed_mid_stream_never_yields_wrong_bytes() {
     node.wait_peers_up(1).await;
     let (owner_name, own) = (name_at(owner.admin).await, name_at(node.admin).await);
     let path = path_owned_by(&owner_name, &[&owner_name, &own], "/killed/");
-    origin.route(&path, route);
+    // The first fetch (the owner's) sends a quarter, then waits.
+    let gate = origin.route_gated(&path, body.clone(), 1 << 20);
 
     let first = Arc::new(AtomicUsize::new(0));
     let download = tokio::spawn(streaming_get(client(), node.url(&path), first.clone()));

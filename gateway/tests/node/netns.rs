@@ -135,24 +135,12 @@ impl Net {
 
     /// The bad link: random UDP loss in the bridge and a rate cap on a node's egress.
     fn degrade(&self, loss_percent: u32, capped: &[usize]) {
-        let hub = self.hub();
-        in_ns(&hub, &["nft", "add", "table", "bridge", "lossy"]);
-        in_ns(
-            &hub,
-            &[
-                "nft",
-                "add",
-                "chain",
-                "bridge",
-                "lossy",
-                "forward",
-                "{ type filter hook forward priority 0; }",
-            ],
+        self.bridge_rules(
+            "lossy",
+            &[format!(
+                "meta l4proto udp numgen random mod 100 < {loss_percent} counter drop"
+            )],
         );
-        let rule = format!("meta l4proto udp numgen random mod 100 < {loss_percent} counter drop");
-        let mut args = vec!["nft", "add", "rule", "bridge", "lossy", "forward"];
-        args.extend(rule.split(' '));
-        in_ns(&hub, &args);
         for &i in capped {
             in_ns(
                 &self.node(i),
@@ -164,11 +152,10 @@ impl Net {
         }
     }
 
-    /// Cuts nodes `a` and `b` off from each other (both directions); both still
-    /// reach everything else, the origin included.
-    fn partition(&self, a: usize, b: usize) {
+    /// A table of `rules` on the bridge's forward hook (in the hub namespace).
+    fn bridge_rules(&self, table: &str, rules: &[String]) {
         let hub = self.hub();
-        in_ns(&hub, &["nft", "add", "table", "bridge", "partition"]);
+        in_ns(&hub, &["nft", "add", "table", "bridge", table]);
         in_ns(
             &hub,
             &[
@@ -176,21 +163,29 @@ impl Net {
                 "add",
                 "chain",
                 "bridge",
-                "partition",
+                table,
                 "forward",
                 "{ type filter hook forward priority 0; }",
             ],
         );
-        for (from, to) in [(a, b), (b, a)] {
-            let rule = format!(
-                "ip saddr {} ip daddr {} counter drop",
-                self.ip(from),
-                self.ip(to)
-            );
-            let mut args = vec!["nft", "add", "rule", "bridge", "partition", "forward"];
+        for rule in rules {
+            let mut args = vec!["nft", "add", "rule", "bridge", table, "forward"];
             args.extend(rule.split(' '));
             in_ns(&hub, &args);
         }
+    }
+
+    /// Cuts nodes `a` and `b` off from each other (both directions); both still
+    /// reach everything else, the origin included.
+    fn partition(&self, a: usize, b: usize) {
+        let rules = [(a, b), (b, a)].map(|(from, to)| {
+            format!(
+                "ip saddr {} ip daddr {} counter drop",
+                self.ip(from),
+                self.ip(to)
+            )
+        });
+        self.bridge_rules("partition", &rules);
     }
 
     fn dropped_packets(&self) -> u64 {

@@ -869,21 +869,7 @@ async fn a_url_keeps_a_bounded_number_of_variants() {
 async fn a_purge_during_a_fill_wins_over_the_fill() {
     let origin = TestOrigin::start().await;
     let body = Bytes::from(pattern(1 << 20, 21));
-    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
-    let (served, held) = (body.clone(), gate.clone());
-    origin.route("/long", move |seen| {
-        let scripted = Scripted::ok(served.clone()).header("cache-control", "max-age=300");
-        if seen.n > 0 {
-            return scripted;
-        }
-        scripted
-            .header("content-length", &served.len().to_string())
-            .body(ScriptBody::Gated {
-                first: served.slice(..1000),
-                gate: held.clone(),
-                rest: served.slice(1000..),
-            })
-    });
+    let gate = origin.route_gated("/long", body.clone(), 1000);
     let node = node_for(&origin, &[]).await;
     // The response head goes out once the fill has its entry attached to the
     // ingest: from then on the body is still coming.

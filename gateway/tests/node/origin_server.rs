@@ -175,6 +175,28 @@ impl TestOrigin {
         format!("http://{}", self.addr)
     }
 
+    /// Scripts `target` as a cacheable 200 (`max-age=300`) of `body` whose first
+    /// fetch sends `first` bytes and then waits for the returned gate before
+    /// the rest; later fetches get it whole.
+    pub fn route_gated(&self, target: &str, body: Bytes, first: usize) -> Arc<Notify> {
+        let gate = Arc::new(Notify::new());
+        let held = gate.clone();
+        self.route(target, move |seen| {
+            let scripted = Scripted::ok(body.clone()).header("cache-control", "max-age=300");
+            if seen.n > 0 {
+                return scripted;
+            }
+            scripted
+                .header("content-length", &body.len().to_string())
+                .body(ScriptBody::Gated {
+                    first: body.slice(..first),
+                    gate: held.clone(),
+                    rest: body.slice(first..),
+                })
+        });
+        gate
+    }
+
     /// Scripts `target` (path and query) with a handler called per request.
     pub fn route(&self, target: &str, handler: impl Fn(&Seen) -> Scripted + Send + Sync + 'static) {
         self.state

@@ -30,6 +30,7 @@
 
 mod certs;
 mod client;
+mod fetch;
 mod identity;
 mod peers;
 mod rendezvous;
@@ -41,13 +42,12 @@ mod wire;
 
 pub use certs::{ALPN, CertError, FLEET_SERVER_NAME, FleetCa, NodeCert, NodeIdentity};
 pub use client::PeerError;
+pub use fetch::{Fetch, FetchError, FetchItem, Located};
 pub use identity::{NameError, NodeName};
 pub use peers::{PeerHandle, PeerInfo, PeerState};
 pub use rendezvous::{Owner, rendezvous_rank};
 pub use service::{BodyChunk, FleetService, ServiceFuture, UrlReply};
-pub use swarm::{
-    Fetch, FetchError, FetchItem, Located, Swarm, SwarmError, SwarmOptions, SwarmStats,
-};
+pub use swarm::{Swarm, SwarmError, SwarmOptions, SwarmStats};
 pub use url::OwnerFetch;
 pub use wire::{
     BodyFrame, Decoded, ErrorCode, MAX_BODY_FRAME, MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_RANGES_LEN,

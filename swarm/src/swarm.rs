@@ -1,7 +1,7 @@
 //! The node's place in the fleet: one quinn endpoint that accepts peers' requests and
 //! dials peers, the liveness loops (which learn each peer's node name from its
-//! certificate), key ownership, and locating an object's holders (the verified
-//! multi-source fetch from them is `fetch.rs`).
+//! certificate), key ownership, and locating an object's holders (the verified,
+//! hedged multi-source fetch from them is `fetch.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,7 @@ use crate::certs::{ALPN, CertError, FLEET_SERVER_NAME, NodeIdentity};
 use crate::client::{self, PeerError};
 use crate::fetch::{self, FetchError, Located};
 use crate::identity::NodeName;
+use crate::latency::Bounds;
 use crate::peers::{Peer, PeerHandle, PeerInfo, PeerTable};
 use crate::rendezvous::{self, Owner};
 use crate::serve::{Responder, serve_connection};
@@ -73,6 +74,8 @@ pub(crate) struct Counters {
     pub(crate) uploads: AtomicU64,
     pub(crate) overloaded: AtomicU64,
     pub(crate) url_answers: AtomicU64,
+    pub(crate) hedges: AtomicU64,
+    pub(crate) hedges_won: AtomicU64,
 }
 
 /// A snapshot of the node-wide swarm counters.
@@ -90,6 +93,11 @@ pub struct SwarmStats {
     pub overloaded: u64,
     /// URL requests answered completely, as the URL's owner.
     pub url_answers: u64,
+    /// Hedges: a second holder asked because the first was slower than its hedge
+    /// delay (for a size proof, a first group, or the next group of a transfer).
+    pub hedges: u64,
+    /// Hedges whose holder delivered the awaited bytes first.
+    pub hedges_won: u64,
 }
 
 /// The node's QUIC endpoint and its view of the fleet. Cheap to clone.
@@ -107,6 +115,8 @@ pub(crate) struct Inner {
     name: NodeName,
     pub(crate) peer_timeout: Duration,
     pub(crate) ping_interval: Duration,
+    /// The range of hedge delays, from the peer timeout.
+    pub(crate) hedging: Bounds,
     pub(crate) cancel: CancellationToken,
     /// Shared with the responder.
     service: Arc<OnceLock<Arc<dyn FleetService>>>,
@@ -145,6 +155,7 @@ impl Swarm {
             name: options.identity.name().clone(),
             peer_timeout: options.peer_timeout,
             ping_interval: options.ping_interval,
+            hedging: Bounds::for_peer_timeout(options.peer_timeout),
             cancel: CancellationToken::new(),
             service: service.clone(),
         });
@@ -178,7 +189,13 @@ impl Swarm {
 
     /// Every known peer.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.inner.table.all().iter().map(|p| p.info()).collect()
+        let hedging = self.inner.hedging;
+        self.inner
+            .table
+            .all()
+            .iter()
+            .map(|p| p.info(hedging))
+            .collect()
     }
 
     /// This node's name in the fleet (from its certificate).
@@ -211,14 +228,17 @@ impl Swarm {
             uploads: c.uploads.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
             url_answers: c.url_answers.load(Ordering::Relaxed),
+            hedges: c.hedges.load(Ordering::Relaxed),
+            hedges_won: c.hedges_won.load(Ordering::Relaxed),
         }
     }
 
     /// Finds the live peers holding `hash`, best first (rendezvous order of their node
     /// names for the hash's bytes, as [`Swarm::owners`] ranks them), and proves the
-    /// object's size from the first that can. Each node is asked once, however many of
-    /// its addresses are up. `Ok(None)` if every live peer answered that it does not
-    /// hold it (or none is live).
+    /// object's size from the first that can, hedged: a holder slower than its hedge
+    /// delay gets the next one asked as well, and the first proof wins. Each node is
+    /// asked once, however many of its addresses are up. `Ok(None)` if every live peer
+    /// answered that it does not hold it (or none is live).
     pub async fn locate(&self, hash: Hash) -> Result<Option<Located>, FetchError> {
         let inner = &self.inner;
         let mut asks = JoinSet::new();

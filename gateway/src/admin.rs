@@ -367,6 +367,12 @@ struct PeerJson {
     name: Option<String>,
     state: &'static str,
     rtt_ms: Option<f64>,
+    /// Smoothed time from a GET to its first verified group.
+    latency_ms: Option<f64>,
+    /// How long a transfer waits on it before asking another holder as well.
+    hedge_delay_ms: f64,
+    /// Hedges started because it was slower than that.
+    hedges: u64,
     last_error: Option<String>,
     bytes_received: u64,
     transfers: u64,
@@ -396,6 +402,9 @@ fn peers(state: &NodeState) -> Peers {
                 name: p.name.map(|n| n.to_string()),
                 state: p.state.as_str(),
                 rtt_ms: p.rtt.map(|rtt| rtt.as_secs_f64() * 1e3),
+                latency_ms: p.latency.map(|latency| latency.as_secs_f64() * 1e3),
+                hedge_delay_ms: p.hedge_delay.as_secs_f64() * 1e3,
+                hedges: p.hedges,
                 last_error: p.last_error,
                 bytes_received: p.bytes_received,
                 transfers: p.transfers,

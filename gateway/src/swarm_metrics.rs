@@ -29,10 +29,13 @@ struct Families {
     peer_transfers: IntCounterVec,
     peer_failures: IntCounterVec,
     peer_verification_failures: IntCounterVec,
+    peer_hedges: IntCounterVec,
     handshake_refusals: IntCounter,
     bytes_sent: IntCounter,
     uploads: IntCounter,
     overloaded: IntCounter,
+    hedges: IntCounter,
+    hedges_won: IntCounter,
 }
 
 impl Families {
@@ -81,6 +84,13 @@ impl Families {
                 ),
                 peer,
             )?,
+            peer_hedges: IntCounterVec::new(
+                Opts::new(
+                    "fleetcache_peer_hedges_total",
+                    "Times the peer was slower than its hedge delay and another holder was asked as well",
+                ),
+                peer,
+            )?,
             handshake_refusals: IntCounter::new(
                 "fleetcache_swarm_handshake_refusals_total",
                 "QUIC handshakes refused either way: no certificate, another CA, wrong protocol",
@@ -97,10 +107,18 @@ impl Families {
                 "fleetcache_swarm_overloaded_total",
                 "Peer GET requests refused as OVERLOADED (swarm.max_uploads)",
             )?,
+            hedges: IntCounter::new(
+                "fleetcache_swarm_hedges_total",
+                "Hedged requests: another holder asked because one was slower than its hedge delay",
+            )?,
+            hedges_won: IntCounter::new(
+                "fleetcache_swarm_hedges_won_total",
+                "Hedged requests that delivered the awaited bytes before the slow holder did",
+            )?,
         })
     }
 
-    fn all(&self) -> [&dyn Collector; 10] {
+    fn all(&self) -> [&dyn Collector; 13] {
         [
             &self.peer_up,
             &self.peer_rtt,
@@ -108,10 +126,13 @@ impl Families {
             &self.peer_transfers,
             &self.peer_failures,
             &self.peer_verification_failures,
+            &self.peer_hedges,
             &self.handshake_refusals,
             &self.bytes_sent,
             &self.uploads,
             &self.overloaded,
+            &self.hedges,
+            &self.hedges_won,
         ]
     }
 }
@@ -162,12 +183,15 @@ impl Collector for SwarmCollector {
             f.peer_verification_failures
                 .with_label_values(&label)
                 .inc_by(peer.verification_failures);
+            f.peer_hedges.with_label_values(&label).inc_by(peer.hedges);
         }
         let stats = self.swarm.stats();
         f.handshake_refusals.inc_by(stats.handshake_refusals);
         f.bytes_sent.inc_by(stats.bytes_sent);
         f.uploads.inc_by(stats.uploads);
         f.overloaded.inc_by(stats.overloaded);
+        f.hedges.inc_by(stats.hedges);
+        f.hedges_won.inc_by(stats.hedges_won);
         f.all().iter().flat_map(|c| c.collect()).collect()
     }
 }

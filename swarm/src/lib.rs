@@ -16,7 +16,8 @@
 //!   same rank (key: the hash's 32 bytes) and proves the size from the last chunk group;
 //!   [`Located::fetch`] streams a byte range, every 16 KiB group verified before it is
 //!   returned, moving to the next holder at the first undelivered byte when a source
-//!   lies, stalls or dies;
+//!   lies, stalls or dies, and racing the next holder against one that is slower than
+//!   its hedge delay (each peer's own, from its observed latency);
 //! - [`Swarm::fetch_url`] asks a URL's owner for its response ([`OwnerFetch`]: the body
 //!   hashed as it arrives and checked against the owner's closing hash and size);
 //!   [`Swarm::purge`] and [`Swarm::purge_log`] carry purges; the gateway answers
@@ -30,7 +31,9 @@
 
 mod certs;
 mod client;
+mod fetch;
 mod identity;
+mod latency;
 mod peers;
 mod rendezvous;
 mod serve;
@@ -41,13 +44,12 @@ mod wire;
 
 pub use certs::{ALPN, CertError, FLEET_SERVER_NAME, FleetCa, NodeCert, NodeIdentity};
 pub use client::PeerError;
+pub use fetch::{Fetch, FetchError, FetchItem, Located};
 pub use identity::{NameError, NodeName};
 pub use peers::{PeerHandle, PeerInfo, PeerState};
 pub use rendezvous::{Owner, rendezvous_rank};
 pub use service::{BodyChunk, FleetService, ServiceFuture, UrlReply};
-pub use swarm::{
-    Fetch, FetchError, FetchItem, Located, Swarm, SwarmError, SwarmOptions, SwarmStats,
-};
+pub use swarm::{Swarm, SwarmError, SwarmOptions, SwarmStats};
 pub use url::OwnerFetch;
 pub use wire::{
     BodyFrame, Decoded, ErrorCode, MAX_BODY_FRAME, MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_RANGES_LEN,

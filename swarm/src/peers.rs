@@ -1,7 +1,8 @@
 //! Membership: which peers exist (static addresses and DNS names re-resolved), which are
 //! alive (a QUIC connection plus a PING every interval), the node name each one's
-//! certificate carries, their RTT and counters. The live set hands out one handle per
-//! node name, which is what rendezvous ranking (`rendezvous.rs`) works on.
+//! certificate carries, their RTT, counters and latency estimate (`latency.rs`). The
+//! live set hands out one handle per node name, which is what rendezvous ranking
+//! (`rendezvous.rs`) works on.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::NodeName;
+use crate::latency::{Bounds, Latency};
 
 /// Where a peer stands, as `GET /peers` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,15 @@ pub struct PeerInfo {
     pub state: PeerState,
     /// Round-trip time of the last answered ping.
     pub rtt: Option<Duration>,
+    /// Its smoothed first-group latency: from sending a GET to the first verified
+    /// group, fed by every outcome (a failure or timeout counts as the hedge ceiling).
+    /// Starts from the first ping's round trip.
+    pub latency: Option<Duration>,
+    /// How long a transfer waits on it for a verified group before asking another
+    /// holder as well (see `swarm/PROTOCOL.md`, *Timeouts*).
+    pub hedge_delay: Duration,
+    /// Hedges started because it was slower than its hedge delay.
+    pub hedges: u64,
     /// Why it is down, if it is.
     pub last_error: Option<String>,
     /// Verified payload bytes received from it.
@@ -75,6 +86,7 @@ pub(crate) struct PeerCounters {
     pub(crate) transfers: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) verification_failures: AtomicU64,
+    pub(crate) hedges: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -92,6 +104,7 @@ pub(crate) struct Peer {
     source: String,
     connection: Mutex<Option<quinn::Connection>>,
     status: Mutex<Status>,
+    latency: Mutex<Latency>,
     pub(crate) counters: PeerCounters,
     /// Stops the peer's liveness task when it leaves the table.
     pub(crate) cancel: CancellationToken,
@@ -109,6 +122,7 @@ impl Peer {
                 last_error: None,
                 name: None,
             }),
+            latency: Mutex::new(Latency::default()),
             counters: PeerCounters::default(),
             cancel,
         }
@@ -162,6 +176,17 @@ impl Peer {
         status.state = PeerState::Up;
         status.rtt = Some(rtt);
         status.last_error = None;
+        drop(status);
+        lock(&self.latency).seed(rtt);
+    }
+
+    /// Updates the latency estimate (see `latency.rs`).
+    pub(crate) fn latency(&self, update: impl FnOnce(&mut Latency)) {
+        update(&mut lock(&self.latency));
+    }
+
+    pub(crate) fn hedge_delay(&self, bounds: Bounds) -> Duration {
+        lock(&self.latency).hedge_delay(bounds)
     }
 
     pub(crate) fn mark_down(&self, reason: String) {
@@ -187,7 +212,8 @@ impl Peer {
         }
     }
 
-    pub(crate) fn info(&self) -> PeerInfo {
+    pub(crate) fn info(&self, bounds: Bounds) -> PeerInfo {
+        let latency = *lock(&self.latency);
         let status = lock(&self.status);
         let c = &self.counters;
         PeerInfo {
@@ -196,6 +222,9 @@ impl Peer {
             name: status.name.clone(),
             state: status.state,
             rtt: status.rtt,
+            latency: latency.estimate(),
+            hedge_delay: latency.hedge_delay(bounds),
+            hedges: c.hedges.load(Ordering::Relaxed),
             last_error: status.last_error.clone(),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
             transfers: c.transfers.load(Ordering::Relaxed),

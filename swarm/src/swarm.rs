@@ -1,15 +1,13 @@
 //! The node's place in the fleet: one quinn endpoint that accepts peers' requests and
 //! dials peers, the liveness loops (which learn each peer's node name from its
-//! certificate), key ownership, and the verified multi-source fetch.
+//! certificate), key ownership, and locating an object's holders (the verified,
+//! hedged multi-source fetch from them is `fetch.rs`).
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bao_tree::{ChunkNum, ChunkRanges};
-use bytes::Bytes;
 use fleetcache_store::{Hash, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -17,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::certs::{ALPN, CertError, FLEET_SERVER_NAME, NodeIdentity};
-use crate::client::{self, PeerError, Verified, VerifiedStream};
+use crate::client::{self, PeerError};
+use crate::fetch::{self, FetchError, Located};
 use crate::identity::NodeName;
+use crate::latency::Bounds;
 use crate::peers::{Peer, PeerHandle, PeerInfo, PeerTable};
 use crate::rendezvous::{self, Owner};
 use crate::serve::{Responder, serve_connection};
@@ -26,11 +26,6 @@ use crate::service::FleetService;
 
 /// HAVE lookups answered at once (see `Responder::lookups`).
 const MAX_LOOKUPS: usize = 256;
-/// Times a fetch whose holders all failed waits (one peer timeout plus two
-/// ping intervals, enough for a restart to be noticed) for one to come back.
-const COMEBACKS: u8 = 1;
-/// How often a waiting fetch looks whether a holder is up again.
-const COMEBACK_POLL: Duration = Duration::from_millis(50);
 
 /// How a node joins the fleet.
 #[derive(Debug)]
@@ -71,31 +66,6 @@ pub enum SwarmError {
     },
 }
 
-/// Why a fetch from the fleet failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum FetchError {
-    /// Every peer that could have served the object failed; `timed_out` if the last
-    /// failure was a peer going silent.
-    #[error("no peer could serve {hash}: {last}")]
-    AllSourcesFailed {
-        /// The object.
-        hash: Hash,
-        /// The last peer's failure.
-        last: String,
-        /// Whether that failure was a timeout.
-        timed_out: bool,
-    },
-}
-
-impl FetchError {
-    /// Whether the last failure was a peer that went silent (HTTP 504 rather than 502).
-    pub fn is_timeout(&self) -> bool {
-        match self {
-            FetchError::AllSourcesFailed { timed_out, .. } => *timed_out,
-        }
-    }
-}
-
 /// Node-wide swarm counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -104,6 +74,8 @@ pub(crate) struct Counters {
     pub(crate) uploads: AtomicU64,
     pub(crate) overloaded: AtomicU64,
     pub(crate) url_answers: AtomicU64,
+    pub(crate) hedges: AtomicU64,
+    pub(crate) hedges_won: AtomicU64,
 }
 
 /// A snapshot of the node-wide swarm counters.
@@ -121,6 +93,11 @@ pub struct SwarmStats {
     pub overloaded: u64,
     /// URL requests answered completely, as the URL's owner.
     pub url_answers: u64,
+    /// Hedges: a second holder asked because the first was slower than its hedge
+    /// delay (for a size proof, a first group, or the next group of a transfer).
+    pub hedges: u64,
+    /// Hedges whose holder delivered the awaited bytes first.
+    pub hedges_won: u64,
 }
 
 /// The node's QUIC endpoint and its view of the fleet. Cheap to clone.
@@ -130,15 +107,17 @@ pub struct Swarm {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     endpoint: quinn::Endpoint,
     table: PeerTable,
-    counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     own_cert: Vec<u8>,
     name: NodeName,
-    peer_timeout: Duration,
-    ping_interval: Duration,
-    cancel: CancellationToken,
+    pub(crate) peer_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    /// The range of hedge delays, from the peer timeout.
+    pub(crate) hedging: Bounds,
+    pub(crate) cancel: CancellationToken,
     /// Shared with the responder.
     service: Arc<OnceLock<Arc<dyn FleetService>>>,
 }
@@ -176,6 +155,7 @@ impl Swarm {
             name: options.identity.name().clone(),
             peer_timeout: options.peer_timeout,
             ping_interval: options.ping_interval,
+            hedging: Bounds::for_peer_timeout(options.peer_timeout),
             cancel: CancellationToken::new(),
             service: service.clone(),
         });
@@ -209,7 +189,13 @@ impl Swarm {
 
     /// Every known peer.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.inner.table.all().iter().map(|p| p.info()).collect()
+        let hedging = self.inner.hedging;
+        self.inner
+            .table
+            .all()
+            .iter()
+            .map(|p| p.info(hedging))
+            .collect()
     }
 
     /// This node's name in the fleet (from its certificate).
@@ -242,14 +228,17 @@ impl Swarm {
             uploads: c.uploads.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
             url_answers: c.url_answers.load(Ordering::Relaxed),
+            hedges: c.hedges.load(Ordering::Relaxed),
+            hedges_won: c.hedges_won.load(Ordering::Relaxed),
         }
     }
 
     /// Finds the live peers holding `hash`, best first (rendezvous order of their node
     /// names for the hash's bytes, as [`Swarm::owners`] ranks them), and proves the
-    /// object's size from the first that can. Each node is asked once, however many of
-    /// its addresses are up. `Ok(None)` if every live peer answered that it does not
-    /// hold it (or none is live).
+    /// object's size from the first that can, hedged: a holder slower than its hedge
+    /// delay gets the next one asked as well, and the first proof wins. Each node is
+    /// asked once, however many of its addresses are up. `Ok(None)` if every live peer
+    /// answered that it does not hold it (or none is live).
     pub async fn locate(&self, hash: Hash) -> Result<Option<Located>, FetchError> {
         let inner = &self.inner;
         let mut asks = JoinSet::new();
@@ -279,276 +268,15 @@ impl Swarm {
                 Err(err) => record_failure(peer.peer(), &err),
             }
         }
-        let mut last_failure = None;
         rendezvous::sort_by_rank(hash.as_bytes(), &mut holders, PeerHandle::name);
         let holders: Vec<Arc<Peer>> = holders.iter().map(|h| h.peer().clone()).collect();
-        for (i, peer) in holders.iter().enumerate() {
-            let Some(connection) = peer.connection() else {
-                continue;
-            };
-            match client::prove_size(&connection, hash, inner.peer_timeout).await {
-                Ok(size) => {
-                    peer.counters.transfers.fetch_add(1, Ordering::Relaxed);
-                    let mut sources = holders.clone();
-                    sources.rotate_left(i);
-                    return Ok(Some(Located {
-                        hash,
-                        size,
-                        sources,
-                        inner: self.inner.clone(),
-                    }));
-                }
-                // Evicted since it answered HAVE: as if it had said no.
-                Err(PeerError::NotFound) => {}
-                Err(err) => {
-                    record_failure(peer, &err);
-                    last_failure = Some(err);
-                }
-            }
-        }
-        match last_failure {
-            None => Ok(None),
-            Some(err) => Err(all_failed(hash, &err)),
-        }
+        fetch::prove(&self.inner, hash, holders).await
     }
 
     /// Stops accepting and closes every connection.
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
         self.inner.endpoint.close(0u32.into(), b"shutting down");
-    }
-}
-
-/// An object some peers hold, with its size proven.
-#[derive(Debug, Clone)]
-pub struct Located {
-    hash: Hash,
-    size: u64,
-    sources: Vec<Arc<Peer>>,
-    inner: Arc<Inner>,
-}
-
-impl Located {
-    /// The object's size, proven by its last chunk group.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// Fetches `range` (clamped to the object) as verified bytes in order.
-    pub fn fetch(&self, range: Range<u64>) -> Fetch {
-        let end = range.end.min(self.size);
-        Fetch {
-            located: self.clone(),
-            pos: range.start.min(end),
-            end,
-            next_source: 0,
-            current: None,
-            last_failure: None,
-            skip: Vec::new(),
-            failed_connections: Vec::new(),
-            comebacks: COMEBACKS,
-            started: Instant::now(),
-        }
-    }
-}
-
-/// One verified item of a [`Fetch`].
-#[derive(Debug)]
-pub enum FetchItem {
-    /// Bytes of the range, in order.
-    Bytes(Bytes),
-    /// A pair of the object's hash tree (bao-tree's node and its two child hashes),
-    /// already checked against its parent up to the root.
-    Pair(bao_tree::io::Parent),
-}
-
-/// A running verified fetch; failing sources are replaced by the next holder, resuming
-/// at the first byte not yet delivered.
-#[derive(Debug)]
-pub struct Fetch {
-    located: Located,
-    pos: u64,
-    end: u64,
-    next_source: usize,
-    current: Option<(Arc<Peer>, VerifiedStream)>,
-    last_failure: Option<PeerError>,
-    /// Sources not to ask again in this fetch: caught lying, or no longer
-    /// holding the object.
-    skip: Vec<SocketAddr>,
-    /// Connections that failed or went silent (by `stable_id`): a source is
-    /// asked again only over a new connection, as after a restart.
-    failed_connections: Vec<usize>,
-    /// How many more times the fetch may wait for a failed holder to come back.
-    comebacks: u8,
-    started: Instant,
-}
-
-impl Fetch {
-    /// The next verified bytes, in order from the start of the range; `None` when the
-    /// whole range has been delivered.
-    pub async fn next(&mut self) -> Result<Option<Bytes>, FetchError> {
-        loop {
-            match self.next_item().await? {
-                Some(FetchItem::Bytes(bytes)) => return Ok(Some(bytes)),
-                Some(FetchItem::Pair(_)) => {}
-                None => return Ok(None),
-            }
-        }
-    }
-
-    /// Like [`Fetch::next`], but also yields the hash tree's pairs as they are verified,
-    /// for a store that keeps the tree instead of hashing the bytes again. A pair may
-    /// come twice when the fetch moves to another source.
-    pub async fn next_item(&mut self) -> Result<Option<FetchItem>, FetchError> {
-        while self.pos < self.end {
-            let Some((peer, stream)) = &mut self.current else {
-                self.open_next_source().await?;
-                continue;
-            };
-            match stream.next().await {
-                Ok(Some(Verified::Pair(parent))) => return Ok(Some(FetchItem::Pair(parent))),
-                Ok(Some(Verified::Group { offset, data })) => {
-                    let group_end = offset + data.len() as u64;
-                    if group_end <= self.pos {
-                        continue;
-                    }
-                    let from = (self.pos.saturating_sub(offset)) as usize;
-                    let to = (group_end.min(self.end) - offset) as usize;
-                    let Some(bytes) = data.get(from..to) else {
-                        continue;
-                    };
-                    let bytes = data.slice_ref(bytes);
-                    peer.counters
-                        .bytes_received
-                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    self.pos += bytes.len() as u64;
-                    return Ok(Some(FetchItem::Bytes(bytes)));
-                }
-                Ok(None) => {
-                    let err = PeerError::Lied(format!(
-                        "stream ended at byte {} of {}",
-                        self.pos, self.end
-                    ));
-                    record_failure(peer, &err);
-                    self.fail_current(err);
-                }
-                Err(err) => {
-                    record_failure(peer, &err);
-                    self.fail_current(err);
-                }
-            }
-        }
-        if let Some((peer, _)) = self.current.take() {
-            peer.counters.transfers.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                peer = %peer.addr,
-                elapsed_ms = self.started.elapsed().as_millis() as u64,
-                "fetch complete"
-            );
-        }
-        Ok(None)
-    }
-
-    /// What is left to deliver: from the next byte to the end of the range.
-    pub fn remaining(&self) -> Range<u64> {
-        self.pos..self.end
-    }
-
-    fn fail_current(&mut self, err: PeerError) {
-        if let Some((peer, _)) = self.current.take() {
-            tracing::warn!(peer = %peer.addr, at = self.pos, "abandoning source: {err}");
-            self.note_failure(&peer, err);
-        }
-    }
-
-    fn note_failure(&mut self, peer: &Peer, err: PeerError) {
-        match err {
-            PeerError::Lied(_) | PeerError::NotFound => self.skip.push(peer.addr),
-            // Silent or cut: that connection is done; a restarted holder comes
-            // back over a new one with the same bytes.
-            _ => {
-                if let Some(connection) = peer.current_connection() {
-                    self.failed_connections.push(connection.stable_id());
-                }
-            }
-        }
-        self.last_failure = Some(err);
-    }
-
-    /// A connection to `peer` worth asking: up, not caught lying, and not one
-    /// that already failed this fetch.
-    fn usable(&self, peer: &Peer) -> Option<quinn::Connection> {
-        if self.skip.contains(&peer.addr) {
-            return None;
-        }
-        peer.connection()
-            .filter(|connection| !self.failed_connections.contains(&connection.stable_id()))
-    }
-
-    /// Every holder failed. One that lost its connection (a crash, a restart)
-    /// may be back in a moment: wait a bounded time for any holder not
-    /// skipped to be up again, and say whether one is.
-    async fn wait_for_comeback(&mut self) -> bool {
-        if self.comebacks == 0 {
-            return false;
-        }
-        self.comebacks -= 1;
-        let inner = &self.located.inner;
-        let deadline = tokio::time::Instant::now() + inner.peer_timeout + inner.ping_interval * 2;
-        while tokio::time::Instant::now() < deadline && !inner.cancel.is_cancelled() {
-            tokio::time::sleep(COMEBACK_POLL).await;
-            let back = self
-                .located
-                .sources
-                .iter()
-                .any(|peer| self.usable(peer).is_some());
-            if back {
-                tracing::info!(at = self.pos, "a holder is back; resuming");
-                return true;
-            }
-        }
-        false
-    }
-
-    async fn open_next_source(&mut self) -> Result<(), FetchError> {
-        let stall = self.located.inner.peer_timeout;
-        let hash = self.located.hash;
-        let size = self.located.size;
-        let ranges =
-            ChunkRanges::from(ChunkNum(self.pos / 1024)..ChunkNum(self.end.div_ceil(1024)));
-        loop {
-            while let Some(peer) = self.located.sources.get(self.next_source).cloned() {
-                self.next_source += 1;
-                let Some(connection) = self.usable(&peer) else {
-                    continue;
-                };
-                match VerifiedStream::open(&connection, hash, &ranges, Some(size), stall).await {
-                    Ok((_, stream)) => {
-                        tracing::debug!(peer = %peer.addr, from = self.pos, "fetching");
-                        self.current = Some((peer, stream));
-                        return Ok(());
-                    }
-                    Err(err) => {
-                        record_failure(&peer, &err);
-                        self.note_failure(&peer, err);
-                    }
-                }
-            }
-            if !self.wait_for_comeback().await {
-                break;
-            }
-            self.next_source = 0;
-        }
-        let last = self.last_failure.take().unwrap_or(PeerError::NotConnected);
-        Err(all_failed(hash, &last))
-    }
-}
-
-fn all_failed(hash: Hash, err: &PeerError) -> FetchError {
-    FetchError::AllSourcesFailed {
-        hash,
-        last: err.to_string(),
-        timed_out: matches!(err, PeerError::Stalled(_)),
     }
 }
 

@@ -13,7 +13,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fleetcache_store::Hash;
 use fleetcache_swarm::NodeName;
 use http::{Method, StatusCode};
 
@@ -142,13 +141,7 @@ impl Net {
             )],
         );
         for &i in capped {
-            in_ns(
-                &self.node(i),
-                &[
-                    "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "40mbit", "burst",
-                    "64kb", "latency", "100ms",
-                ],
-            );
+            self.cap(i, "40mbit", "64kb", "100ms");
         }
     }
 
@@ -186,6 +179,25 @@ impl Net {
             )
         });
         self.bridge_rules("partition", &rules);
+    }
+
+    /// Caps node `i`'s egress at `rate` with `tbf`, replacing any earlier cap. The old
+    /// qdisc is deleted first, so what it had queued is dropped (QUIC repairs it),
+    /// rather than draining at the new rate.
+    fn cap(&self, i: usize, rate: &str, burst: &str, latency: &str) {
+        let ns = self.node(i);
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "tc", "qdisc", "del", "dev", "eth0", "root",
+            ])
+            .output();
+        in_ns(
+            &ns,
+            &[
+                "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", burst,
+                "latency", latency,
+            ],
+        );
     }
 
     fn dropped_packets(&self) -> u64 {
@@ -349,6 +361,12 @@ impl Member {
             .collect()
     }
 
+    /// One sample from its metrics (0 if absent).
+    async fn metric(&self, sample: &str) -> f64 {
+        let metrics = self.admin(Method::GET, "/metrics", Bytes::new()).await;
+        metric_value(&String::from_utf8_lossy(&metrics.body), sample).unwrap_or(0.0)
+    }
+
     async fn peer_state(&self, addr: SocketAddr) -> Option<String> {
         let addr = addr.to_string();
         self.peers()
@@ -433,7 +451,9 @@ async fn a_fleet_across_namespaces_survives_a_lossy_capped_link() {
     );
     assert!(net.dropped_packets() > 0, "the link dropped nothing");
 
-    // Kill the holder the requester asks first, mid-transfer; the other finishes it.
+    // Kill the holder serving the transfer, mid-transfer; the other finishes it. The
+    // requester asks the first holder in rendezvous order, but on this link a hedge
+    // may move the transfer on, so the test watches who actually sends bytes.
     let second = Bytes::from(pattern(12 << 20, 10));
     let second_hash = holder1
         .admin(Method::POST, "/blobs", second.clone())
@@ -443,25 +463,30 @@ async fn a_fleet_across_namespaces_survives_a_lossy_capped_link() {
         .unwrap()
         .to_owned();
     holder2.admin(Method::POST, "/blobs", second.clone()).await;
-    // The requester asks the holders in the rendezvous order of their node names.
-    let names = [holder1.name().await, holder2.name().await];
-    let mut ranked: Vec<NodeName> = names.iter().map(|n| n.parse().unwrap()).collect();
-    let second_key = second_hash.parse::<Hash>().unwrap();
-    fleetcache_swarm::rendezvous_rank(second_key.as_bytes(), &mut ranked);
-    let mut order = [net.swarm_addr(1), net.swarm_addr(2)];
-    if ranked[0].as_str() != names[0] {
-        order.swap(0, 1);
-    }
-    let (first, survivor) = if order[0] == net.swarm_addr(1) {
-        (holder1, holder2)
-    } else {
-        (holder2, holder1)
-    };
-    let before = requester.received_from(&order).await;
+    let holders = [net.swarm_addr(1), net.swarm_addr(2)];
+    let before = requester.received_from(&holders).await;
     let url = format!("{}/blake3/{second_hash}", requester.http);
     let download =
         tokio::spawn(async move { request(&client(), Method::GET, &url, &[], Bytes::new()).await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut serving = None;
+    eventually("bytes flowing", Duration::from_secs(30), async || {
+        let now = requester.received_from(&holders).await;
+        let sent = [now[0] - before[0], now[1] - before[1]];
+        if sent[0] > 0.0 || sent[1] > 0.0 {
+            serving = Some(usize::from(sent[1] > sent[0]));
+        }
+        serving.is_some()
+    })
+    .await;
+    let (order, first, survivor) = match serving {
+        Some(0) => (holders, holder1, holder2),
+        _ => ([holders[1], holders[0]], holder2, holder1),
+    };
+    let before = if order == holders {
+        before
+    } else {
+        vec![before[1], before[0]]
+    };
     first.proc.kill9();
     let reply = download.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
@@ -572,4 +597,125 @@ async fn a_partitioned_owner_sends_its_peers_to_the_origin() {
         fell_back == 1.0 || !asked_owner,
         "the asker should have fallen back to the origin: {metrics}"
     );
+}
+
+/// Hedging across hosts: two holders of two 64 MiB objects, one of them (ranked first
+/// for both) throttled with `tbf` to a crawl of 1 Mbit/s, at which either object would
+/// take nine minutes. First it slows down mid-transfer, then it is asked while already
+/// crawling (the size proof and first group). Both downloads finish within a deadline
+/// that only the healthy holder can meet, with correct bytes, nearly all of them from
+/// the healthy holder, and hedges counted against the slow one. Nothing is timed: the
+/// counters say who sent what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_throttled_to_a_crawl_is_hedged_around() {
+    if !can_run() {
+        return;
+    }
+    const SIZE: usize = 64 << 20;
+    let net = Net::create();
+    let mut fleet = Fleet::new();
+    net.set_hosts(3, &[1, 2]);
+    let slow = start_member(&net, &mut fleet, 1, "");
+    let fast = start_member(&net, &mut fleet, 2, "");
+    let requester = start_member(&net, &mut fleet, 3, "fleet.test:7070");
+    let (slow_addr, fast_addr) = (net.swarm_addr(1), net.swarm_addr(2));
+    let both_up = async || {
+        requester.peer_state(slow_addr).await.as_deref() == Some("up")
+            && requester.peer_state(fast_addr).await.as_deref() == Some("up")
+    };
+    eventually("both holders up", Duration::from_secs(30), both_up).await;
+
+    // Objects whose hash the slow holder owns, so the requester asks it first.
+    let names: Vec<NodeName> = [slow.name().await, fast.name().await]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let owned_by_slow = (0..=255u8).filter_map(|seed| {
+        let data = pattern(SIZE, seed);
+        let mut order = names.clone();
+        fleetcache_swarm::rendezvous_rank(blake3::hash(&data).as_bytes(), &mut order);
+        (order[0] == names[0]).then(|| Bytes::from(data))
+    });
+    let objects: Vec<Bytes> = owned_by_slow.take(2).collect();
+    let mut hashes = Vec::new();
+    for data in &objects {
+        let reply = slow.admin(Method::POST, "/blobs", data.clone()).await;
+        hashes.push(reply.json()["hash"].as_str().unwrap().to_owned());
+        fast.admin(Method::POST, "/blobs", data.clone()).await;
+    }
+    let hedges_on_slow = format!("fleetcache_peer_hedges_total{{peer=\"{slow_addr}\"}}");
+    let fetch = |hash: &str| {
+        let url = format!("{}/blake3/{hash}", requester.http);
+        // At the crawl the slow holder alone would need over eight minutes.
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                request(&client(), Method::GET, &url, &[], Bytes::new()),
+            )
+            .await
+            .expect("the download did not finish at the healthy holder's speed")
+        })
+    };
+
+    // 1. Mid-transfer. At 100 Mbit/s the slow holder takes seconds over the object;
+    // once its bytes flow it drops to the crawl.
+    net.cap(1, "100mbit", "64kb", "20ms");
+    let before = requester.received_from(&[slow_addr, fast_addr]).await;
+    let download = fetch(&hashes[0]);
+    eventually(
+        "the slow holder serving",
+        Duration::from_secs(30),
+        async || requester.received_from(&[slow_addr]).await[0] > before[0],
+    )
+    .await;
+    net.cap(1, "1mbit", "8kb", "200ms");
+    let reply = download.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body == objects[0],
+        "bytes differ after hedging mid-transfer"
+    );
+    let after = requester.received_from(&[slow_addr, fast_addr]).await;
+    let (from_slow, from_fast) = (after[0] - before[0], after[1] - before[1]);
+    assert_eq!(
+        from_slow + from_fast,
+        SIZE as f64,
+        "a byte was delivered twice"
+    );
+    assert!(
+        from_fast > from_slow,
+        "the healthy holder should carry the transfer: {from_fast} vs {from_slow}"
+    );
+    let hedged = requester.metric(&hedges_on_slow).await;
+    assert!(
+        hedged >= 1.0,
+        "no hedge counted against the crawling holder"
+    );
+
+    // 2. Already crawling when asked: its size proof, or else its first group, is
+    // hedged.
+    eventually("both holders up again", Duration::from_secs(30), both_up).await;
+    let before = after;
+    let reply = fetch(&hashes[1]).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body == objects[1],
+        "bytes differ after a hedged start"
+    );
+    let after = requester.received_from(&[slow_addr, fast_addr]).await;
+    let (from_slow, from_fast) = (after[0] - before[0], after[1] - before[1]);
+    assert_eq!(
+        from_slow + from_fast,
+        SIZE as f64,
+        "a byte was delivered twice"
+    );
+    assert!(
+        from_fast >= 0.9 * SIZE as f64,
+        "the healthy holder should carry the transfer: {from_fast} vs {from_slow}"
+    );
+    assert!(
+        requester.metric(&hedges_on_slow).await > hedged,
+        "no hedge counted against the crawling holder"
+    );
+    assert!(requester.metric("fleetcache_swarm_hedges_won_total").await >= 2.0);
 }

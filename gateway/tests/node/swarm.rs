@@ -152,6 +152,15 @@ async fn misses_fill_from_the_peer_that_holds_the_object() {
     assert_eq!(peers["swarm"], true);
     assert_eq!(peers["peers"].as_array().unwrap().len(), 2);
     assert!(peers["peers"][0]["rtt_ms"].as_f64().is_some(), "{peers}");
+    // A live peer has a latency estimate (seeded by its first ping) and a hedge delay.
+    assert!(
+        peers["peers"][0]["latency_ms"].as_f64().is_some(),
+        "{peers}"
+    );
+    assert!(
+        peers["peers"][0]["hedge_delay_ms"].as_f64() >= Some(30.0),
+        "{peers}"
+    );
     // Node names come from the certificates the fleet issued, in start order.
     assert_eq!(peers["name"], "node-3", "{peers}");
     let mut names: Vec<&str> = peers["peers"]
@@ -263,10 +272,19 @@ async fn concurrent_misses_share_one_fill() {
 }
 
 /// One lie at a time: the requester detects it, counts it against the liar, and still
-/// serves the right bytes from the honest holder.
+/// serves the right bytes from the honest holder. A liar that goes quiet (before the
+/// size proof, or halfway through the data) is hedged around long before the peer
+/// timeout: the honest holder is asked as well and wins, and the quiet one is
+/// cancelled, not waited out (no failure is counted against it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lying_peers_are_caught_and_the_honest_one_serves() {
-    for lie in [Lie::FlipBit, Lie::Truncate, Lie::WrongSize, Lie::Stall] {
+    for lie in [
+        Lie::FlipBit,
+        Lie::Truncate,
+        Lie::WrongSize,
+        Lie::Stall,
+        Lie::Silent,
+    ] {
         let mut fleet = Fleet::new();
         let honest = TestNode::start_in_fleet(&mut fleet, &[]).await;
         let liar_identity = fleet.identity();
@@ -284,13 +302,30 @@ async fn lying_peers_are_caught_and_the_honest_one_serves() {
         assert_eq!(reply.status, StatusCode::OK, "{lie:?}");
         assert!(reply.body[..] == data[..], "{lie:?}: wrong bytes served");
         let metrics = requester.metrics().await;
-        let counter = if lie == Lie::Stall {
-            "fleetcache_peer_failures_total"
+        let quiet = matches!(lie, Lie::Stall | Lie::Silent);
+        let counter = if quiet {
+            "fleetcache_peer_hedges_total"
         } else {
             "fleetcache_peer_verification_failures_total"
         };
         let caught = metric_value(&metrics, &peer_label(counter, liar.addr)).unwrap_or(0.0);
         assert!(caught >= 1.0, "{lie:?} not counted: {metrics}");
+        if quiet {
+            let waited_out = metric_value(
+                &metrics,
+                &peer_label("fleetcache_peer_failures_total", liar.addr),
+            );
+            assert_eq!(
+                waited_out,
+                Some(0.0),
+                "{lie:?}: timed out instead of hedged"
+            );
+            let won = metric_value(&metrics, "fleetcache_swarm_hedges_won_total");
+            assert!(
+                won >= Some(1.0),
+                "{lie:?}: the hedge did not win: {metrics}"
+            );
+        }
         assert!(
             liar.gets.load(std::sync::atomic::Ordering::Relaxed) >= 1,
             "{lie:?}: liar never asked"

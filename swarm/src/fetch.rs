@@ -2,6 +2,12 @@
 //! streaming a range from one holder at a time, every 16 KiB group verified before it
 //! is handed out.
 //!
+//! Round trips before the first byte: one HAVE round, then one more. Each holder
+//! asked for the size proof is asked, on the same round trip, for the whole object
+//! too (an *early GET*, its size still a claim); the winner's early GET becomes the
+//! first source of the first fetch of the whole object, once its claim matches the
+//! proven size. The others are cancelled with the proofs that lost.
+//!
 //! Hedging: a holder that keeps a request waiting longer than its hedge delay (see
 //! `latency.rs`) for a verified group gets company: the next holder is asked as well,
 //! the first verified answer wins and the other request is cancelled (its stream
@@ -14,8 +20,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bao_tree::{ChunkNum, ChunkRanges};
@@ -23,6 +29,7 @@ use bytes::Bytes;
 use fleetcache_store::Hash;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::client::{self, PeerError, Verified, VerifiedStream};
@@ -97,6 +104,7 @@ pub(crate) async fn prove(
         set: JoinSet::new(),
         pending: Vec::new(),
         next: 0,
+        early: Vec::new(),
     };
     let mut last_failure = None;
     loop {
@@ -146,6 +154,7 @@ pub(crate) async fn prove(
                     let elapsed = asked.elapsed();
                     holders[j].latency(|latency| latency.outlasted(elapsed));
                 }
+                let early = asks.take_early(i);
                 // Dropping the set aborts the losers; their streams are stopped.
                 drop(asks);
                 let mut sources = holders;
@@ -154,6 +163,7 @@ pub(crate) async fn prove(
                     hash,
                     size,
                     sources,
+                    early: Arc::new(Mutex::new(early)),
                     inner: inner.clone(),
                 }));
             }
@@ -178,7 +188,13 @@ struct Asks {
     pending: Vec<(usize, Instant)>,
     /// The next holder to ask.
     next: usize,
+    /// Each asked holder's early GET of the whole object, by holder index.
+    early: Vec<(usize, EarlyGet)>,
 }
+
+/// A GET of the whole object sent with the size proof, its size a claim until the
+/// proof verifies; aborted (its stream stopped) when dropped unused.
+type EarlyGet = AbortOnDropHandle<Result<(u64, VerifiedStream), PeerError>>;
 
 impl Asks {
     /// Asks the next holder that is up; false if none is left.
@@ -190,6 +206,15 @@ impl Asks {
             let Some(connection) = peer.connection() else {
                 continue;
             };
+            let whole = connection.clone();
+            let early = tokio::spawn(
+                async move {
+                    let all = ChunkRanges::all();
+                    VerifiedStream::open(&whole, hash, &all, None, stall).await
+                }
+                .in_current_span(),
+            );
+            self.early.push((i, AbortOnDropHandle::new(early)));
             self.set.spawn(
                 async move { (i, client::prove_size(&connection, hash, stall).await) }
                     .in_current_span(),
@@ -198,6 +223,12 @@ impl Asks {
             return true;
         }
         false
+    }
+
+    /// The early GET of holder `i`, for the fetch that follows its proof.
+    fn take_early(&mut self, i: usize) -> Option<EarlyGet> {
+        let at = self.early.iter().position(|(j, _)| *j == i)?;
+        Some(self.early.swap_remove(at).1)
     }
 }
 
@@ -213,6 +244,9 @@ pub struct Located {
     size: u64,
     /// The holders, the one that proved the size first.
     sources: Vec<Arc<Peer>>,
+    /// The first holder's early GET of the whole object, until a fetch of the whole
+    /// object takes it.
+    early: Arc<Mutex<Option<EarlyGet>>>,
     inner: Arc<Inner>,
 }
 
@@ -295,6 +329,16 @@ impl Source {
         Source {
             peer,
             next,
+            asked: Instant::now(),
+            answered: false,
+        }
+    }
+
+    /// A source whose request is already on its way (`next` reads its first item).
+    fn adopt(peer: Arc<Peer>, next: impl Future<Output = Step> + Send + 'static) -> Source {
+        Source {
+            peer,
+            next: Box::pin(next),
             asked: Instant::now(),
             answered: false,
         }
@@ -589,6 +633,37 @@ impl Fetch {
             })
     }
 
+    /// The first source of a fetch of the whole object: the early GET sent with the
+    /// size proof, already on its way. Its claimed size must be the proven one.
+    fn adopt_early(&mut self) -> Option<Source> {
+        if self.pos != 0 || self.end != self.located.size {
+            return None;
+        }
+        let early = self
+            .located
+            .early
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        let peer = self.located.sources.first()?.clone();
+        self.usable(&peer)?;
+        let size = self.located.size;
+        tracing::debug!(peer = %peer.addr, "fetching on the early GET");
+        Some(Source::adopt(peer, async move {
+            let (claimed, mut stream) = match early.await {
+                Ok(opened) => opened?,
+                Err(err) => return Err(PeerError::Transport(format!("early GET: {err}"))),
+            };
+            if claimed != size {
+                return Err(PeerError::Lied(format!(
+                    "claims size {claimed}, proven size is {size}"
+                )));
+            }
+            let item = stream.next().await?;
+            Ok((stream, item))
+        }))
+    }
+
     /// The GET for what is left of the range.
     fn get(&self) -> Get {
         Get {
@@ -621,6 +696,11 @@ impl Fetch {
 
     /// Starts the next holder worth asking (its first item is read by `race`).
     async fn open_next_source(&mut self) -> Result<(), FetchError> {
+        if let Some(source) = self.adopt_early() {
+            self.next_source = 1;
+            self.current = Some(source);
+            return Ok(());
+        }
         loop {
             if let Some((i, peer, connection)) = self.spare(None) {
                 self.next_source = i + 1;

@@ -40,6 +40,18 @@ pub enum Lie {
     UrlCut,
     /// Never answers a URL request (holds the stream open).
     UrlSilent,
+    /// Honest, but answers a size proof only once a GET for the data has arrived
+    /// (or after 10 s, counted in `Liar::proofs_unpaired`): a requester that waits
+    /// for the proof before asking for the data pays that time.
+    ProofAfterData,
+}
+
+/// What the `ProofAfterData` holder has seen.
+#[derive(Default)]
+struct Pairing {
+    data_asked: std::sync::atomic::AtomicBool,
+    arrived: tokio::sync::Notify,
+    unpaired: AtomicU64,
 }
 
 pub struct Liar {
@@ -47,6 +59,7 @@ pub struct Liar {
     endpoint: quinn::Endpoint,
     data: Arc<Mutex<Arc<Vec<u8>>>>,
     pub gets: Arc<AtomicU64>,
+    pairing: Arc<Pairing>,
 }
 
 impl Liar {
@@ -59,17 +72,19 @@ impl Liar {
         let data = Arc::new(Mutex::new(Arc::new(Vec::new())));
         let gets = Arc::new(AtomicU64::new(0));
         let accept = endpoint.clone();
-        let (shared, counter) = (data.clone(), gets.clone());
+        let pairing = Arc::new(Pairing::default());
+        let (shared, counter, paired) = (data.clone(), gets.clone(), pairing.clone());
         tokio::spawn(async move {
             while let Some(incoming) = accept.accept().await {
-                let (shared, counter) = (shared.clone(), counter.clone());
+                let (shared, counter, paired) = (shared.clone(), counter.clone(), paired.clone());
                 tokio::spawn(async move {
                     let Ok(connection) = incoming.await else {
                         return;
                     };
                     while let Ok((send, recv)) = connection.accept_bi().await {
                         let data = shared.lock().unwrap().clone();
-                        tokio::spawn(answer(send, recv, data, lie, counter.clone()));
+                        let paired = paired.clone();
+                        tokio::spawn(answer(send, recv, data, lie, counter.clone(), paired));
                     }
                 });
             }
@@ -79,7 +94,13 @@ impl Liar {
             endpoint,
             data,
             gets,
+            pairing,
         }
+    }
+
+    /// Size proofs it had to answer without a data GET having arrived.
+    pub fn proofs_unpaired(&self) -> u64 {
+        self.pairing.unpaired.load(Ordering::Relaxed)
     }
 
     /// The object it claims to hold (and damages).
@@ -102,6 +123,7 @@ async fn answer(
     data: Arc<Vec<u8>>,
     lie: Lie,
     gets: Arc<AtomicU64>,
+    pairing: Arc<Pairing>,
 ) {
     let hash = Hash::from(blake3::hash(&data));
     let Ok(frame) = recv.read_to_end(fleetcache_swarm::MAX_REQUEST_LEN).await else {
@@ -127,6 +149,21 @@ async fn answer(
             ranges,
         } if asked == hash => {
             gets.fetch_add(1, Ordering::Relaxed);
+            if lie == Lie::ProofAfterData {
+                if ranges.boundaries() == [u64::MAX] {
+                    let arrived = pairing.arrived.notified();
+                    if !pairing.data_asked.load(Ordering::SeqCst)
+                        && tokio::time::timeout(Duration::from_secs(10), arrived)
+                            .await
+                            .is_err()
+                    {
+                        pairing.unpaired.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    pairing.data_asked.store(true, Ordering::SeqCst);
+                    pairing.arrived.notify_waiters();
+                }
+            }
             let size = data.len() as u64;
             let outboard = PreOrderMemOutboard::create(&data[..], BlockSize::from_chunk_log(4));
             let mut encoded = Vec::new();

@@ -663,3 +663,25 @@ async fn a_holder_restarted_mid_transfer_finishes_it() {
     let stored = requester.get(&format!("/blake3/{hash}")).await;
     assert_eq!(stored.header("cache-status"), Some("fleetcache; hit"));
 }
+
+/// One HAVE round, then one more round trip before the first byte: the holder
+/// is asked for the data on the same round trip as the size proof, not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_is_asked_for_with_the_size_proof() {
+    let mut fleet = Fleet::new();
+    let holder = Liar::start(&fleet.identity(), Lie::ProofAfterData);
+    let data = pattern(1 << 20, 31);
+    let hash = holder.hold(data.clone());
+    let node = TestNode::start_in_fleet(&mut fleet, &[holder.addr]).await;
+    node.wait_peers_up(1).await;
+    let reply = node.get(&format!("/blake3/{hash}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body == data);
+    assert_eq!(
+        holder.proofs_unpaired(),
+        0,
+        "the size proof came first, alone"
+    );
+    // The GET sent with the proof is the one that carried the data.
+    assert_eq!(holder.gets.load(std::sync::atomic::Ordering::Relaxed), 2);
+}

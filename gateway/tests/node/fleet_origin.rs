@@ -362,3 +362,55 @@ async fn a_url_not_for_sharing_costs_one_origin_request_per_request_once_known()
     let declined = "fleetcache_owner_requests_total{result=\"declined\"}";
     assert_eq!(asker.metric(declined).await, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_owner_sends_the_asker_to_the_origin() {
+    let origin = TestOrigin::start().await;
+    let url = origin.url();
+    let mut fleet = Fleet::new();
+    let owner = TestNode::start_in_fleet_with(
+        &mut fleet,
+        &[],
+        &[
+            ("FLEETCACHE_ORIGIN", url.as_str()),
+            ("FLEETCACHE_SWARM_MAX_UPLOADS", "1"),
+        ],
+    )
+    .await;
+    let asker = member(&mut fleet, &url, &[owner.swarm.unwrap()]).await;
+    asker.wait_peers_up(1).await;
+    let (owner_name, asker_name) = (name_at(owner.admin).await, name_at(asker.admin).await);
+    let names = [owner_name.as_str(), asker_name.as_str()];
+    let busy = path_owned_by(&owner_name, &names, "/busy/");
+    let other = path_owned_by(&owner_name, &names, "/other/");
+    let body = Bytes::from(pattern(1 << 20, 41));
+    let gate = origin.route_gated(&busy, body.clone(), 1000);
+    origin.route(&other, |_| {
+        Scripted::ok("other").header("cache-control", "max-age=300")
+    });
+
+    // The owner's one upload slot streams the gated answer to the asker...
+    let first = Arc::new(AtomicUsize::new(0));
+    let download = tokio::spawn(streaming_get(client(), asker.url(&busy), first.clone()));
+    eventually(
+        "bytes from the owner",
+        Duration::from_secs(10),
+        async || first.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    // ...so the next URL it owns is refused, and the asker goes to the origin.
+    let reply = get(&asker, &other).await;
+    assert_eq!(&reply.body[..], b"other");
+    assert!(cache_status(&reply).contains("detail=origin"), "{reply:?}");
+    assert_eq!(
+        asker
+            .metric("fleetcache_owner_requests_total{result=\"overloaded\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(origin.hits(&other), 1);
+    gate.notify_one();
+    let (status, _, bytes) = download.await.unwrap().expect("complete");
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes == body);
+}

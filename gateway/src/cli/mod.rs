@@ -229,8 +229,13 @@ async fn wait_for_signal() -> &'static str {
 fn init_tracing(config: &Config) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .map_err(|err| format!("{:?}: {err}", config.log.level))?;
+    // Colour only for a person at a terminal: journald, `kubectl logs` and
+    // files get plain text (and `NO_COLOR` turns it off everywhere).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         // On a failed log write the subscriber would report it with `eprintln!`,
         // which panics when stderr itself is the broken pipe (a log collector that

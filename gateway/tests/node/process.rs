@@ -752,3 +752,46 @@ fn a_closed_stderr_pipe_does_not_crash_the_node() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// Text logs written anywhere but a terminal (journald, `kubectl logs`, a file)
+/// carry no ANSI escape sequences.
+#[test]
+fn text_logs_to_a_pipe_have_no_colour_codes() {
+    let data = tempfile::TempDir::new().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env("FLEETCACHE_LOG_FORMAT", "text")
+        .env("FLEETCACHE_LOG_LEVEL", "info")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("fleetcache node started") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("fleetcache node started"), "{seen}");
+    assert!(seen.contains("INFO"), "{seen}");
+    assert!(
+        !seen.contains('\u{1b}'),
+        "escape codes in a piped log: {seen:?}"
+    );
+}

@@ -3,8 +3,9 @@
 # `fleetcache cert`. See README.md ("Certificates") for what each pod presents
 # and how to rotate.
 #
-#   certs.sh ca DIR
-#       Creates the fleet CA in DIR (ca.pem, ca.key). Keep DIR off the cluster.
+#   certs.sh ca DIR [NAME]
+#       Creates the fleet CA in DIR (ca.pem, ca.key), NAME its common name
+#       (give a new CA a distinct one). Keep DIR off the cluster.
 #   certs.sh secret --ca DIR [--namespace NS] (--replicas N | NAME...)
 #       Prints the Secret fleetcache-certs: ca.pem and, for each node name,
 #       NAME.pem and NAME.key signed by the CA in DIR. --replicas N names the
@@ -37,8 +38,8 @@ secret_head() { # name namespace
 }
 
 cmd_ca() {
-    [[ $# -eq 1 ]] || usage
-    fleetcache cert ca --out "$1" >&2
+    [[ $# -eq 1 || $# -eq 2 ]] || usage
+    fleetcache cert ca --out "$1" ${2:+--name "$2"} >&2
     echo "certs.sh: CA in $1; ca.key signs fleet members: keep it offline" >&2
 }
 

@@ -25,7 +25,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 fleetcache() {
     # Word splitting on purpose: FLEETCACHE may be a command with arguments.
     # shellcheck disable=SC2086
-    ${FLEETCACHE:-fleetcache} "$@"
+    env -u FLEETCACHE_BIN ${FLEETCACHE:-fleetcache} "$@"
 }
 
 b64() { base64 -w0 < "$1"; }

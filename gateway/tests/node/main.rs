@@ -10,6 +10,7 @@ mod support;
 
 mod admin;
 mod blobs;
+mod deploy_metrics;
 mod fleet_origin;
 mod fleet_purge;
 mod limits;

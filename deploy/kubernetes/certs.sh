@@ -6,11 +6,13 @@
 #   certs.sh ca DIR [NAME]
 #       Creates the fleet CA in DIR (ca.pem, ca.key), NAME its common name
 #       (give a new CA a distinct one). Keep DIR off the cluster.
-#   certs.sh secret --ca DIR [--namespace NS] (--replicas N | NAME...)
+#   certs.sh secret --ca DIR [--trust DIR]... [--namespace NS] (--replicas N | NAME...)
 #       Prints the Secret fleetcache-certs: ca.pem and, for each node name,
 #       NAME.pem and NAME.key signed by the CA in DIR. --replicas N names the
 #       StatefulSet's pods fleetcache-0 .. fleetcache-(N-1); for the DaemonSet
 #       overlay pass the Kubernetes node names. Issue names ahead of scaling.
+#       --trust adds another CA's certificate to ca.pem (nodes trust every CA
+#       in it): how a fleet moves to a new CA without splitting (README).
 #   certs.sh token [--namespace NS]
 #       Prints the Secret fleetcache-admin-token with a fresh random token.
 #
@@ -44,10 +46,11 @@ cmd_ca() {
 }
 
 cmd_secret() {
-    local ca="" namespace="" replicas="" names=()
+    local ca="" namespace="" replicas="" names=() trust=()
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --ca) ca="${2:?}"; shift 2 ;;
+            --trust) trust+=("${2:?}"); shift 2 ;;
             --namespace|-n) namespace="${2:?}"; shift 2 ;;
             --replicas) replicas="${2:?}"; shift 2 ;;
             -*) usage ;;
@@ -76,8 +79,13 @@ cmd_secret() {
             die "$name is not a Kubernetes pod or node name (lower-case DNS name)"
         fleetcache cert node --ca "$ca" --name "$name" --out "$tmp/$name" >/dev/null
     done
+    cp "$ca/ca.pem" "$tmp/ca.pem"
+    for extra in "${trust[@]}"; do
+        [[ -f "$extra/ca.pem" ]] || die "$extra has no ca.pem"
+        cat "$extra/ca.pem" >> "$tmp/ca.pem"
+    done
     secret_head fleetcache-certs "$namespace"
-    printf '  ca.pem: %s\n' "$(b64 "$ca/ca.pem")"
+    printf '  ca.pem: %s\n' "$(b64 "$tmp/ca.pem")"
     for name in "${names[@]}"; do
         printf '  %s.pem: %s\n' "$name" "$(b64 "$tmp/$name/node.pem")"
         printf '  %s.key: %s\n' "$name" "$(b64 "$tmp/$name/node.key")"

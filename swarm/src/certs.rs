@@ -268,7 +268,9 @@ impl NodeCert {
 /// What a node needs to take part in the fleet: the fleet CA certificate, its own
 /// certificate and its private key, and the node name that certificate carries.
 pub struct NodeIdentity {
-    ca: CertificateDer<'static>,
+    /// Every CA certificate in `ca.pem`: more than one while a fleet moves to a
+    /// new CA (trust both, then reissue, then drop the old one).
+    cas: Vec<CertificateDer<'static>>,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
     name: NodeName,
@@ -305,7 +307,7 @@ impl NodeIdentity {
         (cert_path, cert_pem): (&Path, &str),
         (key_path, key_pem): (&Path, &str),
     ) -> Result<Self, CertError> {
-        let ca = parse_cert(ca_path, ca_pem)?;
+        let cas = parse_certs(ca_path, ca_pem)?;
         let cert = parse_cert(cert_path, cert_pem)?;
         let key = parse_key(key_path, key_pem)?;
         check_key_matches(cert_path, cert.clone(), key_path, key.clone_key())?;
@@ -314,7 +316,7 @@ impl NodeIdentity {
             source,
         })?;
         Ok(Self {
-            ca,
+            cas,
             cert,
             key,
             name,
@@ -374,7 +376,9 @@ impl NodeIdentity {
 
     fn roots(&self) -> Result<RootCertStore, CertError> {
         let mut roots = RootCertStore::empty();
-        roots.add(self.ca.clone())?;
+        for ca in &self.cas {
+            roots.add(ca.clone())?;
+        }
         Ok(roots)
     }
 }
@@ -423,7 +427,7 @@ impl NodeIdentity {
     ) -> Result<Self, CertError> {
         let label = Path::new("test");
         Ok(NodeIdentity {
-            ca: parse_cert(label, ca.cert_pem())?,
+            cas: parse_certs(label, ca.cert_pem())?,
             cert: cert.cert.der().clone(),
             key: parse_key(label, &cert.key.serialize_pem())?,
             name,
@@ -473,6 +477,30 @@ fn check_key_matches(
 fn parse_cert(path: &Path, pem: &str) -> Result<CertificateDer<'static>, CertError> {
     CertificateDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| malformed(path, format!("expected a PEM CERTIFICATE: {e}")))
+}
+
+/// Every certificate in a PEM file (a CA bundle); at least one, and nothing but
+/// certificates: a key in `ca.pem` is a mistake worth refusing loudly.
+fn parse_certs(path: &Path, pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let mut certs = Vec::new();
+    for section in rustls::pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes()) {
+        let (kind, der) = section.map_err(|e| malformed(path, format!("bad PEM: {e}")))?;
+        match kind {
+            rustls::pki_types::pem::SectionKind::Certificate => {
+                certs.push(CertificateDer::from(der));
+            }
+            other => {
+                return Err(malformed(
+                    path,
+                    format!("holds a {other:?} section; only CA certificates belong here"),
+                ));
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(malformed(path, "expected a PEM CERTIFICATE: none found"));
+    }
+    Ok(certs)
 }
 
 fn parse_key(path: &Path, pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
@@ -599,6 +627,28 @@ mod tests {
         NodeIdentity::load(other.path()).unwrap();
         let err = NodeIdentity::load(dir.path()).unwrap_err();
         assert!(matches!(err, CertError::KeyMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn ca_pem_holds_ca_certificates_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (
+            FleetCa::generate("old").unwrap(),
+            FleetCa::generate("new").unwrap(),
+        );
+        old.issue_node("node-1").unwrap().save(dir.path()).unwrap();
+        let ca_path = dir.path().join(CA_CERT);
+        fs::write(&ca_path, format!("{}{}", old.cert_pem(), new.cert_pem())).unwrap();
+        assert_eq!(NodeIdentity::load(dir.path()).unwrap().cas.len(), 2);
+        // A CA key copied in by mistake is refused, not silently ignored.
+        let key = fs::read_to_string(dir.path().join(NODE_KEY)).unwrap();
+        fs::write(&ca_path, format!("{}{key}", old.cert_pem())).unwrap();
+        let err = NodeIdentity::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CertError::Malformed { ref path, .. } if path.ends_with(CA_CERT)));
+        assert!(err.to_string().contains("only CA certificates"), "{err}");
+        fs::write(&ca_path, "").unwrap();
+        let err = NodeIdentity::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CertError::Malformed { .. }), "{err}");
     }
 
     #[test]

@@ -166,3 +166,38 @@ fn expect_refused(client_result: Result<Vec<u8>>, server_result: Result<()>) -> 
     }
     Ok(())
 }
+
+/// An identity issued by `issuer` whose `ca.pem` trusts every CA in `trusted`.
+fn identity_trusting(issuer: &FleetCa, name: &str, trusted: &[&FleetCa]) -> Result<NodeIdentity> {
+    let dir = tempfile::TempDir::new()?;
+    let node = dir.path().join("node");
+    issuer.issue_node(name)?.save(&node)?;
+    let bundle: String = trusted.iter().map(|ca| ca.cert_pem().to_owned()).collect();
+    std::fs::write(node.join("ca.pem"), bundle)?;
+    Ok(NodeIdentity::load(&node)?)
+}
+
+/// Moving a fleet to a new CA without splitting it: every node first trusts both
+/// CAs, then gets a certificate from the new one, then drops the old. Nodes with
+/// old and new certificates talk to each other throughout; a node that trusts
+/// only the new CA refuses one still presenting an old certificate.
+#[tokio::test]
+async fn a_ca_bundle_lets_old_and_new_certificates_meet() -> Result<()> {
+    let old = FleetCa::generate("fleet 2025")?;
+    let new = FleetCa::generate("fleet 2026")?;
+    let both = [&old, &new];
+    // The echo client dials the name `node-server`: each server carries it.
+    let old_server = identity_trusting(&old, "node-server", &both)?;
+    let new_server = identity_trusting(&new, "node-server", &both)?;
+    let old_client = identity_trusting(&old, "node-client", &both)?;
+    let new_client = identity_trusting(&new, "node-client", &both)?;
+    for (server, client) in [(&old_server, &new_client), (&new_server, &old_client)] {
+        let (client, server) = exchange(server, client.quic_client_config()?).await?;
+        assert_eq!(client?, b"hello fleet");
+        server?;
+    }
+
+    let done = identity_trusting(&new, "node-client", &[&new])?;
+    let (client, server) = exchange(&old_server, done.quic_client_config()?).await?;
+    expect_refused(client, server)
+}

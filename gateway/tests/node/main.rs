@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod blobs;
 mod deploy_metrics;
+mod fleet_faults;
 mod fleet_origin;
 mod fleet_purge;
 mod limits;

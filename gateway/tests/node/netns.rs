@@ -18,11 +18,12 @@ use http::{Method, StatusCode};
 
 use crate::support::*;
 
-const TOKEN: &str = "netns-test-token-0123456789";
+pub(crate) const TOKEN: &str = "netns-test-token-0123456789";
+/// Nodes in the namespace tests of this file.
 const NODES: usize = 3;
 
 /// Runs a command, panicking with its output if it fails.
-fn run(args: &[&str]) -> String {
+pub(crate) fn run(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -36,33 +37,42 @@ fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn in_ns(ns: &str, args: &[&str]) -> String {
+pub(crate) fn in_ns(ns: &str, args: &[&str]) -> String {
     let mut full = vec!["ip", "netns", "exec", ns];
     full.extend_from_slice(args);
     run(&full)
 }
 
-/// Namespaces `<tag>hub` (the bridge) and `<tag>n1..n3`, a veth from each node to the
+/// Namespaces `<tag>hub` (the bridge) and `<tag>n1..nN`, a veth from each node to the
 /// bridge, and one from this (root) namespace so the test can reach the nodes' HTTP.
-struct Net {
+pub(crate) struct Net {
     tag: String,
     subnet: u8,
     host_if: String,
+    nodes: usize,
 }
 
 impl Net {
     fn create() -> Net {
         let pid = std::process::id();
+        Net::build("fc", (pid % 200 + 20) as u8, NODES)
+    }
+
+    /// `nodes` node namespaces named `<prefix><pid>…` on `10.<subnet>.0.0/24`. Tests that
+    /// may run at the same time as others need a prefix and subnet of their own.
+    pub(crate) fn build(prefix: &str, subnet: u8, nodes: usize) -> Net {
+        let pid = std::process::id();
         let net = Net {
-            tag: format!("fc{}", pid % 100_000),
-            subnet: (pid % 200 + 20) as u8,
-            host_if: format!("fc{}h", pid % 100_000),
+            tag: format!("{prefix}{}", pid % 100_000),
+            subnet,
+            host_if: format!("{prefix}{}h", pid % 100_000),
+            nodes,
         };
         let hub = net.hub();
         run(&["ip", "netns", "add", &hub]);
         in_ns(&hub, &["ip", "link", "add", "br0", "type", "bridge"]);
         in_ns(&hub, &["ip", "link", "set", "br0", "up"]);
-        for i in 1..=NODES {
+        for i in 1..=nodes {
             let ns = net.node(i);
             let (inner, outer) = (format!("{}n{i}", net.tag), format!("{}b{i}", net.tag));
             run(&["ip", "netns", "add", &ns]);
@@ -116,19 +126,19 @@ impl Net {
         net
     }
 
-    fn hub(&self) -> String {
+    pub(crate) fn hub(&self) -> String {
         format!("{}hub", self.tag)
     }
 
-    fn node(&self, i: usize) -> String {
+    pub(crate) fn node(&self, i: usize) -> String {
         format!("{}n{i}", self.tag)
     }
 
-    fn ip(&self, i: usize) -> String {
+    pub(crate) fn ip(&self, i: usize) -> String {
         format!("10.{}.0.{i}", self.subnet)
     }
 
-    fn swarm_addr(&self, i: usize) -> SocketAddr {
+    pub(crate) fn swarm_addr(&self, i: usize) -> SocketAddr {
         format!("{}:7070", self.ip(i)).parse().unwrap()
     }
 
@@ -146,7 +156,7 @@ impl Net {
     }
 
     /// A table of `rules` on the bridge's forward hook (in the hub namespace).
-    fn bridge_rules(&self, table: &str, rules: &[String]) {
+    pub(crate) fn bridge_rules(&self, table: &str, rules: &[String]) {
         let hub = self.hub();
         in_ns(&hub, &["nft", "add", "table", "bridge", table]);
         in_ns(
@@ -184,7 +194,7 @@ impl Net {
     /// Caps node `i`'s egress at `rate` with `tbf`, replacing any earlier cap. The old
     /// qdisc is deleted first, so what it had queued is dropped (QUIC repairs it),
     /// rather than draining at the new rate.
-    fn cap(&self, i: usize, rate: &str, burst: &str, latency: &str) {
+    pub(crate) fn cap(&self, i: usize, rate: &str, burst: &str, latency: &str) {
         let ns = self.node(i);
         let _ = Command::new("ip")
             .args([
@@ -197,6 +207,19 @@ impl Net {
                 "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", burst,
                 "latency", latency,
             ],
+        );
+    }
+
+    /// Removes a table made by `bridge_rules` (a partition or loss healed).
+    pub(crate) fn heal(&self, table: &str) {
+        in_ns(&self.hub(), &["nft", "delete", "table", "bridge", table]);
+    }
+
+    /// Removes node `i`'s egress cap.
+    pub(crate) fn uncap(&self, i: usize) {
+        in_ns(
+            &self.node(i),
+            &["tc", "qdisc", "del", "dev", "eth0", "root"],
         );
     }
 
@@ -224,7 +247,7 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for i in 1..=NODES {
+        for i in 1..=self.nodes {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.node(i)])
                 .status();
@@ -379,7 +402,7 @@ impl Member {
 
 /// Whether the network-namespace tests can run here; panics when they cannot
 /// and skipping was not asked for.
-fn can_run() -> bool {
+pub(crate) fn can_run() -> bool {
     match prerequisites() {
         Ok(()) => true,
         Err(missing) if std::env::var_os("FLEETCACHE_SKIP_NETNS").is_some() => {

@@ -254,7 +254,7 @@ impl Node {
             tracker.wait().await;
         }
         if let Some(swarm) = self.state.fills.swarm() {
-            swarm.shutdown();
+            swarm.shutdown_and_flush().await;
         }
         if let Some(purges) = &self.state.purges {
             purges.close();

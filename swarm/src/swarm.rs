@@ -26,6 +26,8 @@ use crate::service::FleetService;
 
 /// HAVE lookups answered at once (see `Responder::lookups`).
 const MAX_LOOKUPS: usize = 256;
+/// The longest a shutdown waits for its close packets to reach the peers.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// How a node joins the fleet.
 #[derive(Debug)]
@@ -277,6 +279,18 @@ impl Swarm {
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
         self.inner.endpoint.close(0u32.into(), b"shutting down");
+    }
+
+    /// [`Swarm::shutdown`], then waits (briefly) until the peers have been told: a
+    /// process that exits right after closing would take the close packets with it,
+    /// and its peers would think it up until their peer timeout, also after a quick
+    /// restart.
+    pub async fn shutdown_and_flush(&self) {
+        self.shutdown();
+        let flushed = tokio::time::timeout(CLOSE_FLUSH, self.inner.endpoint.wait_idle()).await;
+        if flushed.is_err() {
+            tracing::debug!("peers not all told of the close within {CLOSE_FLUSH:?}");
+        }
     }
 }
 

@@ -62,9 +62,9 @@ impl Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "fleetcache_http_requests_total",
-                "HTTP requests completed, by route, status and cache result",
+                "HTTP requests completed, by route, status, cache result and where the body came from",
             ),
-            &["route", "status", "cache"],
+            &["route", "status", "cache", "source"],
         )?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -258,7 +258,7 @@ impl Drop for ResponseObserver {
         let status = self.status.to_string();
         let m = &self.metrics;
         m.requests
-            .with_label_values(&[self.route, status.as_str(), self.cache])
+            .with_label_values(&[self.route, status.as_str(), self.cache, self.source])
             .inc();
         m.request_duration
             .with_label_values(&[self.route])

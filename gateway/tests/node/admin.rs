@@ -103,15 +103,21 @@ async fn health_and_metrics() {
     let text = node.metrics().await;
     let v = |s: &str| metric_value(&text, s).unwrap_or_else(|| panic!("no sample {s} in\n{text}"));
     assert_eq!(
-        v(r#"fleetcache_http_requests_total{cache="hit",route="blob",status="200"}"#),
+        v(
+            r#"fleetcache_http_requests_total{cache="hit",route="blob",source="local",status="200"}"#
+        ),
         2.0
     );
     assert_eq!(
-        v(r#"fleetcache_http_requests_total{cache="miss",route="blob",status="404"}"#),
+        v(
+            r#"fleetcache_http_requests_total{cache="miss",route="blob",source="local",status="404"}"#
+        ),
         1.0
     );
     assert_eq!(
-        v(r#"fleetcache_http_requests_total{cache="miss",route="blob",status="400"}"#),
+        v(
+            r#"fleetcache_http_requests_total{cache="miss",route="blob",source="local",status="400"}"#
+        ),
         1.0
     );
     assert!(v(r#"fleetcache_http_response_bytes_total{source="local"}"#) >= 100_000.0);

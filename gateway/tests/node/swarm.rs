@@ -685,24 +685,3 @@ async fn the_data_is_asked_for_with_the_size_proof() {
     // The GET sent with the proof is the one that carried the data.
     assert_eq!(holder.gets.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
-
-/// A node that shuts down tells its peers before it exits: they see it down at
-/// once, not after their peer timeout (here a minute, longer than the wait).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_stops_tells_its_peers() {
-    let mut fleet = Fleet::new();
-    let slow_to_notice = [("FLEETCACHE_SWARM_PEER_TIMEOUT", "60s")];
-    let watcher = TestNode::start_in_fleet_with(&mut fleet, &[], &slow_to_notice).await;
-    let data = tempfile::TempDir::new().unwrap();
-    let env = fleet.env(&[watcher.swarm.unwrap()]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let leaving = Proc::serve(data.path(), &env);
-    watcher.wait_peers_up(1).await;
-    assert_eq!(leaving.terminate(), Some(0));
-    eventually(
-        "the watcher sees it down",
-        Duration::from_secs(20),
-        async || watcher.peers_up().await == 0,
-    )
-    .await;
-}

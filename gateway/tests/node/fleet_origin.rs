@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fleetcache_swarm::NodeName;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -25,10 +24,7 @@ fn path_owned_by(owner: &str, all: &[&str], prefix: &str) -> String {
 }
 
 fn rank(path: &str, names: &[&str]) -> Vec<String> {
-    let key = format!("{path} {HOST} http");
-    let mut order: Vec<NodeName> = names.iter().map(|n| n.parse().unwrap()).collect();
-    fleetcache_swarm::rendezvous_rank(key.as_bytes(), &mut order);
-    order.iter().map(ToString::to_string).collect()
+    url_owners(path, HOST, names)
 }
 
 fn paths_where(prefix: &str, wanted: impl Fn(&str) -> bool) -> String {

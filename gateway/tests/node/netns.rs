@@ -572,19 +572,10 @@ async fn a_partitioned_owner_sends_its_peers_to_the_origin() {
     })
     .await;
     let (owner_name, asker_name) = (owner.name().await, asker.name().await);
-    let names: Vec<NodeName> = [&owner_name, &asker_name]
-        .iter()
-        .map(|n| n.parse().unwrap())
-        .collect();
     let host = "cdn.test";
     let path = (0..10_000)
         .map(|i| format!("/partitioned/{i}"))
-        .find(|path| {
-            let mut order = names.clone();
-            let key = format!("{path} {host} http");
-            fleetcache_swarm::rendezvous_rank(key.as_bytes(), &mut order);
-            order[0].as_str() == owner_name
-        })
+        .find(|path| url_owners(path, host, &[&owner_name, &asker_name])[0] == owner_name)
         .unwrap();
     origin.route(&path, |_| {
         crate::origin_server::Scripted::ok("from the origin").header("cache-control", "max-age=60")

@@ -328,6 +328,18 @@ pub async fn request(
     }
 }
 
+/// The node names `names` in the fleet's order for the http URL `path` on `host`:
+/// the URL's owner first (rendezvous over the URL key `path SP host SP http`).
+pub fn url_owners(path: &str, host: &str, names: &[&str]) -> Vec<String> {
+    let key = format!("{path} {host} http");
+    let mut order: Vec<fleetcache_swarm::NodeName> = names
+        .iter()
+        .map(|n| n.parse().expect("node name"))
+        .collect();
+    fleetcache_swarm::rendezvous_rank(key.as_bytes(), &mut order);
+    order.iter().map(ToString::to_string).collect()
+}
+
 /// The node name of the node whose admin API is at `admin`, from its `/peers`.
 pub async fn name_at(admin: SocketAddr) -> String {
     let reply = request(

@@ -20,13 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fleetcache_swarm::NodeName;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::netns::{Net, TOKEN, can_run};
 use crate::origin_server::{ScriptBody, Scripted, TestOrigin};
 use crate::support::*;
+
+mod load;
+
+use load::*;
 
 const NODES: usize = 5;
 /// Every client names the same site, as a CDN's clients do.
@@ -53,144 +56,6 @@ const PHASES: [&str; 9] = [
     "rolling restart (TERM)",
     "quiet after rolling",
 ];
-
-#[derive(Clone)]
-struct Obj {
-    path: String,
-    body: Bytes,
-    /// A URL object (from the origin), else a hash object.
-    url: bool,
-}
-
-#[derive(Default, Clone)]
-struct Stats {
-    requests: u64,
-    ok: u64,
-    /// No response head from a node that was down on purpose (killed, restarting).
-    refused: u64,
-    /// Any other request without a good, complete answer.
-    failed: u64,
-    /// Of `failed`: a head came, then the body was cut (detected: hyper reports it).
-    truncated: u64,
-    /// Of `failed`: answered with an error status (status -> count).
-    statuses: BTreeMap<u16, u64>,
-    /// A complete 200 whose bytes differ from the object's: must never happen.
-    wrong: u64,
-    examples: Vec<String>,
-}
-
-struct Load {
-    phase: AtomicUsize,
-    stop: AtomicBool,
-    /// The node (1-based) that is down on purpose, if any.
-    down: AtomicUsize,
-    objects: Mutex<Vec<Obj>>,
-    stats: Mutex<Vec<Stats>>,
-}
-
-enum Outcome {
-    Ok(String),
-    NoHead(String),
-    Status(u16),
-    Truncated(String),
-    Wrong(usize),
-}
-
-async fn fetch(client: &HttpClient, url: &str, expected: &Bytes) -> Outcome {
-    let request = Request::get(url)
-        .header("host", HOST)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(err)) => return Outcome::NoHead(format!("{err:?}")),
-        Err(_) => return Outcome::NoHead("no head before the client's timeout".into()),
-    };
-    let status = response.status();
-    let cache_status = response
-        .headers()
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = tokio::time::timeout_at(deadline, response.into_body().collect()).await;
-    if status != StatusCode::OK {
-        return Outcome::Status(status.as_u16());
-    }
-    match body {
-        Ok(Ok(body)) => {
-            let body = body.to_bytes();
-            if body == *expected {
-                Outcome::Ok(cache_status)
-            } else {
-                Outcome::Wrong(body.len())
-            }
-        }
-        Ok(Err(err)) => Outcome::Truncated(format!("{err:?}")),
-        Err(_) => Outcome::Truncated("body not complete before the client's timeout".into()),
-    }
-}
-
-impl Load {
-    fn record(&self, phase: usize, node: usize, path: &str, outcome: &Outcome) {
-        let down = self.down.load(Ordering::SeqCst) == node;
-        let mut stats = self.stats.lock().unwrap();
-        let s = &mut stats[phase];
-        s.requests += 1;
-        let note = match outcome {
-            Outcome::Ok(_) => {
-                s.ok += 1;
-                return;
-            }
-            Outcome::NoHead(_) if down => {
-                s.refused += 1;
-                return;
-            }
-            Outcome::NoHead(err) => {
-                s.failed += 1;
-                format!("n{node} {path}: no head: {err}")
-            }
-            Outcome::Status(code) => {
-                s.failed += 1;
-                *s.statuses.entry(*code).or_default() += 1;
-                format!("n{node} {path}: status {code}")
-            }
-            Outcome::Truncated(err) => {
-                s.failed += 1;
-                s.truncated += 1;
-                format!("n{node} {path}: body cut: {err}")
-            }
-            Outcome::Wrong(len) => {
-                s.wrong += 1;
-                format!("n{node} {path}: WRONG BYTES ({len} bytes)")
-            }
-        };
-        if s.examples.len() < 5 {
-            s.examples.push(note);
-        }
-    }
-}
-
-/// One client task: loops over the objects and the nodes until told to stop.
-async fn client_task(load: Arc<Load>, net_ips: Vec<String>, task: usize) {
-    let client = client();
-    let mut n = task * 7;
-    while !load.stop.load(Ordering::SeqCst) {
-        n += 1;
-        let obj = {
-            let objects = load.objects.lock().unwrap();
-            objects[(n * 13 + task) % objects.len()].clone()
-        };
-        let node = (n + task) % NODES + 1;
-        let url = format!("http://{}:8080{}", net_ips[node - 1], obj.path);
-        let outcome = fetch(&client, &url, &obj.body).await;
-        // The phase it ended in: a request cut by a fault belongs to the fault.
-        let phase = load.phase.load(Ordering::SeqCst);
-        load.record(phase, node, &obj.path, &outcome);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// A node's fixed identity, data and addresses; its process comes and goes.
 struct Slot {
@@ -367,21 +232,17 @@ impl Cluster {
 
     /// A path under `prefix` whose owner among all five nodes is node `owner`.
     fn path_owned_by(&self, owner: usize, prefix: &str, from: usize) -> (String, usize) {
-        let names: Vec<NodeName> = self.names.iter().map(|n| n.parse().unwrap()).collect();
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
         (from..from + 100_000)
             .map(|k| (format!("{prefix}{k}"), k))
-            .find(|(path, _)| {
-                let mut order = names.clone();
-                let key = format!("{path} {HOST} http");
-                fleetcache_swarm::rendezvous_rank(key.as_bytes(), &mut order);
-                order[0].as_str() == self.names[owner - 1]
-            })
+            .find(|(path, _)| url_owners(path, HOST, &names)[0] == self.names[owner - 1])
             .unwrap()
     }
 
     /// Polls fresh URLs owned by `faulted` through `via` (round robin) until
     /// `PROBES_IN_A_ROW` in a row come back whole and right and `settled` holds;
-    /// returns the time since `since`, or `None` past `bound`.
+    /// returns the time since `since` (for the table), or `None` if that has not
+    /// happened by the deadline `since + bound`.
     async fn route_around(
         &self,
         faulted: usize,
@@ -391,28 +252,29 @@ impl Cluster {
         bound: Duration,
         settled: impl AsyncFn() -> bool,
     ) -> Option<Duration> {
-        let mut in_a_row = 0;
-        let mut next = 0;
-        let mut n = 0;
-        loop {
-            if since.elapsed() > bound {
-                return None;
+        let probing = async {
+            let mut in_a_row = 0;
+            let mut next = 0;
+            let mut n = 0;
+            loop {
+                let (path, k) = self.path_owned_by(faulted, &format!("/probe/{tag}/"), next);
+                next = k + 1;
+                let obj = self.url_object(&path, 20_000, (k % 251) as u8);
+                let node = via[n % via.len()];
+                n += 1;
+                let url = format!("{}{}", self.http(node), obj.path);
+                match fetch(&self.client, &url, &obj.body).await {
+                    Outcome::Ok(_) => in_a_row += 1,
+                    Outcome::Wrong(len) => panic!("probe {url} got wrong bytes ({len})"),
+                    _ => in_a_row = 0,
+                }
+                if in_a_row >= PROBES_IN_A_ROW && settled().await {
+                    return since.elapsed();
+                }
             }
-            let (path, k) = self.path_owned_by(faulted, &format!("/probe/{tag}/"), next);
-            next = k + 1;
-            let obj = self.url_object(&path, 20_000, (k % 251) as u8);
-            let node = via[n % via.len()];
-            n += 1;
-            let url = format!("{}{}", self.http(node), obj.path);
-            match fetch(&self.client, &url, &obj.body).await {
-                Outcome::Ok(_) => in_a_row += 1,
-                Outcome::Wrong(len) => panic!("probe {url} got wrong bytes ({len})"),
-                _ => in_a_row = 0,
-            }
-            if in_a_row >= PROBES_IN_A_ROW && settled().await {
-                return Some(since.elapsed());
-            }
-        }
+        };
+        let deadline = tokio::time::Instant::from_std(since + bound);
+        tokio::time::timeout_at(deadline, probing).await.ok()
     }
 
     /// Sends SIGTERM to node `i` and waits (off the runtime) for it to exit.
@@ -448,73 +310,6 @@ async fn cold_objects(cluster: &Cluster, phase: usize, holders: [usize; 2]) -> V
         url: false,
     });
     objects
-}
-
-struct Row {
-    phase: &'static str,
-    bound: Option<u64>,
-    route: String,
-    notes: String,
-}
-
-impl Row {
-    fn quiet(phase: usize) -> Row {
-        Row {
-            phase: PHASES[phase],
-            bound: Some(0),
-            route: "-".into(),
-            notes: String::new(),
-        }
-    }
-}
-
-fn routed_text(routed: Option<Duration>, bound: Duration) -> String {
-    let seen = routed.map_or("NO".into(), secs);
-    format!("{seen} / {}", secs(bound))
-}
-
-fn table(stats: &[Stats], rows: &[Row]) -> String {
-    let mut out = format!(
-        "\n{:<24} {:>6} {:>6} {:>7} {:>6} {:>5} {:>5} {:>6}  {:<22} {}\n",
-        "phase",
-        "reqs",
-        "ok",
-        "refused",
-        "failed",
-        "cut",
-        "wrong",
-        "bound",
-        "routed around",
-        "notes"
-    );
-    for (row, s) in rows.iter().zip(stats) {
-        let bound = row.bound.map_or("-".into(), |b| b.to_string());
-        let mut notes = row.notes.clone();
-        if !s.statuses.is_empty() {
-            notes.push_str(&format!(" statuses {:?}", s.statuses));
-        }
-        out.push_str(&format!(
-            "{:<24} {:>6} {:>6} {:>7} {:>6} {:>5} {:>5} {:>6}  {:<22} {}\n",
-            row.phase,
-            s.requests,
-            s.ok,
-            s.refused,
-            s.failed,
-            s.truncated,
-            s.wrong,
-            bound,
-            row.route,
-            notes.trim()
-        ));
-        for example in &s.examples {
-            out.push_str(&format!("    e.g. {example}\n"));
-        }
-    }
-    out
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

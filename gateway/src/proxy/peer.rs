@@ -271,30 +271,9 @@ async fn filled(
         Ok(Joined::Started(flight) | Joined::Waiting(flight)) => flight,
         Ok(Joined::Stored(_) | Joined::Absent) | Err(_) => return declined(state, "error"),
     };
-    let (head, source) = match flight.head().await {
-        Ok(HeadState::Streaming(head)) => (head, Source::Filling(flight.clone())),
-        Ok(HeadState::Stored(head, blob)) => {
-            if let Some(response) = &head.response
-                && vary_matches(response, req.headers())
-            {
-                let found = Found {
-                    response: response.clone(),
-                    blob,
-                };
-                let status = head.origin_status.unwrap_or(response.status);
-                return reply(
-                    state,
-                    &found.response,
-                    status,
-                    Source::Stored(found.blob.clone()),
-                    Some(found.blob.size()),
-                    Some(found.blob.hash()),
-                    validator,
-                    "filled",
-                );
-            }
-            return declined(state, "vary");
-        }
+    let (head, blob) = match flight.head().await {
+        Ok(HeadState::Streaming(head)) => (head, None),
+        Ok(HeadState::Stored(head, blob)) => (head, Some(blob)),
         Ok(HeadState::Declined(_)) => {
             // The request that started the fill owns a declined answer; a
             // peer's request has no client to hand it to.
@@ -313,9 +292,32 @@ async fn filled(
         return declined(state, "vary");
     }
     let status = head.origin_status.unwrap_or(response.status);
-    reply(
-        state, &response, status, source, head.size, None, validator, "filled",
-    )
+    let body = match blob {
+        Some(blob) => Body::stored(&blob),
+        None => Body {
+            source: Source::Filling(flight),
+            size: head.size,
+            hash: None,
+        },
+    };
+    reply(state, &response, status, body, validator, "filled")
+}
+
+/// Where an answer's body comes from: its bytes, length and hash when known.
+struct Body {
+    source: Source,
+    size: Option<u64>,
+    hash: Option<Hash>,
+}
+
+impl Body {
+    fn stored(blob: &fleetcache_store::Blob) -> Body {
+        Body {
+            source: Source::Stored(blob.clone()),
+            size: Some(blob.size()),
+            hash: Some(blob.hash()),
+        }
+    }
 }
 
 /// Answers from a stored entry.
@@ -325,41 +327,37 @@ fn stored(
     validator: Option<Hash>,
     result: &'static str,
 ) -> UrlReply {
+    let body = Body::stored(&found.blob);
     reply(
         state,
         &found.response,
         found.response.status,
-        Source::Stored(found.blob.clone()),
-        Some(found.blob.size()),
-        Some(found.blob.hash()),
+        body,
         validator,
         result,
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn reply(
     state: &NodeState,
     response: &StoredResponse,
     origin_status: u16,
-    source: Source,
-    size: Option<u64>,
-    hash: Option<Hash>,
+    body: Body,
     validator: Option<Hash>,
     result: &'static str,
 ) -> UrlReply {
-    let unchanged = hash.is_some() && hash == validator;
+    let unchanged = body.hash.is_some() && body.hash == validator;
     let head = PeerHead {
         unchanged,
         origin_status,
-        size,
+        size: body.size,
         response: response.clone(),
     };
-    let (tx, body) = mpsc::channel(BODY_QUEUE);
+    let (tx, rx) = mpsc::channel(BODY_QUEUE);
     if unchanged {
         let _ = tx.try_send(BodyChunk::End);
     } else {
-        tokio::spawn(pump(source, size, tx));
+        tokio::spawn(pump(body.source, body.size, tx));
     }
     state
         .metrics
@@ -369,7 +367,7 @@ fn reply(
         .inc();
     UrlReply::Response {
         head: head.encode(),
-        body,
+        body: rx,
     }
 }
 

@@ -188,6 +188,9 @@ fn serve(args: &NodeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Handlers first: a SIGTERM right after the start-up line (an
+        // orchestrator, a test) must drain the node, not kill it.
+        let signals = Signals::install();
         let node = match Node::start(&config).await {
             Ok(node) => node,
             Err(err) => {
@@ -200,7 +203,7 @@ fn serve(args: &NodeArgs) -> ExitCode {
                 };
             }
         };
-        let signal = wait_for_signal().await;
+        let signal = signals.wait().await;
         tracing::info!("{signal}: shutting down");
         if node.shutdown().await {
             ExitCode::SUCCESS
@@ -210,19 +213,31 @@ fn serve(args: &NodeArgs) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the only way out is a kill; say so.
-        tracing::warn!("could not install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => Signals(None),
+        }
+    }
+
+    async fn wait(self) -> &'static str {
+        let Some((mut term, mut int)) = self.0 else {
+            // Without signal handlers the only way out is a kill; say so.
+            tracing::warn!("could not install signal handlers");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -714,26 +714,31 @@ async fn cert_commands_make_a_fleet_that_fills_misses() {
     .await;
 }
 
+/// `fleetcache serve` on loopback port-0 listeners with its stderr piped as it
+/// is, for tests of what the binary writes there (`Proc` asks for JSON logs).
+fn raw_serve(data: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    cmd
+}
+
 /// A log collector that goes away must not take the node down: logging into a closed
 /// stderr pipe used to panic on shutdown (exit 101).
 #[test]
 fn a_closed_stderr_pipe_does_not_crash_the_node() {
     let data = tempfile::TempDir::new().unwrap();
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = raw_serve(data.path()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("fleetcache node started") {
@@ -758,22 +763,10 @@ fn a_closed_stderr_pipe_does_not_crash_the_node() {
 #[test]
 fn text_logs_to_a_pipe_have_no_colour_codes() {
     let data = tempfile::TempDir::new().unwrap();
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data.path())
+    let mut child = raw_serve(data.path())
         .env("FLEETCACHE_LOG_FORMAT", "text")
         .env("FLEETCACHE_LOG_LEVEL", "info")
         .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();

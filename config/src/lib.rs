@@ -77,7 +77,8 @@ pub use load::{Sources, load};
 pub use origin::{OriginConfig, OriginUrl, ParseOriginUrlError};
 pub use size::{ByteSize, ParseSizeError};
 pub use types::{
-    AdminConfig, Config, HttpConfig, LogConfig, LogFormat, ShutdownConfig, StoreConfig, SwarmConfig,
+    AdminConfig, Config, HttpConfig, LogConfig, LogFormat, ShutdownConfig, StoreConfig,
+    SwarmConfig, TlsConfig,
 };
 
 /// The embedded defaults and documented reference (`config/default.toml`).

@@ -136,6 +136,11 @@ impl Layered {
                     .parse()
                     .map_err(|_| bad("expected a number, like 0.9"))?,
             ),
+            Kind::Bool => Value::Boolean(match raw.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad("expected true or false")),
+            }),
             Kind::List => Value::Array(
                 raw.split(',')
                     .map(str::trim)

@@ -7,7 +7,7 @@ use super::*;
 use crate::test_case::Case;
 use crate::{
     AdminConfig, ByteSize, HttpConfig, LogConfig, LogFormat, ShutdownConfig, StoreConfig,
-    SwarmConfig,
+    SwarmConfig, TlsConfig,
 };
 
 /// The documented defaults, written out by hand.
@@ -20,6 +20,17 @@ fn documented() -> Config {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            plaintext: true,
+            max_concurrent_streams: 100,
+            tls: TlsConfig {
+                listen: "127.0.0.1:8443".parse().unwrap(),
+                cert_file: None,
+                key_file: None,
+                certificates: vec![],
+                http3: true,
+                http3_unvalidated_handshakes: 64,
+                reload_interval: Duration::from_secs(10),
+            },
         },
         admin: AdminConfig {
             listen: "127.0.0.1:8081".parse().unwrap(),
@@ -173,9 +184,9 @@ fn unknown_keys_in_the_file_are_named() {
     let text = case.load().unwrap_err().to_string();
     assert!(text.contains("unknown key `metrics`"), "{text}");
 
-    let case = Case::new().file("[http]\nlisten = \"127.0.0.1:1\"\n[http.tls]\ncert = \"x\"\n");
+    let case = Case::new().file("[http]\nlisten = \"127.0.0.1:1\"\n[http.quic]\ncert = \"x\"\n");
     let text = case.load().unwrap_err().to_string();
-    assert!(text.contains("unknown key `http.tls`"), "{text}");
+    assert!(text.contains("unknown key `http.quic`"), "{text}");
 }
 
 #[test]
@@ -553,4 +564,63 @@ fn peers_without_certificates_are_refused() {
     Case::new()
         .env("FLEETCACHE_SWARM_PURGE_RETENTION", "0s")
         .fails_on("swarm.purge_retention");
+}
+
+#[test]
+fn tls_settings_load_and_are_checked() {
+    let config = Case::new()
+        .file(
+            "[http.tls]\nlisten = \"0.0.0.0:443\"\ncert_file = \"/tls/chain.pem\"\n\
+             key_file = \"/tls/key.pem\"\ncertificates = [\"/tls/other.pem\"]\nhttp3 = false\n",
+        )
+        .env("FLEETCACHE_HTTP_PLAINTEXT", "false")
+        .env("FLEETCACHE_HTTP_TLS_RELOAD_INTERVAL", "0s")
+        .load()
+        .unwrap();
+    let tls = &config.http.tls;
+    assert!(tls.enabled());
+    assert!(!config.http.plaintext);
+    assert!(!tls.http3);
+    assert_eq!(tls.listen, "0.0.0.0:443".parse().unwrap());
+    assert_eq!(tls.certificates, vec![PathBuf::from("/tls/other.pem")]);
+    assert_eq!(tls.reload_interval, Duration::ZERO);
+    // What `config print` shows loads back to the same configuration.
+    let printed = Case::new().file(&config.to_toml()).load().unwrap();
+    assert_eq!(printed, config);
+
+    let text = Case::new()
+        .env("FLEETCACHE_HTTP_TLS_CERT_FILE", "/tls/chain.pem")
+        .fails_on_from("http.tls.key_file", "FLEETCACHE_HTTP_TLS_CERT_FILE");
+    assert!(text.contains("set http.tls.key_file too"), "{text}");
+    Case::new()
+        .env("FLEETCACHE_HTTP_TLS_KEY_FILE", "/tls/key.pem")
+        .fails_on("http.tls.cert_file");
+    let text = Case::new()
+        .env("FLEETCACHE_HTTP_PLAINTEXT", "false")
+        .fails_on("http.plaintext");
+    assert!(text.contains("no public listener"), "{text}");
+    let text = Case::new()
+        .env("FLEETCACHE_HTTP_PLAINTEXT", "no")
+        .fails_on("http.plaintext");
+    assert!(text.contains("true or false"), "{text}");
+    Case::new()
+        .env("FLEETCACHE_HTTP_MAX_CONCURRENT_STREAMS", "0")
+        .fails_on("http.max_concurrent_streams");
+    Case::new()
+        .env("FLEETCACHE_HTTP_TLS_CERTIFICATES", "/a.pem")
+        .env("FLEETCACHE_HTTP_LISTEN", "127.0.0.1:9000")
+        .env("FLEETCACHE_HTTP_TLS_LISTEN", "127.0.0.1:9000")
+        .fails_on("http.tls.listen");
+    Case::new()
+        .env(
+            "FLEETCACHE_HTTP_TLS_HTTP3_UNVALIDATED_HANDSHAKES",
+            "1000000",
+        )
+        .fails_on("http.tls.http3_unvalidated_handshakes");
+    Case::new()
+        .file("[http.tls]\ncertificates = [\"\"]\n")
+        .fails_on("http.tls.certificates[0]");
+    Case::new()
+        .file("[http.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"x\"\n")
+        .fails_on("http.tls.cert");
 }

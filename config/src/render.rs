@@ -37,7 +37,7 @@ impl Config {
         );
         let mut section = "";
         for key in KEYS {
-            let Some((table, name)) = key.path.split_once('.') else {
+            let Some((table, name)) = key.path.rsplit_once('.') else {
                 continue;
             };
             if table != section {
@@ -63,6 +63,15 @@ impl Config {
         let path_text = |p: &Path| text(p.to_string_lossy().into_owned());
         let int = |n: usize| Leaf::Set(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
         let (http, admin, store, swarm) = (&self.http, &self.admin, &self.store, &self.swarm);
+        let tls = &http.tls;
+        let paths = |paths: &[std::path::PathBuf]| {
+            Leaf::Set(Value::Array(
+                paths
+                    .iter()
+                    .map(|p| Value::String(p.to_string_lossy().into_owned()))
+                    .collect(),
+            ))
+        };
         match path {
             "http.listen" => text(http.listen.to_string()),
             "http.max_header_bytes" => text(http.max_header_bytes.to_string()),
@@ -70,6 +79,17 @@ impl Config {
             "http.header_read_timeout" => text(duration::format(http.header_read_timeout)),
             "http.idle_timeout" => text(duration::format(http.idle_timeout)),
             "http.max_connections" => int(http.max_connections),
+            "http.plaintext" => Leaf::Set(Value::Boolean(http.plaintext)),
+            "http.max_concurrent_streams" => {
+                Leaf::Set(Value::Integer(http.max_concurrent_streams.into()))
+            }
+            "http.tls.listen" => text(tls.listen.to_string()),
+            "http.tls.cert_file" => tls.cert_file.as_deref().map_or(Leaf::Unset, path_text),
+            "http.tls.key_file" => tls.key_file.as_deref().map_or(Leaf::Unset, path_text),
+            "http.tls.certificates" => paths(&tls.certificates),
+            "http.tls.http3" => Leaf::Set(Value::Boolean(tls.http3)),
+            "http.tls.http3_unvalidated_handshakes" => int(tls.http3_unvalidated_handshakes),
+            "http.tls.reload_interval" => text(duration::format(tls.reload_interval)),
             "admin.listen" => text(admin.listen.to_string()),
             "admin.token" => match admin.token {
                 Some(_) => Leaf::Secret,
@@ -166,6 +186,15 @@ mod tests {
         c.http.header_read_timeout = Duration::from_millis(1_500);
         c.http.idle_timeout = Duration::from_secs(5_400);
         c.http.max_connections = 3;
+        c.http.plaintext = false;
+        c.http.max_concurrent_streams = 7;
+        c.http.tls.listen = "[::]:443".parse().unwrap();
+        c.http.tls.cert_file = Some(PathBuf::from("/tls/chain.pem"));
+        c.http.tls.key_file = Some(PathBuf::from("/tls/key.pem"));
+        c.http.tls.certificates = vec![PathBuf::from("/tls/a.pem"), PathBuf::from("/tls/b,c.pem")];
+        c.http.tls.http3 = false;
+        c.http.tls.http3_unvalidated_handshakes = 0;
+        c.http.tls.reload_interval = Duration::ZERO;
         c.admin.listen = "0.0.0.0:9001".parse().unwrap();
         c.admin.token_file = Some(PathBuf::from("/run/secrets/tok en\"quoted\""));
         c.admin.max_upload_size = ByteSize(1_500_000_000);

@@ -23,6 +23,8 @@ pub(crate) enum Kind {
     Float,
     /// A list of strings, comma-separated.
     List,
+    /// `true` or `false`.
+    Bool,
 }
 
 /// One leaf key of the configuration.
@@ -66,6 +68,15 @@ pub(crate) const KEYS: &[Key] = &[
     key("http.header_read_timeout", Kind::Text),
     key("http.idle_timeout", Kind::Text),
     key("http.max_connections", Kind::Integer),
+    key("http.plaintext", Kind::Bool),
+    key("http.max_concurrent_streams", Kind::Integer),
+    key("http.tls.listen", Kind::Text),
+    optional("http.tls.cert_file"),
+    optional("http.tls.key_file"),
+    key("http.tls.certificates", Kind::List),
+    key("http.tls.http3", Kind::Bool),
+    key("http.tls.http3_unvalidated_handshakes", Kind::Integer),
+    key("http.tls.reload_interval", Kind::Text),
     key("admin.listen", Kind::Text),
     Key {
         secret: true,
@@ -267,7 +278,7 @@ mod tests {
     #[test]
     fn defaults_file_documents_the_optional_keys() {
         for key in KEYS.iter().filter(|key| key.optional) {
-            let (section, name) = key.path.split_once('.').unwrap();
+            let (section, name) = key.path.rsplit_once('.').unwrap();
             let section_start = DEFAULT_TOML.find(&format!("\n[{section}]\n")).unwrap();
             let rest = &DEFAULT_TOML[section_start + 1..];
             let section_text = &rest[..rest.find("\n[").unwrap_or(rest.len())];

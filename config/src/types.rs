@@ -54,6 +54,43 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Most open connections per listener (default 10000).
     pub max_connections: usize,
+    /// Serve plaintext HTTP on `listen` (default true); false leaves only HTTPS.
+    pub plaintext: bool,
+    /// Most concurrent requests on one HTTP/2 or HTTP/3 connection (default 100).
+    pub max_concurrent_streams: u32,
+    /// `[http.tls]`: HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.
+    pub tls: TlsConfig,
+}
+
+/// `[http.tls]`: the HTTPS listener (TCP) and HTTP/3 (UDP, same port). Off
+/// until a certificate is configured.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address to bind, TCP and UDP (default 127.0.0.1:8443).
+    pub listen: SocketAddr,
+    /// PEM certificate chain of the default certificate.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// More certificates, chosen by SNI: PEM files each holding a chain and its key.
+    pub certificates: Vec<PathBuf>,
+    /// Serve HTTP/3 on UDP at `listen` and advertise it with Alt-Svc (default true).
+    pub http3: bool,
+    /// HTTP/3 handshakes from unvalidated addresses in progress at once before
+    /// new clients must first answer a Retry; 0 = always (default 64).
+    pub http3_unvalidated_handshakes: usize,
+    /// How often certificate files are checked for changes; 0s = only on
+    /// SIGHUP (default 10s).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub reload_interval: Duration,
+}
+
+impl TlsConfig {
+    /// Whether any certificate is configured, i.e. whether HTTPS is on.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || !self.certificates.is_empty()
+    }
 }
 
 /// `[admin]`: the admin listener. `Debug` redacts the token.

@@ -23,6 +23,12 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// only keeps the millisecond arithmetic far from overflowing.
 const MAX_RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
+/// Beyond this, one connection holds more requests than a whole client needs.
+const MAX_STREAMS: u32 = 10_000;
+/// HTTP/3 handshakes in progress without address validation; far beyond any
+/// honest burst, small enough to bound a spoofed flood's cost.
+const MAX_UNVALIDATED_HANDSHAKES: usize = 100_000;
+
 /// Runs every check in key order and reports the first failure.
 pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigError> {
     let fail = |field: &str, problem: String| Err(layered.error(field, problem));
@@ -54,6 +60,13 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
     if http.max_connections == 0 {
         return fail("http.max_connections", "must be at least 1".to_owned());
     }
+    if !(1..=MAX_STREAMS).contains(&http.max_concurrent_streams) {
+        return fail(
+            "http.max_concurrent_streams",
+            format!("must be between 1 and {MAX_STREAMS}"),
+        );
+    }
+    validate_tls(config, layered)?;
 
     let admin = &config.admin;
     if let Some(token) = &admin.token {
@@ -147,6 +160,80 @@ pub(crate) fn validate(config: &Config, layered: &Layered) -> Result<(), ConfigE
         return fail("log.level", "must not be empty; try \"info\"".to_owned());
     }
     crate::origin::validate(config, layered)
+}
+
+fn validate_tls(config: &Config, layered: &Layered) -> Result<(), ConfigError> {
+    let fail = |field: &str, problem: String| Err(layered.error(field, problem));
+    let tls = &config.http.tls;
+    let empty = |path: &Option<std::path::PathBuf>| {
+        path.as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+    };
+    for (field, path) in [
+        ("http.tls.cert_file", &tls.cert_file),
+        ("http.tls.key_file", &tls.key_file),
+    ] {
+        if empty(path) {
+            return fail(field, "must not be empty".to_owned());
+        }
+    }
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(_), None) => {
+            return fail(
+                "http.tls.key_file",
+                format!(
+                    "http.tls.cert_file ({}) is set but its key is not; set http.tls.key_file too",
+                    layered.origin("http.tls.cert_file")
+                ),
+            );
+        }
+        (None, Some(_)) => {
+            return fail(
+                "http.tls.cert_file",
+                format!(
+                    "http.tls.key_file ({}) is set but no certificate; set http.tls.cert_file too",
+                    layered.origin("http.tls.key_file")
+                ),
+            );
+        }
+        _ => {}
+    }
+    for (index, path) in tls.certificates.iter().enumerate() {
+        if path.as_os_str().is_empty() {
+            return fail(
+                &format!("http.tls.certificates[{index}]"),
+                "must not be empty".to_owned(),
+            );
+        }
+    }
+    if !config.http.plaintext && !tls.enabled() {
+        return fail(
+            "http.plaintext",
+            "is false but [http.tls] has no certificate (cert_file/key_file or certificates), \
+             so the node would have no public listener"
+                .to_owned(),
+        );
+    }
+    if tls.enabled()
+        && config.http.plaintext
+        && tls.listen == config.http.listen
+        && tls.listen.port() != 0
+    {
+        return fail(
+            "http.tls.listen",
+            format!(
+                "is the same address as http.listen ({}); give HTTPS its own port",
+                config.http.listen
+            ),
+        );
+    }
+    if tls.http3_unvalidated_handshakes > MAX_UNVALIDATED_HANDSHAKES {
+        return fail(
+            "http.tls.http3_unvalidated_handshakes",
+            format!("must be at most {MAX_UNVALIDATED_HANDSHAKES}"),
+        );
+    }
+    timeout_bound("http.tls.reload_interval", tls.reload_interval, layered)
 }
 
 /// A timeout that must be set (not 0s) and within [`MAX_TIMEOUT`].

@@ -73,6 +73,15 @@ struct NodeArgs {
     /// Swarm QUIC address (swarm.listen).
     #[arg(long, value_name = "ADDR")]
     swarm_listen: Option<String>,
+    /// HTTPS (TCP) and HTTP/3 (UDP) address (http.tls.listen).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<String>,
+    /// PEM certificate chain for HTTPS (http.tls.cert_file).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// PEM private key of --tls-cert (http.tls.key_file).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
     /// Data directory (store.data_dir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
@@ -141,6 +150,9 @@ fn load_config(args: &NodeArgs) -> Result<Config, ExitCode> {
         ("http.listen", &args.listen),
         ("admin.listen", &args.admin_listen),
         ("swarm.listen", &args.swarm_listen),
+        ("http.tls.listen", &args.tls_listen),
+        ("http.tls.cert_file", &args.tls_cert),
+        ("http.tls.key_file", &args.tls_key),
         ("store.data_dir", &args.data_dir),
         ("swarm.cert_dir", &args.cert_dir),
         ("origin", &args.origin),

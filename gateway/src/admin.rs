@@ -34,7 +34,7 @@ where
     B::Error: std::fmt::Display,
 {
     let route = route_label(req.uri().path());
-    let observer = state.metrics.observer(route);
+    let observer = state.metrics.observer(route, req.version());
     let span = tracing::info_span!("admin", method = %req.method(), path = %req.uri().path());
     let result = {
         let _entered = span.enter();

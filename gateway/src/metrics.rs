@@ -26,6 +26,8 @@ pub(crate) struct Metrics {
     connections: IntCounterVec,
     connections_active: IntGaugeVec,
     connections_refused: IntCounterVec,
+    tls_handshake_failures: IntCounterVec,
+    http2_reset_floods: IntCounterVec,
     /// Fills finished, by source and result.
     pub(crate) fills: IntCounterVec,
     /// Fill duration, by source.
@@ -44,6 +46,8 @@ pub(crate) struct Metrics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Listener {
     Public,
+    /// HTTPS: HTTP/1.1 and HTTP/2 over TLS.
+    Https,
     Admin,
 }
 
@@ -51,6 +55,7 @@ impl Listener {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Listener::Public => "public",
+            Listener::Https => "https",
             Listener::Admin => "admin",
         }
     }
@@ -62,9 +67,9 @@ impl Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "fleetcache_http_requests_total",
-                "HTTP requests completed, by route, status, cache result and where the body came from",
+                "HTTP requests completed, by route, status, cache result, where the body came from, and protocol (http/1.1, h2, h3)",
             ),
-            &["route", "status", "cache", "source"],
+            &["route", "status", "cache", "source", "protocol"],
         )?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -105,6 +110,20 @@ impl Metrics {
             ),
             &["listener"],
         )?;
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "fleetcache_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out, by listener",
+            ),
+            &["listener"],
+        )?;
+        let http2_reset_floods = IntCounterVec::new(
+            Opts::new(
+                "fleetcache_http2_reset_floods_total",
+                "HTTP/2 connections closed for cancelling far more requests than they completed (rapid reset)",
+            ),
+            &["listener"],
+        )?;
         let fills = IntCounterVec::new(
             Opts::new(
                 "fleetcache_fills_total",
@@ -141,6 +160,8 @@ impl Metrics {
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(connections_active.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(tls_handshake_failures.clone()))?;
+        registry.register(Box::new(http2_reset_floods.clone()))?;
         registry.register(Box::new(StoreCollector::new(store)?))?;
         let origin = crate::origin_metrics::OriginMetrics::new(&registry)?;
         let purges = crate::purges::PurgeMetrics::new(&registry)?;
@@ -154,6 +175,8 @@ impl Metrics {
             connections,
             connections_active,
             connections_refused,
+            tls_handshake_failures,
+            http2_reset_floods,
             fills,
             fill_duration,
             fills_active,
@@ -176,10 +199,20 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    pub(crate) fn observer(self: &Arc<Self>, route: &'static str) -> ResponseObserver {
+    /// The registry, for parts that register their own metrics.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn observer(
+        self: &Arc<Self>,
+        route: &'static str,
+        version: http::Version,
+    ) -> ResponseObserver {
         ResponseObserver {
             metrics: Arc::clone(self),
             route,
+            protocol: protocol_label(version),
             status: 0,
             cache: "none",
             source: "local",
@@ -203,6 +236,28 @@ impl Metrics {
             .with_label_values(&[listener.as_str()])
             .inc();
     }
+
+    pub(crate) fn tls_handshake_failed(&self, listener: Listener) {
+        self.tls_handshake_failures
+            .with_label_values(&[listener.as_str()])
+            .inc();
+    }
+
+    pub(crate) fn http2_reset_flood(&self, listener: Listener) {
+        self.http2_reset_floods
+            .with_label_values(&[listener.as_str()])
+            .inc();
+    }
+}
+
+/// The `protocol` label of a request's HTTP version.
+fn protocol_label(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "h2",
+        http::Version::HTTP_3 => "h3",
+        http::Version::HTTP_10 => "http/1.0",
+        _ => "http/1.1",
+    }
 }
 
 /// Decrements the active-connections gauge when the connection ends.
@@ -222,6 +277,7 @@ impl Drop for ConnectionGuard {
 pub(crate) struct ResponseObserver {
     metrics: Arc<Metrics>,
     route: &'static str,
+    protocol: &'static str,
     status: u16,
     cache: &'static str,
     source: &'static str,
@@ -258,7 +314,13 @@ impl Drop for ResponseObserver {
         let status = self.status.to_string();
         let m = &self.metrics;
         m.requests
-            .with_label_values(&[self.route, status.as_str(), self.cache, self.source])
+            .with_label_values(&[
+                self.route,
+                status.as_str(),
+                self.cache,
+                self.source,
+                self.protocol,
+            ])
             .inc();
         m.request_duration
             .with_label_values(&[self.route])

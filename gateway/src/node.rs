@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fill::Fills;
-use crate::http::server::{self, Shutdown};
+use crate::http::server::{self, Shutdown, Transport};
+use crate::http::tls::Certificates;
 use crate::metrics::{Listener, Metrics};
 use crate::origin::Origins;
 use crate::purges::FleetPurges;
@@ -75,6 +76,10 @@ pub enum StartError {
     /// the key, e.g. `origin[0].ca_file`.
     #[error("{0}")]
     Origin(String),
+    /// The public certificates could not be loaded (exit code 64); the
+    /// message names the key, e.g. `http.tls.cert_file`.
+    #[error("{0}")]
+    Tls(String),
     /// The swarm endpoint could not start.
     #[error("starting the swarm: {0}")]
     Swarm(#[from] fleetcache_swarm::SwarmError),
@@ -96,6 +101,7 @@ impl StartError {
                 | StartError::Certificates(_)
                 | StartError::StoreOption { .. }
                 | StartError::Origin(_)
+                | StartError::Tls(_)
         )
     }
 }
@@ -105,7 +111,9 @@ impl StartError {
 #[derive(Debug)]
 pub struct Node {
     state: Arc<NodeState>,
-    public_addr: SocketAddr,
+    certificates: Option<Arc<Certificates>>,
+    public_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     admin_addr: SocketAddr,
     swarm_addr: Option<SocketAddr>,
     shutdown: Shutdown,
@@ -119,6 +127,14 @@ impl Node {
         let options = settings::store_options(config);
         let origins =
             Origins::new(&config.origins).map_err(|e| StartError::Origin(e.to_string()))?;
+        let certificates = match settings::tls_files(config) {
+            Some(files) => Some(
+                tokio::task::spawn_blocking(move || Certificates::load(files))
+                    .await?
+                    .map_err(|err| StartError::Tls(err.to_string()))?,
+            ),
+            None => None,
+        };
         let identity = match &config.swarm.cert_dir {
             Some(dir) => {
                 let dir = dir.clone();
@@ -177,9 +193,23 @@ impl Node {
             purges.read_logs_before_serving().await;
         }
 
-        let public_listener = bind("public", config.http.listen).await?;
+        let public_listener = match config.http.plaintext {
+            true => Some(bind("public", config.http.listen).await?),
+            false => None,
+        };
+        let https_listener = match &certificates {
+            Some(_) => Some(bind("https", config.http.tls.listen).await?),
+            None => None,
+        };
         let admin_listener = bind("admin", config.admin.listen).await?;
-        let public_addr = local_addr("public", &public_listener, config.http.listen)?;
+        let public_addr = public_listener
+            .as_ref()
+            .map(|l| local_addr("public", l, config.http.listen))
+            .transpose()?;
+        let https_addr = https_listener
+            .as_ref()
+            .map(|l| local_addr("https", l, config.http.tls.listen))
+            .transpose()?;
         let admin_addr = local_addr("admin", &admin_listener, config.admin.listen)?;
 
         let limits = settings::http_limits(config);
@@ -189,19 +219,42 @@ impl Node {
             tracker: TaskTracker::new(),
         };
 
-        let public_state = Arc::clone(&state);
-        shutdown.tracker.spawn(server::serve(
-            public_listener,
-            Listener::Public,
-            limits.clone(),
-            Arc::clone(&metrics),
-            shutdown.clone(),
-            move |req, peer| public::handle(Arc::clone(&public_state), req, peer),
-        ));
+        let public_handler = {
+            let state = Arc::clone(&state);
+            move |req, peer| public::handle(Arc::clone(&state), req, peer)
+        };
+        if let Some(listener) = public_listener {
+            shutdown.tracker.spawn(server::serve(
+                listener,
+                Listener::Public,
+                Transport::Plain,
+                limits.clone(),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+                public_handler.clone(),
+            ));
+        }
+        if let (Some(listener), Some(certificates)) = (https_listener, &certificates) {
+            certificates.register(metrics.registry())?;
+            let tls = certificates
+                .server_config(&[b"h2", b"http/1.1"], false)
+                .map_err(|err| StartError::Tls(format!("building the TLS configuration: {err}")))?;
+            shutdown.tracker.spawn(server::serve(
+                listener,
+                Listener::Https,
+                Transport::Tls(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+                limits.clone(),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+                public_handler,
+            ));
+            certificates.watch(shutdown.graceful.clone());
+        }
         let admin_state = Arc::clone(&state);
         shutdown.tracker.spawn(server::serve(
             admin_listener,
             Listener::Admin,
+            Transport::Plain,
             limits,
             metrics,
             shutdown.clone(),
@@ -210,11 +263,14 @@ impl Node {
 
         state.ready.store(true, Ordering::Release);
         let swarm_addr = state.fills.swarm().and_then(|s| s.local_addr());
-        let swarm_text = swarm_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
-        tracing::info!(%public_addr, %admin_addr, swarm_addr = %swarm_text, data_dir = %config.store.data_dir.display(), "fleetcache node started");
+        let text =
+            |addr: Option<SocketAddr>| addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(public_addr = %text(public_addr), https_addr = %text(https_addr), %admin_addr, swarm_addr = %text(swarm_addr), data_dir = %config.store.data_dir.display(), "fleetcache node started");
         Ok(Node {
             state,
+            certificates,
             public_addr,
+            https_addr,
             admin_addr,
             swarm_addr,
             shutdown,
@@ -222,9 +278,28 @@ impl Node {
         })
     }
 
-    /// The bound public address (useful when configured with port 0).
-    pub fn public_addr(&self) -> SocketAddr {
+    /// The bound plaintext HTTP address (useful when configured with port
+    /// 0); `None` when `http.plaintext` is off.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
         self.public_addr
+    }
+
+    /// The bound HTTPS address (TCP; HTTP/3 is the same port on UDP);
+    /// `None` without certificates.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// Loads the public certificates again (what SIGHUP does). On failure
+    /// the current ones stay; the error says why. Without HTTPS there is
+    /// nothing to reload.
+    pub fn reload_certificates(&self) -> Result<(), String> {
+        match &self.certificates {
+            Some(certificates) => certificates.reload().map_err(|err| err.to_string()),
+            None => {
+                Err("HTTPS is off ([http.tls] has no certificate): nothing to reload".to_owned())
+            }
+        }
     }
 
     /// The bound admin address.

@@ -47,7 +47,7 @@ where
     } else {
         "url"
     };
-    let observer = state.metrics.observer(route);
+    let observer = state.metrics.observer(route, req.version());
     let span = tracing::info_span!("request", method = %req.method(), path = %path);
     let result = match route {
         "blob" => serve_blob(&state, &req).instrument(span.clone()).await,

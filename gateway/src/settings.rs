@@ -61,7 +61,18 @@ pub(crate) fn http_limits(config: &Config) -> Limits {
         header_read_timeout: http.header_read_timeout,
         idle_timeout: http.idle_timeout,
         max_connections: http.max_connections,
+        max_concurrent_streams: http.max_concurrent_streams,
     }
+}
+
+/// The public certificates' files, `None` while HTTPS is off.
+pub(crate) fn tls_files(config: &Config) -> Option<crate::http::tls::TlsFiles> {
+    let tls = &config.http.tls;
+    tls.enabled().then(|| crate::http::tls::TlsFiles {
+        default: tls.cert_file.clone().zip(tls.key_file.clone()),
+        combined: tls.certificates.clone(),
+        reload_interval: tls.reload_interval,
+    })
 }
 
 pub(crate) fn origin_settings(origin: &OriginConfig) -> OriginSettings {

@@ -280,7 +280,7 @@ async fn fill(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u6
         ],
     })?;
     let node = Node::start(&config).await?;
-    let http = node.public_addr();
+    let http = node.public_addr().context("plaintext listener")?;
     let admin = node.admin_addr();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !http_get(admin, "/peers")

@@ -215,7 +215,7 @@ fn serve(args: &NodeArgs) -> ExitCode {
                 };
             }
         };
-        let signal = signals.wait().await;
+        let signal = signals.wait(&node).await;
         tracing::info!("{signal}: shutting down");
         if node.shutdown().await {
             ExitCode::SUCCESS
@@ -225,8 +225,9 @@ fn serve(args: &NodeArgs) -> ExitCode {
     })
 }
 
-/// SIGTERM and SIGINT, caught from the moment they are installed.
-struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment they are installed
+/// (SIGHUP's default would kill the node).
+struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
 
 impl Signals {
     fn install() -> Signals {
@@ -234,21 +235,32 @@ impl Signals {
         match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) {
-            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some([term, int, hup])),
             _ => Signals(None),
         }
     }
 
-    async fn wait(self) -> &'static str {
-        let Some((mut term, mut int)) = self.0 else {
+    /// Waits for SIGTERM or SIGINT; every SIGHUP meanwhile reloads the
+    /// node's certificates.
+    async fn wait(self, node: &Node) -> &'static str {
+        let Some([mut term, mut int, mut hup]) = self.0 else {
             // Without signal handlers the only way out is a kill; say so.
             tracing::warn!("could not install signal handlers");
             return std::future::pending().await;
         };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading certificates");
+                    if let Err(err) = node.reload_certificates() {
+                        tracing::warn!("SIGHUP: keeping the current certificates: {err}");
+                    }
+                }
+            }
         }
     }
 }

@@ -78,6 +78,16 @@ impl Inspector {
         }
     }
 
+    /// An inspector that judges nothing: for HTTP/2, whose frames carry
+    /// their own lengths and which forbids `Transfer-Encoding`.
+    pub(crate) fn off(verdicts: Verdicts) -> Self {
+        Inspector {
+            state: State::Off,
+            verdicts,
+            max_head: 0,
+        }
+    }
+
     /// Feeds bytes read from the client through the framing state machine.
     pub(crate) fn observe(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {

@@ -6,6 +6,7 @@ mod framing;
 pub(crate) mod range;
 pub(crate) mod representation;
 pub(crate) mod server;
+pub(crate) mod tls;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};

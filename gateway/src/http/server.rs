@@ -1,4 +1,5 @@
-//! The HTTP/1.1 accept loop shared by the public and admin listeners.
+//! The accept loop shared by the public, HTTPS and admin listeners:
+//! plaintext HTTP/1.1, or TLS with ALPN choosing HTTP/2 or HTTP/1.1.
 //!
 //! Bounds every way a client can hold resources: request head size and header
 //! count (431), time to send the head (slowloris), connections with no
@@ -12,16 +13,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +43,17 @@ pub(crate) struct Limits {
     pub(crate) header_read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_connections: usize,
+    /// Requests in flight at once on one HTTP/2 (or HTTP/3) connection.
+    pub(crate) max_concurrent_streams: u32,
+}
+
+/// How a listener's connections speak.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// Plaintext HTTP/1.1.
+    Plain,
+    /// TLS; ALPN picks HTTP/2 (`h2`) or HTTP/1.1.
+    Tls(tokio_rustls::TlsAcceptor),
 }
 
 /// How a listener is told to stop.
@@ -54,11 +67,23 @@ pub(crate) struct Shutdown {
     pub(crate) tracker: TaskTracker,
 }
 
+/// Per-listener settings every connection task reads.
+struct Server<H> {
+    kind: Listener,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    handler: H,
+}
+
 /// Accepts connections on `listener` until shutdown, serving each request
 /// with `handler`.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     kind: Listener,
+    transport: Transport,
     limits: Limits,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
@@ -67,18 +92,40 @@ pub(crate) async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(64 * 1024))
         .max_headers(limits.max_headers);
-    let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Uploads only reach the admin API; a modest receive window bounds
+        // what one client can make the node buffer.
+        .initial_stream_window_size(256 * 1024)
+        .initial_connection_window_size(1024 * 1024)
+        // Bounds what is queued per stream for a client that stops reading.
+        .max_send_buf_size(128 * 1024)
+        // Streams a client resets before the server picked them up: beyond
+        // this the connection is closed with ENHANCE_YOUR_CALM.
+        .max_pending_accept_reset_streams(Some(20))
+        .keep_alive_interval(Some(limits.idle_timeout / 2))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let server = Arc::new(Server {
+        kind,
+        limits,
+        metrics,
+        shutdown,
+        h1,
+        h2,
+        handler,
+    });
+    let slots = Arc::new(Semaphore::new(server.limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
-            () = shutdown.graceful.cancelled() => break,
+            () = server.shutdown.graceful.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
@@ -90,55 +137,220 @@ pub(crate) async fn serve<H, F>(
             },
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics.connection_refused(kind);
+            server.metrics.connection_refused(kind);
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let guard = metrics.connection_opened(kind);
-        let verdicts = Verdicts::default();
-        let inspector = Inspector::new(verdicts.clone(), limits.max_header_bytes);
-        let io = TokioIo::new(ClientIo::new(stream, limits.idle_timeout, inspector));
-        let builder = Arc::clone(&builder);
-        let handler = handler.clone();
-        let stop = shutdown.clone();
+        let guard = server.metrics.connection_opened(kind);
         let span = tracing::debug_span!("conn", listener = kind.as_str(), %peer);
-        shutdown.tracker.spawn(
+        let server = Arc::clone(&server);
+        let transport = transport.clone();
+        server.shutdown.tracker.clone().spawn(
             async move {
-                let service = service_fn(move |req| {
-                    let ambiguous = verdicts.next() == Verdict::Ambiguous;
-                    let response = (!ambiguous).then(|| handler(req, peer));
-                    async move {
-                        Ok::<_, Infallible>(match response {
-                            Some(response) => response.await,
-                            None => {
-                                tracing::debug!("refused a request with both Content-Length and Transfer-Encoding");
-                                super::error_response(&RequestError::BadRequest(
-                                    "a request may not carry both Content-Length and Transfer-Encoding".into(),
-                                ))
-                            }
-                        })
-                    }
-                });
-                let conn = builder.serve_connection(io, service);
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stop.graceful.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            result = conn.as_mut() => result,
-                            () = stop.abort.cancelled() => Ok(()),
-                        }
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::debug!("connection ended: {err}");
+                match transport {
+                    Transport::Plain => server.serve_http1(stream, peer).await,
+                    Transport::Tls(acceptor) => server.serve_tls(&acceptor, stream, peer).await,
                 }
                 drop((slot, guard));
             }
             .instrument(span),
         );
+    }
+}
+
+impl<H, F> Server<H>
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    async fn serve_tls(
+        &self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        // The handshake gets the head's time bound: a client that opens a
+        // connection and never finishes it is a slowloris too.
+        let handshake =
+            tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream));
+        let tls = tokio::select! {
+            result = handshake => result,
+            () = self.shutdown.graceful.cancelled() => return,
+        };
+        let tls = match tls {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                self.metrics.tls_handshake_failed(self.kind);
+                tracing::debug!("TLS handshake failed: {err}");
+                return;
+            }
+            Err(_) => {
+                self.metrics.tls_handshake_failed(self.kind);
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        };
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            self.serve_http2(tls, peer).await;
+        } else {
+            self.serve_http1(tls, peer).await;
+        }
+    }
+
+    async fn serve_http1<T>(&self, stream: T, peer: SocketAddr)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let verdicts = Verdicts::default();
+        let inspector = Inspector::new(verdicts.clone(), self.limits.max_header_bytes);
+        let io = TokioIo::new(ClientIo::new(stream, self.limits.idle_timeout, inspector));
+        let handler = self.handler.clone();
+        let service = service_fn(move |req| {
+            let ambiguous = verdicts.next() == Verdict::Ambiguous;
+            let response = (!ambiguous).then(|| handler(req, peer));
+            async move {
+                Ok::<_, Infallible>(match response {
+                    Some(response) => response.await,
+                    None => {
+                        tracing::debug!(
+                            "refused a request with both Content-Length and Transfer-Encoding"
+                        );
+                        super::error_response(&RequestError::BadRequest(
+                            "a request may not carry both Content-Length and Transfer-Encoding"
+                                .into(),
+                        ))
+                    }
+                })
+            }
+        });
+        let conn = self.h1.serve_connection(io, service);
+        tokio::pin!(conn);
+        self.drive(conn, |conn| conn.graceful_shutdown(), None)
+            .await;
+    }
+
+    async fn serve_http2<T>(&self, stream: T, peer: SocketAddr)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let inspector = Inspector::off(Verdicts::default());
+        let io = TokioIo::new(ClientIo::new(stream, self.limits.idle_timeout, inspector));
+        let resets = ResetBudget::new(self.limits.max_concurrent_streams);
+        let handler = self.handler.clone();
+        let budget = Arc::clone(&resets);
+        let service = service_fn(move |req| {
+            let started = budget.started();
+            let response = handler(req, peer);
+            async move {
+                let response = response.await;
+                started.answered();
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let conn = self.h2.serve_connection(io, service);
+        tokio::pin!(conn);
+        let abusive = resets.exceeded.clone();
+        self.drive(conn, |conn| conn.graceful_shutdown(), Some(abusive))
+            .await;
+        if resets.exceeded.is_cancelled() {
+            self.metrics.http2_reset_flood(self.kind);
+        }
+    }
+
+    /// Runs a connection to its end: on shutdown (or abuse) it is asked to
+    /// finish its in-flight responses, and cut when the grace period ends.
+    async fn drive<C, E>(
+        &self,
+        mut conn: Pin<&mut C>,
+        graceful: impl FnOnce(Pin<&mut C>),
+        abusive: Option<CancellationToken>,
+    ) where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let abusive = abusive.unwrap_or_default();
+        let stop = &self.shutdown;
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = stop.graceful.cancelled() => {
+                graceful(conn.as_mut());
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = stop.abort.cancelled() => Ok(()),
+                }
+            }
+            () = abusive.cancelled() => {
+                tracing::warn!("closing an HTTP/2 connection that cancels requests faster than it completes them (rapid reset)");
+                graceful(conn.as_mut());
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = stop.abort.cancelled() => Ok(()),
+                }
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!("connection ended: {err}");
+        }
+    }
+}
+
+/// Rapid reset (CVE-2023-44487): a client that opens streams and resets them
+/// at once makes the server start work for each while never holding more
+/// than a few streams open, so the concurrency limit does not bound it. An
+/// honest client cancels now and then; this one cancels far more requests
+/// than it lets finish. The connection is closed once cancellations exceed
+/// the completed requests by more than a full window of streams: counted,
+/// not timed.
+#[derive(Debug)]
+struct ResetBudget {
+    answered: AtomicU64,
+    cancelled: AtomicU64,
+    slack: u64,
+    exceeded: CancellationToken,
+}
+
+impl ResetBudget {
+    fn new(max_concurrent_streams: u32) -> Arc<Self> {
+        Arc::new(ResetBudget {
+            answered: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            slack: u64::from(max_concurrent_streams).max(16),
+            exceeded: CancellationToken::new(),
+        })
+    }
+
+    fn started(self: &Arc<Self>) -> Started {
+        Started {
+            budget: Arc::clone(self),
+            answered: false,
+        }
+    }
+}
+
+/// One request's handler; dropped unanswered means the client reset it.
+struct Started {
+    budget: Arc<ResetBudget>,
+    answered: bool,
+}
+
+impl Started {
+    fn answered(mut self) {
+        self.answered = true;
+        self.budget.answered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let budget = &self.budget;
+        let cancelled = budget.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+        if cancelled > budget.answered.load(Ordering::Relaxed) + budget.slack {
+            budget.exceeded.cancel();
+        }
     }
 }
 

@@ -104,19 +104,19 @@ async fn health_and_metrics() {
     let v = |s: &str| metric_value(&text, s).unwrap_or_else(|| panic!("no sample {s} in\n{text}"));
     assert_eq!(
         v(
-            r#"fleetcache_http_requests_total{cache="hit",route="blob",source="local",status="200"}"#
+            r#"fleetcache_http_requests_total{cache="hit",protocol="http/1.1",route="blob",source="local",status="200"}"#
         ),
         2.0
     );
     assert_eq!(
         v(
-            r#"fleetcache_http_requests_total{cache="miss",route="blob",source="local",status="404"}"#
+            r#"fleetcache_http_requests_total{cache="miss",protocol="http/1.1",route="blob",source="local",status="404"}"#
         ),
         1.0
     );
     assert_eq!(
         v(
-            r#"fleetcache_http_requests_total{cache="miss",route="blob",source="local",status="400"}"#
+            r#"fleetcache_http_requests_total{cache="miss",protocol="http/1.1",route="blob",source="local",status="400"}"#
         ),
         1.0
     );

@@ -183,8 +183,7 @@ async fn a_request_from_a_peer_is_never_forwarded_again() {
     assert_eq!(&reply.body[..], b"chained");
     assert!(cache_status(&reply).contains("detail=owner"), "{reply:?}");
     assert_eq!(origin.hits(&path), 1);
-    let from_owner =
-        r#"fleetcache_http_requests_total{cache="miss",route="url",source="owner",status="200"}"#;
+    let from_owner = r#"fleetcache_http_requests_total{cache="miss",protocol="http/1.1",route="url",source="owner",status="200"}"#;
     assert_eq!(a.metric(from_owner).await, 1.0);
     // B answered A from its own origin fetch and asked no one; C heard nothing.
     let filled = "fleetcache_owner_answers_total{result=\"filled\"}";

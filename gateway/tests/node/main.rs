@@ -7,6 +7,7 @@
 mod liar;
 mod origin_server;
 mod support;
+mod tls_support;
 
 mod admin;
 mod blobs;
@@ -14,6 +15,7 @@ mod deploy_metrics;
 mod fleet_faults;
 mod fleet_origin;
 mod fleet_purge;
+mod https;
 mod limits;
 mod netns;
 mod origin;

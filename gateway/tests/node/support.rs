@@ -60,7 +60,10 @@ impl Reply {
 pub struct TestNode {
     node: Option<Node>,
     pub data: TempDir,
+    /// Plaintext HTTP; the HTTPS address when plaintext is off.
     pub public: SocketAddr,
+    /// HTTPS (TCP) and HTTP/3 (UDP), when the node has a certificate.
+    pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
     /// The QUIC address, for nodes in a fleet.
     pub swarm: Option<SocketAddr>,
@@ -192,7 +195,11 @@ impl TestNode {
     async fn from_config(data: TempDir, config: &fleetcache_config::Config) -> Self {
         let node = Node::start(config).await.expect("node starts");
         TestNode {
-            public: node.public_addr(),
+            public: node
+                .public_addr()
+                .or(node.https_addr())
+                .expect("a public listener"),
+            https: node.https_addr(),
             admin: node.admin_addr(),
             swarm: node.swarm_addr(),
             node: Some(node),
@@ -293,6 +300,7 @@ pub fn config_with(
         flags: vec![
             ("http.listen", "127.0.0.1:0".to_owned()),
             ("admin.listen", "127.0.0.1:0".to_owned()),
+            ("http.tls.listen", "127.0.0.1:0".to_owned()),
             ("store.data_dir", data.display().to_string()),
         ],
     })
@@ -414,7 +422,10 @@ pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
 /// A `fleetcache` child process.
 pub struct Proc {
     pub child: Child,
+    /// Plaintext HTTP; the HTTPS address when plaintext is off.
     pub public: SocketAddr,
+    /// HTTPS (TCP) and HTTP/3 (UDP), when the node has a certificate.
+    pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
     /// The QUIC address, when started with fleet certificates.
     pub swarm: Option<SocketAddr>,
@@ -460,12 +471,18 @@ impl Proc {
         flags: &[&str],
         env: &[(&str, &str)],
     ) -> Proc {
+        // HTTPS on the public listener's address, any port (used only when a
+        // test gives the node a certificate).
+        let mut tls_listen: SocketAddr = listen.parse().expect("listen address");
+        tls_listen.set_port(0);
         cmd.args([
             "serve",
             "--listen",
             listen,
             "--admin-listen",
             admin_listen,
+            "--tls-listen",
+            &tls_listen.to_string(),
             "--data-dir",
         ])
         .arg(data)
@@ -506,16 +523,16 @@ impl Proc {
                 )
             });
         let json: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-        let field = |name: &str| -> SocketAddr {
-            json["fields"][name]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {name} in {line}"))
-                .parse()
-                .expect("addr")
+        let field = |name: &str| -> Option<SocketAddr> {
+            json["fields"][name].as_str().and_then(|a| a.parse().ok())
         };
+        let https = field("https_addr");
         Proc {
-            public: field("public_addr"),
-            admin: field("admin_addr"),
+            public: field("public_addr")
+                .or(https)
+                .unwrap_or_else(|| panic!("no public_addr in {line}")),
+            https,
+            admin: field("admin_addr").unwrap_or_else(|| panic!("no admin_addr in {line}")),
             swarm: json["fields"]["swarm_addr"]
                 .as_str()
                 .and_then(|a| a.parse().ok()),

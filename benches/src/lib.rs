@@ -1,18 +1,25 @@
 //! Helpers shared by the benchmark binaries: finding tools and starting
 //! servers as pinned child processes, a logging rate-limited origin, driving
-//! `wrk`, a stampede of concurrent clients, a small blocking HTTP client,
+//! `wrk` and `h2load`, a stampede of concurrent clients, small blocking
+//! HTTP and HTTPS clients, a self-signed certificate, the objects both
+//! fleetcache and nginx serve, fleetcache-vs-nginx rounds and their tables,
 //! what `/proc` says about CPU and memory, Ctrl-C handling, medians and
 //! percentiles.
 
+pub mod h2load;
 pub mod http1;
+pub mod https;
 pub mod interrupt;
+pub mod load;
 pub mod markdown;
 pub mod meter;
+pub mod objects;
 pub mod origin;
 pub mod process;
 pub mod procfs;
 pub mod servers;
 pub mod stampede;
+pub mod versus;
 pub mod wrk;
 
 use std::io::Write as _;

@@ -56,6 +56,26 @@ pub struct Tool {
     pub extra_dirs: &'static [&'static str],
 }
 
+impl Tool {
+    pub const fn new(
+        name: &'static str,
+        package: &'static str,
+        extra_dirs: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            package,
+            extra_dirs,
+        }
+    }
+}
+
+/// [`require`] for a fixed list: the paths in the same order.
+pub fn require_each<const N: usize>(tools: [Tool; N]) -> Result<[PathBuf; N]> {
+    <[PathBuf; N]>::try_from(require(&tools)?)
+        .map_err(|_| anyhow::anyhow!("tool lookup returned the wrong count"))
+}
+
 /// Resolves every tool, in order, or fails naming all the missing ones and
 /// the `apt-get` line that installs them.
 pub fn require(tools: &[Tool]) -> Result<Vec<PathBuf>> {

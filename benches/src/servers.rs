@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::https::SelfSigned;
 use crate::process::{self, Server};
 
 /// The fleetcache binary: `explicit`, else `fleetcache` next to this
@@ -37,14 +38,22 @@ pub struct FleetcacheAddrs {
     pub admin: SocketAddr,
 }
 
+/// fleetcache's HTTPS listener: where, and the certificate it presents.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpsListener<'a> {
+    pub listen: SocketAddr,
+    pub cert: &'a SelfSigned,
+}
+
 /// Starts `fleetcache serve` pinned to `cpu` (in front of `origin`, if
-/// given) and waits for `/readyz`.
+/// given; with an HTTPS listener too, if given) and waits for `/readyz`.
 pub fn start_fleetcache(
     binary: &Path,
     cpu: usize,
     addrs: FleetcacheAddrs,
     data_dir: &Path,
     origin: Option<&str>,
+    https: Option<HttpsListener<'_>>,
     log: PathBuf,
 ) -> Result<Server> {
     let mut command = process::pinned(cpu, binary);
@@ -60,6 +69,15 @@ pub fn start_fleetcache(
         .env("FLEETCACHE_LOG_LEVEL", "warn");
     if let Some(origin) = origin {
         command.arg("--origin").arg(origin);
+    }
+    if let Some(https) = https {
+        command
+            .arg("--tls-listen")
+            .arg(https.listen.to_string())
+            .arg("--tls-cert")
+            .arg(&https.cert.cert_file)
+            .arg("--tls-key")
+            .arg(&https.cert.key_file);
     }
     let mut server = Server::spawn("fleetcache", command, log)?;
     server.wait_ready(addrs.admin, "/readyz")?;
@@ -154,6 +172,17 @@ pub struct Nginx {
     pub version: String,
 }
 
+/// The version in `nginx -v`'s line (`nginx version: nginx/1.22.1`).
+fn nginx_version(line: &str) -> Option<(u32, u32, u32)> {
+    let number = line.split('/').nth(1)?.split_whitespace().next()?;
+    let mut parts = number.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
 impl Nginx {
     /// Asks `path -h` what it supports.
     pub fn probe(path: PathBuf) -> Result<Self> {
@@ -167,6 +196,27 @@ impl Nginx {
             version: process::version_line(&path, "-v"),
             path,
         })
+    }
+
+    /// The lines of a `server` block that serve HTTPS on `listen` with
+    /// `cert`: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN (`http2 on`
+    /// from nginx 1.25.1, `listen … http2` before).
+    pub fn https_listen(&self, listen: SocketAddr, cert: &SelfSigned) -> String {
+        let http2_directive = nginx_version(&self.version) >= Some((1, 25, 1));
+        let (listen_flags, http2_line) = if http2_directive {
+            ("ssl", "\n        http2 on;")
+        } else {
+            ("ssl http2", "")
+        };
+        format!(
+            r#"        listen {listen} {listen_flags};{http2_line}
+        ssl_certificate "{cert}";
+        ssl_certificate_key "{key}";
+        ssl_protocols TLSv1.2 TLSv1.3;
+"#,
+            cert = cert.cert_file.display(),
+            key = cert.key_file.display(),
+        )
     }
 
     /// Writes `<prefix>/nginx.conf`: one foreground process (no master, so
@@ -263,6 +313,39 @@ mod tests {
         assert!(!nginx_says_hit(Some("MISS")));
         assert!(!nginx_says_hit(Some("EXPIRED")));
         assert!(!nginx_says_hit(None));
+    }
+
+    #[test]
+    fn nginx_versions() {
+        assert_eq!(
+            nginx_version("nginx version: nginx/1.22.1"),
+            Some((1, 22, 1))
+        );
+        assert_eq!(
+            nginx_version("nginx version: nginx/1.25.1 (Ubuntu)"),
+            Some((1, 25, 1))
+        );
+        assert_eq!(nginx_version("unknown"), None);
+    }
+
+    #[test]
+    fn https_listen_picks_the_http2_syntax() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let cert = SelfSigned::generate(dir.path())?;
+        let listen: SocketAddr = ([127, 0, 0, 1], 8443).into();
+        let nginx = |version: &str| Nginx {
+            path: PathBuf::from("nginx"),
+            has_e_flag: true,
+            version: version.to_owned(),
+        };
+        let old = nginx("nginx version: nginx/1.22.1").https_listen(listen, &cert);
+        assert!(old.contains("listen 127.0.0.1:8443 ssl http2;"), "{old}");
+        assert!(!old.contains("http2 on;"), "{old}");
+        let new = nginx("nginx version: nginx/1.27.0").https_listen(listen, &cert);
+        assert!(new.contains("listen 127.0.0.1:8443 ssl;"), "{new}");
+        assert!(new.contains("http2 on;"), "{new}");
+        assert!(new.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "{new}");
+        Ok(())
     }
 
     #[test]

@@ -1,13 +1,10 @@
-//! Running `wrk` pinned to a core, with a deadline, and reading its report.
+//! `wrk` as a [`LoadGenerator`]: its command line and its report.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// How long past its own `-d` a wrk run may take before it is killed.
-const WRK_GRACE: Duration = Duration::from_secs(30);
+use crate::load::{self, LoadGenerator, LoadReport};
 
 /// One wrk invocation.
 #[derive(Debug, Clone)]
@@ -21,24 +18,32 @@ pub struct WrkArgs {
     pub timeout_secs: u64,
 }
 
-impl WrkArgs {
-    /// The argv, starting with `taskset`.
-    pub fn argv(&self, url: &str) -> Vec<String> {
-        let mut argv = vec![
-            "taskset".to_owned(),
-            "-c".to_owned(),
-            self.cpu.to_string(),
-            "wrk".to_owned(),
+impl LoadGenerator for WrkArgs {
+    fn program(&self) -> &'static str {
+        "wrk"
+    }
+
+    fn secs(&self) -> u64 {
+        self.secs
+    }
+
+    fn argv(&self, url: &str, secs: u64) -> Vec<String> {
+        let mut argv = load::pinned_argv(self.cpu, self.program());
+        argv.extend([
             "-t1".to_owned(),
             format!("-c{}", self.connections),
-            format!("-d{}s", self.secs),
+            format!("-d{secs}s"),
             format!("--timeout={}s", self.timeout_secs),
-        ];
+        ]);
         if self.latency {
             argv.push("--latency".to_owned());
         }
         argv.push(url.to_owned());
         argv
+    }
+
+    fn parse(&self, out: &str) -> Result<LoadReport> {
+        parse(out)
     }
 }
 
@@ -51,84 +56,9 @@ pub fn version(wrk: &Path) -> String {
         .to_owned()
 }
 
-/// What we take from wrk's report.
-#[derive(Debug, Clone, Default)]
-pub struct WrkReport {
-    /// Completed requests ("N requests in ...").
-    pub requests: u64,
-    /// The measured duration ("... in 5.00s, ...").
-    pub duration_secs: f64,
-    /// Bytes read ("..., 2.50GB read"), headers included.
-    pub bytes_read: f64,
-    pub requests_per_sec: f64,
-    /// Bytes per second ("Transfer/sec").
-    pub transfer_per_sec: f64,
-    /// Latency percentiles in microseconds, as (percent, µs), if `--latency`.
-    pub latency_us: Vec<(f64, f64)>,
-    /// Sum of the "Socket errors" counts.
-    pub socket_errors: u64,
-    /// "Non-2xx or 3xx responses".
-    pub non_2xx: u64,
-}
-
-impl WrkReport {
-    pub fn latency_at(&self, percent: f64) -> Option<f64> {
-        self.latency_us
-            .iter()
-            .find(|(p, _)| (p - percent).abs() < 1e-9)
-            .map(|(_, us)| *us)
-    }
-}
-
-/// Runs wrk against `url`, killing it if it outlives its duration by
-/// [`WRK_GRACE`]. Output goes to files in `scratch` (no pipe can fill up).
-pub fn run(args: &WrkArgs, url: &str, scratch: &Path) -> Result<(WrkReport, String)> {
-    let argv = args.argv(url);
-    let out_path = scratch.join("wrk.out");
-    let err_path = scratch.join("wrk.err");
-    let stdout = std::fs::File::create(&out_path)
-        .with_context(|| format!("creating {}", out_path.display()))?;
-    let stderr = std::fs::File::create(&err_path)
-        .with_context(|| format!("creating {}", err_path.display()))?;
-    let mut child = crate::process::orphan_proof(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .with_context(|| format!("starting {}", argv.join(" ")))?;
-    let deadline = Instant::now() + Duration::from_secs(args.secs) + WRK_GRACE;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if crate::interrupt::interrupted() {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("interrupted");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "wrk did not finish within {}s + {WRK_GRACE:?}; killed it",
-                args.secs
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    if !status.success() {
-        bail!("`{}` failed ({status}):\n{out}{err}", argv.join(" "));
-    }
-    let report = parse(&out).with_context(|| format!("parsing wrk output:\n{out}{err}"))?;
-    Ok((report, out))
-}
-
 /// Parses wrk 4.x's text report.
-pub fn parse(out: &str) -> Result<WrkReport> {
-    let mut report = WrkReport::default();
+pub fn parse(out: &str) -> Result<LoadReport> {
+    let mut report = LoadReport::default();
     let mut saw_requests = false;
     let mut saw_rps = false;
     let mut saw_transfer = false;
@@ -143,16 +73,23 @@ pub fn parse(out: &str) -> Result<WrkReport> {
             if let Some((pct, value)) = trimmed.split_once('%')
                 && let Ok(pct) = pct.trim().parse::<f64>()
             {
-                report.latency_us.push((pct, duration_us(value.trim())?));
+                report
+                    .latency_us
+                    .push((pct, load::duration_us(value.trim())?));
                 continue;
             }
             in_distribution = false;
         }
-        if let Some(rest) = trimmed.strip_prefix("Requests/sec:") {
+        if let Some(rest) = trimmed.strip_prefix("Latency ") {
+            // Thread Stats: "Latency   530.12us  100.00us   5.00ms   90.00%"
+            if let Some(mean) = rest.split_whitespace().next() {
+                report.latency_mean_us = Some(load::duration_us(mean)?);
+            }
+        } else if let Some(rest) = trimmed.strip_prefix("Requests/sec:") {
             report.requests_per_sec = rest.trim().parse().context("Requests/sec")?;
             saw_rps = true;
         } else if let Some(rest) = trimmed.strip_prefix("Transfer/sec:") {
-            report.transfer_per_sec = bytes(rest.trim())?;
+            report.transfer_per_sec = load::bytes(rest.trim())?;
             saw_transfer = true;
         } else if let Some(rest) = trimmed.strip_prefix("Socket errors:") {
             // "connect 0, read 0, write 0, timeout 0"
@@ -167,9 +104,9 @@ pub fn parse(out: &str) -> Result<WrkReport> {
             // "600000 requests in 5.00s, 2.50GB read"
             report.requests = n.trim().parse().context("request count")?;
             let (dur, read) = rest.split_once(',').context("no ',' after the duration")?;
-            report.duration_secs = duration_us(dur.trim())? / 1e6;
+            report.duration_secs = load::duration_us(dur.trim())? / 1e6;
             let read = read.trim().strip_suffix("read").context("no 'read'")?;
-            report.bytes_read = bytes(read.trim())?;
+            report.bytes_read = load::bytes(read.trim())?;
             saw_requests = true;
         }
     }
@@ -177,45 +114,6 @@ pub fn parse(out: &str) -> Result<WrkReport> {
         bail!("missing the request count, Requests/sec or Transfer/sec line");
     }
     Ok(report)
-}
-
-/// "530.12us", "1.20ms", "2.00s", "1.00m", "1.00h" → microseconds.
-fn duration_us(text: &str) -> Result<f64> {
-    let units: [(&str, f64); 5] = [
-        ("us", 1.0),
-        ("ms", 1e3),
-        ("s", 1e6),
-        ("m", 60e6),
-        ("h", 3600e6),
-    ];
-    for (suffix, scale) in units {
-        if let Some(number) = text.strip_suffix(suffix)
-            && let Ok(value) = number.parse::<f64>()
-        {
-            return Ok(value * scale);
-        }
-    }
-    bail!("unrecognised duration {text:?}")
-}
-
-/// "500.00MB", "1.23KB", "12.00B" → bytes. wrk's units are binary (1024).
-fn bytes(text: &str) -> Result<f64> {
-    let units: [(&str, f64); 6] = [
-        ("KB", 1024.0),
-        ("MB", 1024.0 * 1024.0),
-        ("GB", 1024.0 * 1024.0 * 1024.0),
-        ("TB", 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("PB", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("B", 1.0),
-    ];
-    for (suffix, scale) in units {
-        if let Some(number) = text.strip_suffix(suffix)
-            && let Ok(value) = number.parse::<f64>()
-        {
-            return Ok(value * scale);
-        }
-    }
-    bail!("unrecognised byte count {text:?}")
 }
 
 #[cfg(test)]
@@ -247,6 +145,7 @@ Transfer/sec:    512.00MB
         assert!((r.bytes_read - 2.5 * 1024.0 * 1024.0 * 1024.0).abs() < 1.0);
         assert!((r.requests_per_sec - 120_000.0).abs() < 1e-9);
         assert!((r.transfer_per_sec - 512.0 * 1024.0 * 1024.0).abs() < 1e-6);
+        assert_eq!(r.latency_mean_us, Some(530.12));
         assert_eq!(r.latency_at(50.0), Some(500.0));
         assert_eq!(r.latency_at(99.0), Some(1200.0));
         assert_eq!(r.socket_errors, 3);

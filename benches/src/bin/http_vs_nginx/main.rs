@@ -13,39 +13,31 @@
 //! ratios fleetcache / nginx against the targets, as a Markdown table.
 //! Progress goes to stderr, the report to stdout.
 
-mod objects;
-mod report;
 mod summary;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use fleetcache_benches::meter::Meter;
-use fleetcache_benches::process::{self, SBIN_DIRS, Server, Tool};
-use fleetcache_benches::procfs::{self, Machine};
-use fleetcache_benches::servers::{self, FleetcacheAddrs, Nginx};
+use fleetcache_benches::objects::{self, Object};
+use fleetcache_benches::process::{self, Tool};
+use fleetcache_benches::servers::{FleetcacheAddrs, Nginx};
+use fleetcache_benches::versus::{self, Common, Conditions, Stage, Tools};
 use fleetcache_benches::wrk::{self, WrkArgs};
 
-use crate::objects::Object;
-use crate::report::{Run, Which};
-
+const PROGRAM: &str = "http-vs-nginx";
 const SMALL_SIZE: u64 = 4 * 1024;
 const LARGE_SIZE: u64 = 256 * 1024 * 1024;
 const BUILD: &str = "cargo build --release -p fleetcache-gateway -p fleetcache-benches";
 
 /// Compare fleetcache with nginx serving the same files (loopback, pinned).
 #[derive(Debug, Parser)]
-#[command(name = "http-vs-nginx")]
+#[command(name = PROGRAM)]
 struct Args {
-    /// The fleetcache binary [default: `fleetcache` next to this executable].
-    #[arg(long, value_name = "PATH")]
-    fleetcache: Option<PathBuf>,
-    /// Rounds per scenario; each round runs both servers.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    rounds: u32,
+    #[command(flatten)]
+    common: Common,
     /// Seconds per wrk run for both scenarios (overrides the two below).
     #[arg(long, value_name = "SECS")]
     secs: Option<u64>,
@@ -55,15 +47,6 @@ struct Args {
     /// Seconds per wrk run, 256 MiB scenario.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     large_secs: u64,
-    /// Seconds of untimed wrk per server before each scenario (0: none).
-    #[arg(long, default_value_t = 1, value_name = "SECS")]
-    warmup_secs: u64,
-    /// CPU the servers are pinned to.
-    #[arg(long, default_value_t = 0)]
-    server_cpu: usize,
-    /// CPU wrk is pinned to.
-    #[arg(long, default_value_t = 1)]
-    client_cpu: usize,
 }
 
 impl Args {
@@ -77,63 +60,23 @@ impl Args {
 
     /// The command line that reproduces this run.
     fn reproduce(&self) -> String {
-        let mut cmd = format!(
-            "{BUILD} && target/release/http-vs-nginx --rounds {} --small-secs {} --large-secs {} --warmup-secs {}",
-            self.rounds,
+        format!(
+            "{BUILD} && target/release/{PROGRAM}{} --small-secs {} --large-secs {}",
+            self.common.flags(),
             self.small_secs(),
             self.large_secs(),
-            self.warmup_secs
-        );
-        cmd.push_str(&fleetcache_benches::common_flags(
-            self.fleetcache.as_deref(),
-            self.server_cpu,
-            self.client_cpu,
-        ));
-        cmd
+        )
     }
-}
-
-/// The external programs, resolved.
-#[derive(Debug)]
-struct Tools {
-    fleetcache: PathBuf,
-    nginx: Nginx,
-    wrk_version: String,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    fleetcache_benches::main_with("http-vs-nginx", || {
-        let tools = find_tools(&args)?;
-        run(&args, &tools)
-    })
-}
-
-fn find_tools(args: &Args) -> Result<Tools> {
-    let found = process::require(&[
-        Tool {
-            name: "nginx",
-            package: "nginx",
-            extra_dirs: SBIN_DIRS,
-        },
-        Tool {
-            name: "wrk",
-            package: "wrk",
-            extra_dirs: &[],
-        },
-        Tool {
-            name: "taskset",
-            package: "util-linux",
-            extra_dirs: &[],
-        },
-    ])?;
-    let [nginx, wrk, _taskset] = <[PathBuf; 3]>::try_from(found)
-        .map_err(|_| anyhow::anyhow!("tool lookup returned the wrong count"))?;
-    let fleetcache = servers::fleetcache_binary(args.fleetcache.as_deref(), BUILD)?;
-    Ok(Tools {
-        nginx: Nginx::probe(nginx)?,
-        wrk_version: wrk::version(&wrk),
-        fleetcache,
+    fleetcache_benches::main_with(PROGRAM, || {
+        let client = Tool::new("wrk", "wrk", &[]);
+        run(
+            &args,
+            &Tools::find(&args.common, BUILD, client, wrk::version)?,
+        )
     })
 }
 
@@ -146,196 +89,64 @@ struct Scenario {
 }
 
 fn run(args: &Args, tools: &Tools) -> Result<()> {
-    let machine = Machine::detect();
-    let load_before = procfs::load_average();
-    let (clk_tck, clk_source) = procfs::clock_ticks_per_second();
-    for cpu in [args.server_cpu, args.client_cpu] {
-        if cpu >= machine.nproc.max(1) {
-            eprintln!(
-                "warning: CPU {cpu} requested but nproc is {}; taskset may fail",
-                machine.nproc
-            );
-        }
-    }
-    if args.server_cpu == args.client_cpu {
-        eprintln!("warning: servers and wrk share CPU {}", args.server_cpu);
-    }
-
+    let common = &args.common;
+    let mut conditions = Conditions::detect(common);
     // Declared before the servers, so it is removed after they are killed.
-    let dir = tempfile::Builder::new()
-        .prefix("http-vs-nginx-")
-        .tempdir()
-        .context("creating the temp dir")?;
-    let root = dir.path().join("www");
-    let scratch = dir.path().join("scratch");
-    std::fs::create_dir_all(&scratch)?;
-
-    eprintln!("creating objects in {}", dir.path().display());
-    let small = objects::create(&root, SMALL_SIZE)?;
-    let large = objects::create(&root, LARGE_SIZE)?;
-    let small_bytes = std::fs::read(&small.file)?;
-
+    let stage = Stage::create(PROGRAM, SMALL_SIZE, LARGE_SIZE)?;
     let [public, admin, nginx_addr] = process::free_ports()?;
     let fc_addrs = FleetcacheAddrs { public, admin };
 
-    eprintln!(
-        "starting {} on CPU {}",
-        tools.fleetcache.display(),
-        args.server_cpu
-    );
-    let mut fleetcache = servers::start_fleetcache(
-        &tools.fleetcache,
-        args.server_cpu,
-        fc_addrs,
-        &dir.path().join("fc-data"),
-        None,
-        dir.path().join("fleetcache.log"),
-    )?;
-    for object in [&small, &large] {
-        objects::ingest(fc_addrs.admin, object)
-            .with_context(|| format!("ingesting {} bytes", object.size))?;
-    }
-
-    let nginx_prefix = dir.path().join("nginx");
-    std::fs::create_dir_all(&nginx_prefix)?;
-    let conf = write_nginx_conf(&nginx_prefix, &root, nginx_addr)?;
-    eprintln!(
-        "starting {} on CPU {}",
-        tools.nginx.path.display(),
-        args.server_cpu
-    );
-    let mut nginx = tools.nginx.start(
-        "nginx",
-        args.server_cpu,
-        &conf,
-        nginx_addr,
-        &small.path(),
-        dir.path().join("nginx.log"),
-    )?;
+    let mut fleetcache = tools.start_fleetcache(common, &stage, fc_addrs, None)?;
+    let conf = write_nginx_conf(&stage, nginx_addr)?;
+    let mut nginx = tools.start_nginx(common, &stage, &conf, nginx_addr)?;
 
     eprintln!("checking both servers return the same bytes");
-    objects::check("fleetcache", fc_addrs.public, &small, Some(&small_bytes))?;
-    objects::check("nginx", nginx_addr, &small, Some(&small_bytes))?;
-    objects::check("fleetcache", fc_addrs.public, &large, None)?;
-    objects::check("nginx", nginx_addr, &large, None)?;
+    let (small, large) = (&stage.small, &stage.large);
+    for (name, addr) in [("fleetcache", fc_addrs.public), ("nginx", nginx_addr)] {
+        objects::check(name, addr, small, Some(&stage.small_bytes))?;
+        objects::check(name, addr, large, None)?;
+    }
 
+    let wrk = |connections, secs, latency, timeout_secs| WrkArgs {
+        cpu: common.client_cpu,
+        connections,
+        secs,
+        latency,
+        timeout_secs,
+    };
     let scenarios = [
         Scenario {
             label: "4 KiB hot hits",
-            object: small,
-            wrk: WrkArgs {
-                cpu: args.client_cpu,
-                connections: 64,
-                secs: args.small_secs(),
-                latency: true,
-                timeout_secs: 10,
-            },
+            object: small.clone(),
+            wrk: wrk(64, args.small_secs(), true, 10),
         },
         Scenario {
             label: "256 MiB",
-            object: large,
-            wrk: WrkArgs {
-                cpu: args.client_cpu,
-                connections: 16,
-                secs: args.large_secs(),
-                latency: false,
-                timeout_secs: 120,
-            },
+            object: large.clone(),
+            wrk: wrk(16, args.large_secs(), false, 120),
         },
     ];
+    let plans = scenarios.each_ref().map(|s| versus::Scenario {
+        label: s.label,
+        object: &s.object,
+        generator: &s.wrk,
+    });
+    let mut sides = versus::sides(
+        (&mut fleetcache, format!("http://{}", fc_addrs.public)),
+        (&mut nginx, format!("http://{nginx_addr}")),
+    );
+    let meter = conditions.meter(common, &stage.scratch);
+    let results = versus::alternate_all(&meter, &mut sides, &plans, common)?;
 
-    let meter = Meter {
-        scratch: scratch.clone(),
-        clk_tck,
-        server_cpu: args.server_cpu,
-    };
-    let mut results: Vec<Vec<Run>> = Vec::new();
-    for scenario in &scenarios {
-        let mut targets = [
-            (Which::Fleetcache, &mut fleetcache, fc_addrs.public),
-            (Which::Nginx, &mut nginx, nginx_addr),
-        ];
-        let path = scenario.object.path();
-        if args.warmup_secs > 0 {
-            eprintln!(
-                "\n{}: warming up ({}s each)",
-                scenario.label, args.warmup_secs
-            );
-            let warm = WrkArgs {
-                secs: args.warmup_secs,
-                ..scenario.wrk.clone()
-            };
-            for (_, server, addr) in targets.iter_mut() {
-                let url = format!("http://{addr}{path}");
-                wrk::run(&warm, &url, &scratch)
-                    .with_context(|| format!("warming up {}", server.name))?;
-                server.check_alive()?;
-            }
-        }
-        eprintln!(
-            "{}: {} rounds of `{}`",
-            scenario.label,
-            args.rounds,
-            scenario.wrk.argv("URL").join(" ")
-        );
-        let mut runs = Vec::new();
-        for round in 0..args.rounds {
-            eprintln!("round {}/{}", round + 1, args.rounds);
-            if round % 2 == 1 {
-                targets.reverse();
-            }
-            for (which, server, addr) in targets.iter_mut() {
-                let url = format!("http://{addr}{path}");
-                let run = measure(&meter, round, *which, server, &url, &scenario.wrk)
-                    .with_context(|| {
-                        format!("{}, round {}, {}", scenario.label, round + 1, which.name())
-                    })?;
-                eprintln!("  {}", run.summary());
-                runs.push(run);
-            }
-            if round % 2 == 1 {
-                targets.reverse();
-            }
-        }
-        results.push(runs);
-    }
-
-    let load = summary::Load {
-        before: load_before,
-        after: procfs::load_average(),
-    };
-    let clock = (clk_tck, clk_source);
-    summary::print_report(args, tools, &machine, &load, clock, &scenarios, &results);
+    conditions.finish();
+    summary::print_report(args, tools, &conditions, &scenarios, &results);
     drop(fleetcache);
     drop(nginx);
-    dir.close().context("removing the temp dir")?;
-    Ok(())
-}
-
-/// One timed wrk run against one server, as a row of the report.
-fn measure(
-    meter: &Meter,
-    round: u32,
-    which: Which,
-    server: &mut Server,
-    url: &str,
-    wrk_args: &WrkArgs,
-) -> Result<Run> {
-    let sample = meter.measure(server, url, wrk_args)?;
-    Ok(Run {
-        round,
-        server: which,
-        wrk: sample.wrk,
-        cpu_secs: sample.cpu_secs,
-        server_core_busy_secs: sample.server_core_busy_secs,
-        server_core_irq_secs: sample.server_core_irq_secs,
-        client_cpu_secs: sample.client_cpu_secs,
-        peak_rss: sample.peak_rss,
-    })
+    stage.close()
 }
 
 /// nginx's config: files from disk at the same `/blake3/<hash>` paths.
-fn write_nginx_conf(prefix: &Path, root: &Path, listen: SocketAddr) -> Result<PathBuf> {
+fn write_nginx_conf(stage: &Stage, listen: SocketAddr) -> Result<PathBuf> {
     let body = format!(
         r#"    access_log off;
     etag on;
@@ -346,7 +157,11 @@ fn write_nginx_conf(prefix: &Path, root: &Path, listen: SocketAddr) -> Result<Pa
         location /blake3/ {{ }}
     }}
 "#,
-        root = root.display(),
+        root = stage.root.display(),
     );
-    Nginx::write_conf(prefix, "http-vs-nginx: files from disk", &body)
+    Nginx::write_conf(
+        &stage.nginx_prefix()?,
+        "http-vs-nginx: files from disk",
+        &body,
+    )
 }

@@ -102,6 +102,7 @@ pub(crate) fn start_all(
         addrs,
         &dir.join("fleetcache-data"),
         Some(&format!("http://{origin}")),
+        None,
         dir.join("fleetcache.log"),
     )?;
     running.push(Running {

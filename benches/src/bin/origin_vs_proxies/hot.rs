@@ -4,8 +4,9 @@
 //! round, while its process group's CPU time is read from `/proc`.
 
 use anyhow::{Context, Result, ensure};
+use fleetcache_benches::load::{self, LoadGenerator as _};
 use fleetcache_benches::meter::Meter;
-use fleetcache_benches::wrk::{self, WrkArgs};
+use fleetcache_benches::wrk::WrkArgs;
 
 use crate::caches::Running;
 use crate::objects::HOT_PATH;
@@ -53,21 +54,14 @@ pub(crate) fn run(
 ) -> Result<Vec<HotRun>> {
     if warmup_secs > 0 {
         eprintln!("hot hits: warming up ({warmup_secs}s each)");
-        let warm = WrkArgs {
-            secs: warmup_secs,
-            ..wrk_args.clone()
-        };
         for cache in caches.iter_mut() {
             let url = format!("http://{}{HOT_PATH}", cache.addr);
-            wrk::run(&warm, &url, &meter.scratch)
+            load::run(wrk_args, &url, warmup_secs, &meter.scratch)
                 .with_context(|| format!("warming up {}", cache.cache.name()))?;
             cache.server.check_alive()?;
         }
     }
-    eprintln!(
-        "hot hits: {rounds} rounds of `{}`",
-        wrk_args.argv("URL").join(" ")
-    );
+    eprintln!("hot hits: {rounds} rounds of `{}`", wrk_args.command("URL"));
     let mut runs = Vec::new();
     for round in 0..rounds {
         eprintln!("hot hits, round {}/{rounds}", round + 1);

@@ -19,12 +19,12 @@ pub(crate) struct HotRun {
 
 impl HotRun {
     pub(crate) fn cpu_us_per_request(&self) -> Option<f64> {
-        let requests = self.sample.wrk.requests;
+        let requests = self.sample.load.requests;
         (requests > 0).then(|| self.sample.cpu_secs * 1e6 / requests as f64)
     }
 
     fn percent_of(&self, secs: f64) -> f64 {
-        100.0 * secs / self.sample.wrk.duration_secs.max(f64::MIN_POSITIVE)
+        100.0 * secs / self.sample.load.duration_secs.max(f64::MIN_POSITIVE)
     }
 
     /// The cache's CPU time over wall time, percent of one core.
@@ -44,21 +44,21 @@ impl HotRun {
 
     /// A latency percentile in milliseconds.
     pub(crate) fn latency_ms(&self, percent: f64) -> Option<f64> {
-        self.sample.wrk.latency_at(percent).map(|us| us / 1e3)
+        self.sample.load.latency_at(percent).map(|us| us / 1e3)
     }
 
     pub(crate) fn summary(&self) -> String {
         format!(
             "{:>10}: {:>9.0} req/s  {:>6} µs CPU/req  server {:>3.0}% (core {:>3.0}%)  wrk {:>3.0}%  p50 {} ms  p99 {} ms  socket errors {}",
             self.cache.name(),
-            self.sample.wrk.requests_per_sec,
+            self.sample.load.requests_per_sec,
             fmt(self.cpu_us_per_request(), 2),
             self.server_percent(),
             self.core_percent(),
             self.client_percent(),
             fmt(self.latency_ms(50.0), 2),
             fmt(self.latency_ms(99.0), 2),
-            self.sample.wrk.socket_errors,
+            self.sample.load.socket_errors,
         )
     }
 }
@@ -218,14 +218,14 @@ pub(crate) fn hot_runs_table(runs: &[HotRun]) -> String {
         vec![
             (r.round + 1).to_string(),
             r.cache.name().to_owned(),
-            format!("{:.0}", r.sample.wrk.requests_per_sec),
+            format!("{:.0}", r.sample.load.requests_per_sec),
             fmt(r.cpu_us_per_request(), 2),
             format!("{:.0}", r.server_percent()),
             format!("{:.0}", r.core_percent()),
             format!("{:.0}", r.client_percent()),
             fmt(r.latency_ms(50.0), 3),
             fmt(r.latency_ms(99.0), 3),
-            r.sample.wrk.socket_errors.to_string(),
+            r.sample.load.socket_errors.to_string(),
         ]
     })
 }

@@ -112,7 +112,7 @@ fn rows(args: &Args, hot: &[HotRun], cold: &[ColdRun]) -> Vec<Row> {
     let a = "4 KiB hot hits";
     #[rustfmt::skip]
     let hot_specs: [(&str, Metric<HotRun>, usize); 7] = [
-        ("requests/s", |r| Some(r.sample.wrk.requests_per_sec), 0),
+        ("requests/s", |r| Some(r.sample.load.requests_per_sec), 0),
         ("server CPU µs per request", HotRun::cpu_us_per_request, 2),
         ("server CPU, % of one core", |r| Some(r.server_percent()), 0),
         ("server core busy (anything), %", |r| Some(r.core_percent()), 0),

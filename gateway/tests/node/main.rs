@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod h3_client;
 mod liar;
 mod origin_server;
 mod support;
@@ -15,6 +16,7 @@ mod deploy_metrics;
 mod fleet_faults;
 mod fleet_origin;
 mod fleet_purge;
+mod http3;
 mod https;
 mod limits;
 mod netns;

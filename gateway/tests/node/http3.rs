@@ -253,6 +253,53 @@ async fn h3_cut_bodies_reset_the_stream() {
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
 }
 
+/// Request heads are bounded like on TCP: more fields than
+/// http.max_headers get a 431, and a head that does not arrive within
+/// http.header_read_timeout has its stream reset (slowloris).
+#[tokio::test(flavor = "multi_thread")]
+async fn h3_request_heads_are_bounded() {
+    let mut ca = TestCa::new();
+    let node = h3_node(
+        &mut ca,
+        &[
+            ("FLEETCACHE_HTTP_MAX_HEADERS", "10"),
+            ("FLEETCACHE_HTTP_HEADER_READ_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let https = node.https.expect("https");
+    let client = connect(&ca, &node).await;
+    let names: Vec<String> = (0..20).map(|i| format!("x-field-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let refused = client.get("/blake3/nothex", &many).await;
+    assert_eq!(refused.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let fine = client.get("/blake3/nothex", &many[..5]).await;
+    assert_eq!(fine.status, StatusCode::BAD_REQUEST);
+
+    // A HEADERS frame that promises 100 bytes and delivers 3.
+    let (_endpoint, conn) = quic_connect(
+        quic_config(ca.client_config(&[b"h3"])),
+        https,
+        h3_client::NAME,
+    )
+    .await
+    .expect("QUIC connect");
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    send.write_all(&[0x01, 0x40, 0x64, 0x00, 0x00, 0xd1])
+        .await
+        .expect("write");
+    let answer = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 20))
+        .await
+        .expect("the server gave up on the head");
+    assert!(
+        matches!(
+            answer,
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_)))
+        ),
+        "{answer:?}"
+    );
+}
+
 /// With max_concurrent_streams = 4 the server grants four request streams at
 /// once: a fifth waits for credit until one ends, and many concurrent
 /// requests on one connection all complete.

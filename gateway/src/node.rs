@@ -236,6 +236,7 @@ impl Node {
         }
         if let (Some(listener), Some(certificates)) = (https_listener, &certificates) {
             certificates.register(metrics.registry())?;
+            metrics.tls_listener_started(Listener::Https);
             let tls = certificates
                 .server_config(&[b"h2", b"http/1.1"], false)
                 .map_err(|err| StartError::Tls(format!("building the TLS configuration: {err}")))?;

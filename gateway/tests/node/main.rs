@@ -21,3 +21,4 @@ mod origin_faults;
 mod process;
 mod ranges;
 mod swarm;
+mod verifiable;

@@ -207,17 +207,18 @@ async fn run(
 
 /// Why the download failed, node by node.
 fn summary(hash: &Hash, download: &fetch::Download, nodes: &[Node]) -> String {
+    let of_size = download
+        .size
+        .map(|size| format!(" of {size}"))
+        .unwrap_or_default();
+    let kept = match download.sink {
+        Sink::Stdout(_) => "stdout got the verified bytes only",
+        Sink::File { .. } => "nothing written",
+    };
     let mut out = format!(
-        "no node delivered {hash} ({} bytes verified{}); nothing written",
-        download.verified,
-        download
-            .size
-            .map(|size| format!(" of {size}"))
-            .unwrap_or_default()
+        "no node delivered {hash} ({} bytes verified{of_size}); {kept}",
+        download.verified
     );
-    if matches!(download.sink, Sink::Stdout(_)) {
-        out = out.replace("nothing written", "stdout has only the verified bytes");
-    }
     for node in nodes {
         let failure = node.failure.as_deref().unwrap_or("not tried");
         out.push_str(&format!("\n  {}: {failure}", node.url));

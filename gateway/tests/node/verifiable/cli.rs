@@ -195,7 +195,9 @@ async fn get_drops_nodes_whose_bytes_fail_verification() {
         honest.len()
     );
 
-    // With only liars: a failure naming why, and no output.
+    // With only a liar: a failure naming why, no output, and no second
+    // request to it (its bytes failed once; --attempts would allow three).
+    let liar_hits = liar.hits(&path);
     let lonely = dir.path().join("never.bin");
     let args: Vec<String> = [
         "get",
@@ -212,6 +214,7 @@ async fn get_drops_nodes_whose_bytes_fail_verification() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no node delivered"), "{err}");
     assert!(err.contains("fail verification"), "{err}");
+    assert_eq!(liar.hits(&path), liar_hits + 1, "a liar was asked again");
     assert!(!lonely.exists(), "output written from a liar");
     assert!(temp_files(dir.path()).is_empty(), "temp file left behind");
     // To stdout, only verified bytes: the liar's first half at most.
@@ -233,6 +236,42 @@ async fn get_drops_nodes_whose_bytes_fail_verification() {
         out.stdout[..] == data[..out.stdout.len()],
         "unverified bytes on stdout"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_writes_empty_tiny_and_one_group_objects() {
+    let node = TestNode::start().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    for size in [0usize, 1, 16 * 1024, 16 * 1024 + 1] {
+        let data = pattern(size, 40);
+        let hash = node.put(data.clone()).await;
+        let output = dir.path().join(format!("{size}.bin"));
+        let args: Vec<String> = [
+            "get",
+            &hash,
+            "-o",
+            &output.display().to_string(),
+            "--url",
+            &node.url(""),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let (code, _, err) = run_get(args).await;
+        assert_eq!(code, 0, "{size}: {err}");
+        assert!(std::fs::read(&output).unwrap() == data, "{size}");
+    }
+    // Usage errors are 64, before any request.
+    let hash = blake3_hex(b"");
+    for bad in [
+        ["--limit-rate", "fast"],
+        ["--attempts", "0"],
+        ["--timeout", "0"],
+    ] {
+        let mut args = vec!["get".to_owned(), hash.clone()];
+        args.extend(bad.map(str::to_owned));
+        let (code, _, err) = run_get(args).await;
+        assert_eq!(code, 64, "{bad:?}: {err}");
+    }
 }
 
 async fn run_get(args: Vec<String>) -> (i32, String, String) {

@@ -161,10 +161,18 @@ pub(crate) fn encoded_len(size: u64, ranges: &ChunkRanges) -> Option<u64> {
     let tree = BaoTree::new(size, BLOCK_SIZE);
     let ranges = truncate_ranges(ranges, size);
     let mut len = 0u64;
-    for chunk in tree.ranges_pre_order_chunks_iter_ref(ranges, 0) {
+    // With the highest `min_full_level`, a subtree the ranges cover entirely
+    // comes as one leaf instead of all its nodes: the count costs the tree's
+    // depth per range boundary, not a step per group of a large object.
+    for chunk in tree.ranges_pre_order_chunks_iter_ref(ranges, u8::MAX) {
         len += match chunk {
             BaoChunk::Parent { .. } => 64,
-            BaoChunk::Leaf { size, ranges, .. } if ranges.is_all() => size as u64,
+            // A whole subtree: its data and every hash pair inside it (a
+            // subtree of g groups has g − 1 parents, each with two children).
+            BaoChunk::Leaf { size, ranges, .. } if ranges.is_all() => {
+                let size = size as u64;
+                size + 64 * (size.div_ceil(GROUP).max(1) - 1)
+            }
             BaoChunk::Leaf { .. } => return None,
         };
     }
@@ -332,6 +340,22 @@ mod tests {
         assert_eq!(Selection::covering(&[], 10), None);
         assert_eq!(Selection::covering(&[10..20], 10), None);
         assert_eq!(Selection::covering(&[0..1], 0), None);
+    }
+
+    #[test]
+    fn lengths_of_huge_objects_come_from_the_geometry() {
+        let size = (1u64 << 40) + 12_345;
+        let groups = size.div_ceil(GROUP);
+        let whole = Selection::whole(size);
+        assert_eq!(whole.encoded_len(), Some(size + 64 * (groups - 1)));
+        // The last group alone: its bytes and the pairs on its path. Trees
+        // are left-complete: here it hangs off the root.
+        let tail = Selection::covering(&[size - 1..size], size).unwrap();
+        assert_eq!(tail.encoded_len(), Some(12_345 + 64));
+        // In a full tree of 2^26 groups its path is 26 pairs long.
+        let full = 1u64 << 40;
+        let tail = Selection::covering(&[full - 1..full], full).unwrap();
+        assert_eq!(tail.encoded_len(), Some(GROUP + 64 * 26));
     }
 
     #[test]

@@ -75,9 +75,13 @@ pub(crate) async fn serve<B>(
 ) -> Result<(Response<ResponseBody>, Served), RequestError> {
     let (located, served) = locate(state, hash).await?;
     let size = located.size();
-    let (selection, headers) = match plan(hash, size, req.headers()) {
+    let (selection, headers, len) = match plan(hash, size, req.headers()) {
         Plan::Answer(response) => return Ok((response, served)),
-        Plan::Body { selection, headers } => (selection, headers),
+        Plan::Body {
+            selection,
+            headers,
+            len,
+        } => (selection, headers, len),
     };
     if head {
         return Ok((
@@ -92,9 +96,6 @@ pub(crate) async fn serve<B>(
         // request for the hash shares.
         Located::Filling { flight, .. } => stored(&flight).await?,
     };
-    let len = selection
-        .body_len()
-        .ok_or_else(|| RequestError::Internal("a selection that cuts into a chunk group".into()))?;
     let permit = ENCODERS.try_acquire().map_err(|_| {
         RequestError::Unavailable("too many verifiable streams in progress; retry shortly".into())
     })?;
@@ -162,10 +163,12 @@ fn unstored(failure: FillFailure) -> RequestError {
 enum Plan {
     /// 304, 412 or 416: no body to encode.
     Answer(Response<ResponseBody>),
-    /// 200 with the encoding of `selection`; `headers` are complete.
+    /// 200 with the encoding of `selection`, `len` bytes with the prefix;
+    /// `headers` are complete.
     Body {
         selection: Selection,
         headers: HeaderMap,
+        len: u64,
     },
 }
 
@@ -231,18 +234,19 @@ fn plan(hash: Hash, size: u64, request: &HeaderMap) -> Plan {
             header_value(&selection.header()),
         );
     }
-    match selection.body_len() {
-        Some(len) => {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        }
-        None => {
-            return Plan::Answer(text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error: a selection that cuts into a chunk group",
-            ));
-        }
+    // Selections are whole groups, which always have a length.
+    let Some(len) = selection.body_len() else {
+        return Plan::Answer(text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error: a selection that cuts into a chunk group",
+        ));
+    };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    Plan::Body {
+        selection,
+        headers,
+        len,
     }
-    Plan::Body { selection, headers }
 }
 
 fn unsatisfiable(size: u64) -> Response<ResponseBody> {

@@ -17,10 +17,11 @@ pub fn groups(first: u64, last: Option<u64>) -> ChunkRanges {
     }
 }
 
-/// Checks a `?format=bao` body against the object's hash, group by group;
-/// returns each verified group as (offset in the object, bytes). `body` can
-/// be any `std::io::Read`, such as a response being received: a group is
-/// returned only once it verified, and any damage is an error.
+/// Checks a `?format=bao` body against the object's hash, 16 KiB group by
+/// group, and returns the groups as (offset in the object, bytes); a byte that
+/// does not verify, or a body that ends early, is an error. `body` can be any
+/// `std::io::Read`, such as a response still arriving: to use each group as
+/// soon as it verifies (as `fleetcache get` does), act on it inside the loop.
 pub fn verify(
     hash: bao_tree::blake3::Hash,
     mut body: impl std::io::Read,

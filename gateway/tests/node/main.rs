@@ -23,3 +23,4 @@ mod origin_faults;
 mod process;
 mod ranges;
 mod swarm;
+mod verifiable;

@@ -25,7 +25,8 @@ use super::progress::Counters;
 use crate::sync::lock;
 use crate::verifiable::{GROUPS_HEADER, MEDIA_TYPE, Selection, group_start};
 
-pub(super) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+/// HTTP, or HTTPS (HTTP/2 or HTTP/1.1 by ALPN) for `https://` URLs.
+pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// Why a request to a node did not finish the download.
 #[derive(Debug)]

@@ -42,6 +42,10 @@ pub(super) struct GetArgs {
         value_name = "URL"
     )]
     urls: Vec<String>,
+    /// PEM file of CA certificates to trust for `https://` URLs, besides the
+    /// system's (like curl's --cacert).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     /// Read at most RATE bytes per second (a suffix K, M or G multiplies by
     /// 1024, 1024² or 1024³), like curl's --limit-rate.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
@@ -106,6 +110,16 @@ async fn get_async(args: &GetArgs, hash: Hash) -> Result<(), Error> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(args.timeout)));
     connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let mut tls = crate::origin::tls_client_config(args.cacert.as_deref())?;
+    // The connector sets ALPN (h2, http/1.1) itself and refuses a preset one.
+    tls.alpn_protocols.clear();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
     let client = Client::builder(TokioExecutor::new()).build(connector);
     let counters = Counters::new(0);
     let sink = Sink::open(args.output.as_deref())?;

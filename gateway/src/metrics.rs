@@ -247,6 +247,16 @@ impl Metrics {
             .inc();
     }
 
+    /// Exports the TLS listener's counters at zero from the start, so rates
+    /// and alerts see them before the first failure.
+    pub(crate) fn tls_listener_started(&self, listener: Listener) {
+        let label = [listener.as_str()];
+        self.tls_handshake_failures.with_label_values(&label);
+        if listener != Listener::Http3 {
+            self.http2_reset_floods.with_label_values(&label);
+        }
+    }
+
     pub(crate) fn tls_handshake_failed(&self, listener: Listener) {
         self.tls_handshake_failures
             .with_label_values(&[listener.as_str()])

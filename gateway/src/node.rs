@@ -263,6 +263,7 @@ impl Node {
         }
         if let (Some(listener), Some(certificates)) = (https_listener, &certificates) {
             certificates.register(metrics.registry())?;
+            metrics.tls_listener_started(Listener::Https);
             let tls = certificates
                 .server_config(&[b"h2", b"http/1.1"], false)
                 .map_err(|err| StartError::Tls(format!("building the TLS configuration: {err}")))?;
@@ -286,6 +287,7 @@ impl Node {
             certificates.watch(shutdown.graceful.clone());
         }
         if let Some(endpoint) = http3_endpoint {
+            metrics.tls_listener_started(Listener::Http3);
             let state = Arc::clone(&state);
             shutdown.tracker.spawn(http3::serve(
                 endpoint,

@@ -110,9 +110,10 @@ pub(crate) async fn serve<H, F>(
         .max_send_buf_size(128 * 1024)
         // Streams a client resets before the server picked them up: beyond
         // this the connection is closed with ENHANCE_YOUR_CALM.
-        .max_pending_accept_reset_streams(Some(20))
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(limits.header_read_timeout);
+        .max_pending_accept_reset_streams(Some(20));
+    // No HTTP/2 keep-alive pings: a client answers them by itself, so they
+    // would count as progress and keep an idle connection open past
+    // `idle_timeout` forever.
     let server = Arc::new(Server {
         kind,
         limits,

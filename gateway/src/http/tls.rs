@@ -114,6 +114,9 @@ impl Certificates {
     /// Adds the reload and expiry metrics to the node's registry.
     pub(crate) fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.reloads.clone()))?;
+        // Both results exported at zero from the start.
+        self.reloads.with_label_values(&["ok"]);
+        self.reloads.with_label_values(&["error"]);
         registry.register(Box::new(self.not_after.clone()))
     }
 

@@ -25,3 +25,4 @@ mod origin_faults;
 mod process;
 mod ranges;
 mod swarm;
+mod verifiable;

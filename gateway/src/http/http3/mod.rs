@@ -117,7 +117,8 @@ pub(crate) fn bind(
         .max_concurrent_bidi_streams(limits.max_concurrent_streams.into())
         .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
         .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(limits.idle_timeout)
+            // QUIC counts whole milliseconds and reads 0 as "never".
+            quinn::IdleTimeout::try_from(limits.idle_timeout.max(Duration::from_millis(1)))
                 .map_err(|_| Http3Error::IdleTimeout)?,
         ))
         .stream_receive_window(STREAM_RECEIVE_WINDOW.into())

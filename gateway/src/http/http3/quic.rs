@@ -11,15 +11,17 @@
 //! `unacked` tracker until the client has acknowledged it (or the connection
 //! is gone), and a draining connection waits for that tracker to empty.
 
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_util::stream::{self, Stream, StreamExt};
 use h3::error::Code;
 use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
 use quinn::VarInt;
+use tokio::io::ReadBuf;
 use tokio_util::task::TaskTracker;
 
 /// Bytes read from a request stream at a time. Requests are mostly a small
@@ -89,11 +91,7 @@ impl quic::Connection<Bytes> for QuicConnection {
                 ended: false,
                 unacked: self.unacked.clone(),
             },
-            recv: RecvIo {
-                stream: recv,
-                id,
-                buf: BytesMut::new(),
-            },
+            recv: RecvIo { stream: recv, id },
         }))
     }
 
@@ -303,8 +301,6 @@ impl Drop for SendIo {
 pub(crate) struct RecvIo {
     stream: quinn::RecvStream,
     id: StreamId,
-    /// Reused across reads; each read hands out the filled part.
-    buf: BytesMut,
 }
 
 impl quic::RecvStream for RecvIo {
@@ -314,15 +310,16 @@ impl quic::RecvStream for RecvIo {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
-        if self.buf.len() < READ_CHUNK {
-            self.buf.resize(READ_CHUNK, 0);
-        }
-        let read = ready!(self.stream.poll_read(cx, &mut self.buf[..])).map_err(read_error)?;
-        if read == 0 {
+        // Read into the stack and copy out exactly what came: a buffer kept
+        // per stream would cost every open request its size, idle or not.
+        let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut storage);
+        ready!(self.stream.poll_read_buf(cx, &mut buf)).map_err(read_error)?;
+        if buf.filled().is_empty() {
             // quinn reads nothing into a non-empty buffer only at the end.
             return Poll::Ready(Ok(None));
         }
-        Poll::Ready(Ok(Some(self.buf.split_to(read).freeze())))
+        Poll::Ready(Ok(Some(Bytes::copy_from_slice(buf.filled()))))
     }
 
     fn stop_sending(&mut self, error_code: u64) {

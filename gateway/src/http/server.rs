@@ -226,7 +226,7 @@ where
         });
         let conn = self.h1.serve_connection(io, service);
         tokio::pin!(conn);
-        self.drive(conn, |conn| conn.graceful_shutdown(), None)
+        self.drive(conn, |conn| conn.graceful_shutdown(), &Abuse::default())
             .await;
     }
 
@@ -250,43 +250,36 @@ where
         });
         let conn = self.h2.serve_connection(io, service);
         tokio::pin!(conn);
-        let abusive = resets.exceeded.clone();
-        self.drive(conn, |conn| conn.graceful_shutdown(), Some(abusive))
+        self.drive(conn, |conn| conn.graceful_shutdown(), &resets.abuse)
             .await;
-        if resets.exceeded.is_cancelled() {
+        if resets.abuse.goaway.is_cancelled() {
             self.metrics.http2_reset_flood(self.kind);
         }
     }
 
     /// Runs a connection to its end: on shutdown (or abuse) it is asked to
-    /// finish its in-flight responses, and cut when the grace period ends.
+    /// finish its in-flight responses, and cut when the grace period ends
+    /// (or the abuse goes on regardless).
     async fn drive<C, E>(
         &self,
         mut conn: Pin<&mut C>,
         graceful: impl FnOnce(Pin<&mut C>),
-        abusive: Option<CancellationToken>,
+        abuse: &Abuse,
     ) where
         C: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let abusive = abusive.unwrap_or_default();
         let stop = &self.shutdown;
         let result = tokio::select! {
             result = conn.as_mut() => result,
             () = stop.graceful.cancelled() => {
                 graceful(conn.as_mut());
-                tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stop.abort.cancelled() => Ok(()),
-                }
+                abuse.drain(conn, &stop.abort).await
             }
-            () = abusive.cancelled() => {
+            () = abuse.goaway.cancelled() => {
                 tracing::warn!("closing an HTTP/2 connection that cancels requests faster than it completes them (rapid reset)");
                 graceful(conn.as_mut());
-                tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stop.abort.cancelled() => Ok(()),
-                }
+                abuse.drain(conn, &stop.abort).await
             }
         };
         if let Err(err) = result {
@@ -295,19 +288,48 @@ where
     }
 }
 
+/// A connection abusing the server: first it is asked to go (GOAWAY), then,
+/// if the abuse carries on, dropped.
+#[derive(Debug, Default)]
+struct Abuse {
+    goaway: CancellationToken,
+    /// The client ignored the GOAWAY: a graceful HTTP/2 shutdown keeps
+    /// accepting streams until the client acknowledges its PING, which a
+    /// hostile client never does.
+    cut: CancellationToken,
+}
+
+impl Abuse {
+    /// Lets a connection asked to stop finish, unless the grace period ends
+    /// or it keeps abusing the server meanwhile.
+    async fn drain<C, E>(&self, conn: Pin<&mut C>, abort: &CancellationToken) -> Result<(), E>
+    where
+        C: Future<Output = Result<(), E>>,
+    {
+        tokio::select! {
+            result = conn => result,
+            () = abort.cancelled() => Ok(()),
+            () = self.cut.cancelled() => {
+                tracing::warn!("dropping an HTTP/2 connection that kept cancelling requests after GOAWAY");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Rapid reset (CVE-2023-44487): a client that opens streams and resets them
 /// at once makes the server start work for each while never holding more
 /// than a few streams open, so the concurrency limit does not bound it. An
 /// honest client cancels now and then; this one cancels far more requests
-/// than it lets finish. The connection is closed once cancellations exceed
-/// the completed requests by more than a full window of streams: counted,
-/// not timed.
+/// than it lets finish. The connection is sent GOAWAY once cancellations
+/// exceed the completed requests by more than a full window of streams, and
+/// dropped if they go on to exceed them by two: counted, not timed.
 #[derive(Debug)]
 struct ResetBudget {
     answered: AtomicU64,
     cancelled: AtomicU64,
     slack: u64,
-    exceeded: CancellationToken,
+    abuse: Abuse,
 }
 
 impl ResetBudget {
@@ -316,7 +338,7 @@ impl ResetBudget {
             answered: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             slack: u64::from(max_concurrent_streams).max(16),
-            exceeded: CancellationToken::new(),
+            abuse: Abuse::default(),
         })
     }
 
@@ -343,13 +365,17 @@ impl Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
+        let budget = &self.budget;
         if self.answered {
             return;
         }
-        let budget = &self.budget;
         let cancelled = budget.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
-        if cancelled > budget.answered.load(Ordering::Relaxed) + budget.slack {
-            budget.exceeded.cancel();
+        let excess = cancelled.saturating_sub(budget.answered.load(Ordering::Relaxed));
+        if excess > budget.slack {
+            budget.abuse.goaway.cancel();
+        }
+        if excess > 2 * budget.slack {
+            budget.abuse.cut.cancel();
         }
     }
 }
@@ -467,5 +493,34 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_budget_sends_goaway_then_cuts() {
+        let budget = ResetBudget::new(16);
+        for _ in 0..10 {
+            budget.started().answered();
+        }
+        let held = budget.started();
+        for _ in 0..26 {
+            drop(budget.started());
+        }
+        assert!(
+            !budget.abuse.goaway.is_cancelled(),
+            "16 more cancelled than answered"
+        );
+        drop(budget.started());
+        assert!(budget.abuse.goaway.is_cancelled(), "17 more");
+        assert!(!budget.abuse.cut.is_cancelled());
+        for _ in 0..16 {
+            drop(budget.started());
+        }
+        assert!(budget.abuse.cut.is_cancelled(), "33 more");
+        held.answered();
     }
 }

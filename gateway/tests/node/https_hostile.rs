@@ -535,6 +535,7 @@ async fn a_client_that_never_reads_is_closed_after_the_idle_timeout() {
     let pulled = node
         .metric("fleetcache_http_response_bytes_total{source=\"local\"}")
         .await;
+    eprintln!("never-reading client: {pulled} bytes read out of the store for it");
     assert!(
         pulled <= 4.0 * 1024.0 * 1024.0,
         "{pulled} bytes read for the client"

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod h2_raw;
 mod liar;
 mod origin_server;
 mod support;
@@ -16,6 +17,9 @@ mod fleet_faults;
 mod fleet_origin;
 mod fleet_purge;
 mod https;
+mod https_certs;
+mod https_hostile;
+mod https_parity;
 mod limits;
 mod netns;
 mod origin;

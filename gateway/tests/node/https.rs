@@ -7,7 +7,9 @@ use http::StatusCode;
 use crate::support::{TestNode, metric_value};
 use crate::tls_support::{TestCa, curl, h2_client, h2_get};
 
-async fn tls_node(ca: &mut TestCa, extra: &[(&str, &str)]) -> TestNode {
+/// A node with a certificate for `localhost` and `edge.test`, plus `extra`
+/// FLEETCACHE_* settings.
+pub async fn tls_node(ca: &mut TestCa, extra: &[(&str, &str)]) -> TestNode {
     let issued = ca.issue(&["localhost", "edge.test"]);
     let cert = issued.cert.display().to_string();
     let key = issued.key.display().to_string();

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod h2_raw;
 mod h3_client;
 mod liar;
 mod origin_server;
@@ -18,6 +19,9 @@ mod fleet_origin;
 mod fleet_purge;
 mod http3;
 mod https;
+mod https_certs;
+mod https_hostile;
+mod https_parity;
 mod limits;
 mod netns;
 mod origin;

@@ -268,7 +268,14 @@ impl Node {
                 .server_config(&[b"h2", b"http/1.1"], false)
                 .map_err(|err| StartError::Tls(format!("building the TLS configuration: {err}")))?;
             // Every HTTPS response advertises HTTP/3 while it is on.
-            let alt_svc = http3_addr.map(|addr| http3::alt_svc(addr.port()));
+            let advertised = config.http.tls.http3_advertised_port;
+            let alt_svc = http3_addr.map(|addr| {
+                http3::alt_svc(if advertised == 0 {
+                    addr.port()
+                } else {
+                    advertised
+                })
+            });
             let state = Arc::clone(&state);
             let https_handler = move |req, peer| {
                 let response = public::handle(Arc::clone(&state), req, peer);

@@ -582,6 +582,19 @@ async fn alt_svc_advertises_h3_on_https_only() {
     );
     let plain = node.get("/blake3/nothex").await;
     assert_eq!(plain.header("alt-svc"), None);
+
+    // Behind a port map, the advertised port is the one clients reach.
+    let mapped = h3_node(
+        &mut ca,
+        &[("FLEETCACHE_HTTP_TLS_HTTP3_ADVERTISED_PORT", "443")],
+    )
+    .await;
+    let https = mapped.https.expect("https");
+    let h1 = http1_over_tls(&ca, https, "/blake3/nothex").await;
+    assert_eq!(
+        h1.headers.get("alt-svc").and_then(|v| v.to_str().ok()),
+        Some("h3=\":443\"; ma=86400")
+    );
 }
 
 /// With http.tls.http3 = false there is no UDP socket and no Alt-Svc.

@@ -29,6 +29,7 @@ fn documented() -> Config {
                 certificates: vec![],
                 http3: true,
                 http3_unvalidated_handshakes: 64,
+                http3_advertised_port: 0,
                 reload_interval: Duration::from_secs(10),
             },
         },
@@ -617,6 +618,9 @@ fn tls_settings_load_and_are_checked() {
             "1000000",
         )
         .fails_on("http.tls.http3_unvalidated_handshakes");
+    Case::new()
+        .env("FLEETCACHE_HTTP_TLS_HTTP3_ADVERTISED_PORT", "65536")
+        .fails_on("http.tls.http3_advertised_port");
     Case::new()
         .file("[http.tls]\ncertificates = [\"\"]\n")
         .fails_on("http.tls.certificates[0]");

@@ -89,6 +89,9 @@ impl Config {
             "http.tls.certificates" => paths(&tls.certificates),
             "http.tls.http3" => Leaf::Set(Value::Boolean(tls.http3)),
             "http.tls.http3_unvalidated_handshakes" => int(tls.http3_unvalidated_handshakes),
+            "http.tls.http3_advertised_port" => {
+                Leaf::Set(Value::Integer(tls.http3_advertised_port.into()))
+            }
             "http.tls.reload_interval" => text(duration::format(tls.reload_interval)),
             "admin.listen" => text(admin.listen.to_string()),
             "admin.token" => match admin.token {
@@ -194,6 +197,7 @@ mod tests {
         c.http.tls.certificates = vec![PathBuf::from("/tls/a.pem"), PathBuf::from("/tls/b,c.pem")];
         c.http.tls.http3 = false;
         c.http.tls.http3_unvalidated_handshakes = 0;
+        c.http.tls.http3_advertised_port = 443;
         c.http.tls.reload_interval = Duration::ZERO;
         c.admin.listen = "0.0.0.0:9001".parse().unwrap();
         c.admin.token_file = Some(PathBuf::from("/run/secrets/tok en\"quoted\""));

@@ -76,6 +76,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("http.tls.certificates", Kind::List),
     key("http.tls.http3", Kind::Bool),
     key("http.tls.http3_unvalidated_handshakes", Kind::Integer),
+    key("http.tls.http3_advertised_port", Kind::Integer),
     key("http.tls.reload_interval", Kind::Text),
     key("admin.listen", Kind::Text),
     Key {

@@ -80,6 +80,8 @@ pub struct TlsConfig {
     /// HTTP/3 handshakes from unvalidated addresses in progress at once before
     /// new clients must first answer a Retry; 0 = always (default 64).
     pub http3_unvalidated_handshakes: usize,
+    /// The UDP port `Alt-Svc` names; 0 = the bound port (default 0).
+    pub http3_advertised_port: u16,
     /// How often certificate files are checked for changes; 0s = only on
     /// SIGHUP (default 10s).
     #[serde(deserialize_with = "crate::duration::deserialize")]

@@ -3,7 +3,8 @@
 //!
 //! The public listener serves content-addressed objects from the local store
 //! by hash (`GET|HEAD /blake3/<hash>`), with RFC 9110 ranges and conditional
-//! requests; the admin listener ingests, deletes and pins objects and exposes
+//! requests, or as a stream the client verifies against the hash
+//! (`?format=bao`); the admin listener ingests, deletes and pins objects and exposes
 //! health, stats and Prometheus metrics. See ARCHITECTURE.md at the
 //! repository root for the map.
 
@@ -24,5 +25,6 @@ mod purges;
 mod settings;
 mod swarm_metrics;
 mod sync;
+mod verifiable;
 
 pub use node::{Node, StartError};

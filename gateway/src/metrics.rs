@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     connections_refused: IntCounterVec,
     tls_handshake_failures: IntCounterVec,
     http2_reset_floods: IntCounterVec,
+    http3_retries: IntCounter,
     /// Fills finished, by source and result.
     pub(crate) fills: IntCounterVec,
     /// Fill duration, by source.
@@ -48,6 +49,8 @@ pub(crate) enum Listener {
     Public,
     /// HTTPS: HTTP/1.1 and HTTP/2 over TLS.
     Https,
+    /// HTTP/3 over QUIC (UDP, the HTTPS port).
+    Http3,
     Admin,
 }
 
@@ -56,6 +59,7 @@ impl Listener {
         match self {
             Listener::Public => "public",
             Listener::Https => "https",
+            Listener::Http3 => "http3",
             Listener::Admin => "admin",
         }
     }
@@ -124,6 +128,10 @@ impl Metrics {
             ),
             &["listener"],
         )?;
+        let http3_retries = IntCounter::new(
+            "fleetcache_http3_retries_total",
+            "HTTP/3 connection attempts answered with a QUIC Retry (address validation under load of unvalidated handshakes)",
+        )?;
         let fills = IntCounterVec::new(
             Opts::new(
                 "fleetcache_fills_total",
@@ -162,6 +170,7 @@ impl Metrics {
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(http2_reset_floods.clone()))?;
+        registry.register(Box::new(http3_retries.clone()))?;
         registry.register(Box::new(StoreCollector::new(store)?))?;
         let origin = crate::origin_metrics::OriginMetrics::new(&registry)?;
         let purges = crate::purges::PurgeMetrics::new(&registry)?;
@@ -177,6 +186,7 @@ impl Metrics {
             connections_refused,
             tls_handshake_failures,
             http2_reset_floods,
+            http3_retries,
             fills,
             fill_duration,
             fills_active,
@@ -237,10 +247,24 @@ impl Metrics {
             .inc();
     }
 
+    /// Exports the TLS listener's counters at zero from the start, so rates
+    /// and alerts see them before the first failure.
+    pub(crate) fn tls_listener_started(&self, listener: Listener) {
+        let label = [listener.as_str()];
+        self.tls_handshake_failures.with_label_values(&label);
+        if listener != Listener::Http3 {
+            self.http2_reset_floods.with_label_values(&label);
+        }
+    }
+
     pub(crate) fn tls_handshake_failed(&self, listener: Listener) {
         self.tls_handshake_failures
             .with_label_values(&[listener.as_str()])
             .inc();
+    }
+
+    pub(crate) fn http3_retry(&self) {
+        self.http3_retries.inc();
     }
 
     pub(crate) fn http2_reset_flood(&self, listener: Listener) {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fill::Fills;
+use crate::http::http3;
 use crate::http::server::{self, Shutdown, Transport};
 use crate::http::tls::Certificates;
 use crate::metrics::{Listener, Metrics};
@@ -114,6 +115,7 @@ pub struct Node {
     certificates: Option<Arc<Certificates>>,
     public_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
+    http3_addr: Option<SocketAddr>,
     admin_addr: SocketAddr,
     swarm_addr: Option<SocketAddr>,
     shutdown: Shutdown,
@@ -213,6 +215,31 @@ impl Node {
         let admin_addr = local_addr("admin", &admin_listener, config.admin.listen)?;
 
         let limits = settings::http_limits(config);
+        // HTTP/3 takes the HTTPS listener's address and its bound port, so a
+        // configured port 0 gives both the same port.
+        let http3_endpoint = match (https_addr, &certificates) {
+            (Some(addr), Some(certificates)) if config.http.tls.http3 => Some(
+                http3::bind(addr, certificates, &limits).map_err(|err| match err {
+                    http3::Http3Error::Bind(source) => StartError::Bind {
+                        listener: "http3",
+                        addr,
+                        source,
+                    },
+                    other => StartError::Tls(other.to_string()),
+                })?,
+            ),
+            _ => None,
+        };
+        let http3_addr = http3_endpoint
+            .as_ref()
+            .map(|endpoint| {
+                endpoint.local_addr().map_err(|source| StartError::Bind {
+                    listener: "http3",
+                    addr: config.http.tls.listen,
+                    source,
+                })
+            })
+            .transpose()?;
         let shutdown = Shutdown {
             graceful: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -231,14 +258,30 @@ impl Node {
                 limits.clone(),
                 Arc::clone(&metrics),
                 shutdown.clone(),
-                public_handler.clone(),
+                public_handler,
             ));
         }
         if let (Some(listener), Some(certificates)) = (https_listener, &certificates) {
             certificates.register(metrics.registry())?;
+            metrics.tls_listener_started(Listener::Https);
             let tls = certificates
                 .server_config(&[b"h2", b"http/1.1"], false)
                 .map_err(|err| StartError::Tls(format!("building the TLS configuration: {err}")))?;
+            // Every HTTPS response advertises HTTP/3 while it is on.
+            let advertised = config.http.tls.http3_advertised_port;
+            let alt_svc = http3_addr.map(|addr| {
+                http3::alt_svc(if advertised == 0 {
+                    addr.port()
+                } else {
+                    advertised
+                })
+            });
+            let state = Arc::clone(&state);
+            let https_handler = move |req, peer| {
+                let response = public::handle(Arc::clone(&state), req, peer);
+                let alt_svc = alt_svc.clone();
+                async move { http3::advertise(response.await, alt_svc.as_ref()) }
+            };
             shutdown.tracker.spawn(server::serve(
                 listener,
                 Listener::Https,
@@ -246,9 +289,21 @@ impl Node {
                 limits.clone(),
                 Arc::clone(&metrics),
                 shutdown.clone(),
-                public_handler,
+                https_handler,
             ));
             certificates.watch(shutdown.graceful.clone());
+        }
+        if let Some(endpoint) = http3_endpoint {
+            metrics.tls_listener_started(Listener::Http3);
+            let state = Arc::clone(&state);
+            shutdown.tracker.spawn(http3::serve(
+                endpoint,
+                limits.clone(),
+                config.http.tls.http3_unvalidated_handshakes,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+                move |req, peer| public::handle(Arc::clone(&state), req, peer),
+            ));
         }
         let admin_state = Arc::clone(&state);
         shutdown.tracker.spawn(server::serve(
@@ -265,12 +320,13 @@ impl Node {
         let swarm_addr = state.fills.swarm().and_then(|s| s.local_addr());
         let text =
             |addr: Option<SocketAddr>| addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
-        tracing::info!(public_addr = %text(public_addr), https_addr = %text(https_addr), %admin_addr, swarm_addr = %text(swarm_addr), data_dir = %config.store.data_dir.display(), "fleetcache node started");
+        tracing::info!(public_addr = %text(public_addr), https_addr = %text(https_addr), http3_addr = %text(http3_addr), %admin_addr, swarm_addr = %text(swarm_addr), data_dir = %config.store.data_dir.display(), "fleetcache node started");
         Ok(Node {
             state,
             certificates,
             public_addr,
             https_addr,
+            http3_addr,
             admin_addr,
             swarm_addr,
             shutdown,
@@ -288,6 +344,12 @@ impl Node {
     /// `None` without certificates.
     pub fn https_addr(&self) -> Option<SocketAddr> {
         self.https_addr
+    }
+
+    /// The bound HTTP/3 address (UDP, the HTTPS port); `None` without
+    /// certificates or with `http.tls.http3` off.
+    pub fn http3_addr(&self) -> Option<SocketAddr> {
+        self.http3_addr
     }
 
     /// Loads the public certificates again (what SIGHUP does). On failure

@@ -1,6 +1,7 @@
 //! The public listener: `GET|HEAD /blake3/<hash>` served from the local store
-//! with ranges and conditional requests. Any other path is 404 until origin
-//! mode lands.
+//! with ranges and conditional requests (`?format=bao`: the verifiable
+//! encoding, in `verifiable/`). Any other path goes to the URL route when
+//! origins are configured, else 404.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::http::range::{RangeRequest, parse_range};
 use crate::http::representation::{self, Representation, header_value};
 use crate::http::{error_response, observed};
 use crate::node::NodeState;
+use crate::verifiable::Format;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 const HIT: HeaderValue = HeaderValue::from_static("fleetcache; hit");
@@ -83,7 +85,7 @@ where
 }
 
 /// How a successful response was produced, for `Cache-Status`.
-enum Served {
+pub(crate) enum Served {
     /// From the local store.
     Hit,
     /// From peers; `stored` once the object is (being) written to the store.
@@ -102,6 +104,9 @@ async fn serve_blob<B>(
         _ => return Err(RequestError::MethodNotAllowed { allow: "GET, HEAD" }),
     };
     let hash = parse_hash_path(req.uri().path())?;
+    if Format::from_query(req.uri().query())? == Format::Bao {
+        return crate::verifiable::serve(state, req, hash, head).await;
+    }
     // An index lookup is a read transaction on page-cached data: cheaper on
     // the runtime thread than a hop to the blocking pool.
     if let Some(blob) = state.store.get(&hash)? {

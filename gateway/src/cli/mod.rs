@@ -5,6 +5,9 @@
 
 mod cert;
 mod client;
+mod fetch;
+mod get;
+mod progress;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -35,8 +38,9 @@ enum Command {
     Serve(NodeArgs),
     /// Upload a file to a node's admin API and print its BLAKE3 hash.
     Put(client::PutArgs),
-    /// Download an object by hash from a node, verifying it.
-    Get(client::GetArgs),
+    /// Download an object by hash, verifying every 16 KiB as it arrives and
+    /// resuming from the next node when one fails.
+    Get(get::GetArgs),
     /// Verify every stored object against its hash; quarantine bad ones.
     /// The node must be stopped.
     Fsck(FsckArgs),
@@ -129,7 +133,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Put(args) => client::put(&args),
-        Command::Get(args) => client::get(&args),
+        Command::Get(args) => get::get(&args),
         Command::Fsck(args) => fsck(&args),
         Command::Cert { action } => cert::run(&action),
         Command::Config {

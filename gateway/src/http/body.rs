@@ -1,5 +1,6 @@
-//! The response body type: empty, a buffer, or bytes streamed out of a stored
-//! blob (whole, one range, or multipart byteranges).
+//! The response body type: empty, a buffer, bytes streamed out of a stored
+//! blob (whole, one range, or multipart byteranges), or bytes another task
+//! produces (a verifiable encoding) handed over through a bounded channel.
 //!
 //! Blob bytes are read with verification on the blocking pool, one chunk
 //! ahead of the socket so disk reads overlap network writes. Memory per
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fleetcache_store::{Blob, ReadError};
 use http_body::{Frame, SizeHint};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::fill::{DirectFetch, Flight};
@@ -43,6 +45,13 @@ pub(crate) enum BodyError {
     /// The source returned less than its size promised.
     #[error("the object's bytes ended early, at byte {0}")]
     EndedEarly(u64),
+    /// The task producing a channel body went away with this many bytes
+    /// still owed.
+    #[error("the body's producer ended {0} bytes short")]
+    ProducerEnded(u64),
+    /// The task producing a channel body sent more than the response's length.
+    #[error("the body's producer sent more than its length")]
+    Overlong,
 }
 
 /// Where a response's object bytes come from.
@@ -121,6 +130,12 @@ enum Kind {
     Blob(BlobStream),
     /// An origin response passed through as it arrives.
     Origin(crate::origin::OriginBody),
+    /// Pieces produced by another task; `remaining` is what the response's
+    /// `Content-Length` still promises.
+    Channel {
+        rx: mpsc::Receiver<Result<Bytes, BodyError>>,
+        remaining: u64,
+    },
 }
 
 impl ResponseBody {
@@ -166,6 +181,17 @@ impl ResponseBody {
         }
     }
 
+    /// Streams what a producer task sends through `rx`: exactly `len` bytes,
+    /// or an error. The channel's bound is the memory the response may hold;
+    /// dropping the body closes the channel, which tells the producer to stop.
+    /// A producer that goes away early is a cut response, never a clean end.
+    pub(crate) fn channel(rx: mpsc::Receiver<Result<Bytes, BodyError>>, len: u64) -> Self {
+        Self {
+            kind: Kind::Channel { rx, remaining: len },
+            observer: None,
+        }
+    }
+
     /// Attaches the per-request observer that records bytes and duration
     /// when the body finishes or is dropped.
     pub(crate) fn observed(mut self, observer: ResponseObserver) -> Self {
@@ -192,6 +218,18 @@ impl http_body::Body for ResponseBody {
                 Some(Ok(frame)) => Some(Ok(frame.into_data().unwrap_or_default())),
                 Some(Err(err)) => Some(Err(BodyError::Origin(err))),
             },
+            Kind::Channel { rx, remaining } => match ready!(rx.poll_recv(cx)) {
+                Some(Ok(bytes)) if bytes.len() as u64 > *remaining => {
+                    Some(Err(BodyError::Overlong))
+                }
+                Some(Ok(bytes)) => {
+                    *remaining -= bytes.len() as u64;
+                    Some(Ok(bytes))
+                }
+                Some(Err(err)) => Some(Err(err)),
+                None if *remaining == 0 => None,
+                None => Some(Err(BodyError::ProducerEnded(*remaining))),
+            },
         };
         if let (Some(Ok(bytes)), Some(observer)) = (&next, &mut this.observer) {
             observer.add_bytes(bytes.len() as u64);
@@ -208,6 +246,7 @@ impl http_body::Body for ResponseBody {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Blob(stream) => stream.remaining == Some(0),
             Kind::Origin(body) => body.is_end_stream(),
+            Kind::Channel { remaining, .. } => *remaining == 0,
         }
     }
 
@@ -220,6 +259,7 @@ impl http_body::Body for ResponseBody {
                 None => SizeHint::default(),
             },
             Kind::Origin(body) => body.size_hint(),
+            Kind::Channel { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod body;
 pub(crate) mod conditional;
 mod framing;
+pub(crate) mod http3;
 pub(crate) mod range;
 pub(crate) mod representation;
 pub(crate) mod server;

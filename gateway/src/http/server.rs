@@ -110,9 +110,10 @@ pub(crate) async fn serve<H, F>(
         .max_send_buf_size(128 * 1024)
         // Streams a client resets before the server picked them up: beyond
         // this the connection is closed with ENHANCE_YOUR_CALM.
-        .max_pending_accept_reset_streams(Some(20))
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(limits.header_read_timeout);
+        .max_pending_accept_reset_streams(Some(20));
+    // No HTTP/2 keep-alive pings: a client answers them by itself, so they
+    // would count as progress and keep an idle connection open past
+    // `idle_timeout` forever.
     let server = Arc::new(Server {
         kind,
         limits,
@@ -204,7 +205,12 @@ where
     {
         let verdicts = Verdicts::default();
         let inspector = Inspector::new(verdicts.clone(), self.limits.max_header_bytes);
-        let io = TokioIo::new(ClientIo::new(stream, self.limits.idle_timeout, inspector));
+        let io = TokioIo::new(ClientIo::new(
+            stream,
+            self.limits.idle_timeout,
+            inspector,
+            Progress::Bytes,
+        ));
         let handler = self.handler.clone();
         let service = service_fn(move |req| {
             let ambiguous = verdicts.next() == Verdict::Ambiguous;
@@ -226,7 +232,7 @@ where
         });
         let conn = self.h1.serve_connection(io, service);
         tokio::pin!(conn);
-        self.drive(conn, |conn| conn.graceful_shutdown(), None)
+        self.drive(conn, |conn| conn.graceful_shutdown(), &Abuse::default())
             .await;
     }
 
@@ -234,9 +240,19 @@ where
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let inspector = Inspector::off(Verdicts::default());
-        let io = TokioIo::new(ClientIo::new(stream, self.limits.idle_timeout, inspector));
         let resets = ResetBudget::new(self.limits.max_concurrent_streams);
+        let inspector = Inspector::off(Verdicts::default());
+        let progress = Progress::Http2 {
+            read: FrameScan::from_client(),
+            write: FrameScan::from_server(),
+            handlers: Arc::clone(&resets.running),
+        };
+        let io = TokioIo::new(ClientIo::new(
+            stream,
+            self.limits.idle_timeout,
+            inspector,
+            progress,
+        ));
         let handler = self.handler.clone();
         let budget = Arc::clone(&resets);
         let service = service_fn(move |req| {
@@ -250,43 +266,36 @@ where
         });
         let conn = self.h2.serve_connection(io, service);
         tokio::pin!(conn);
-        let abusive = resets.exceeded.clone();
-        self.drive(conn, |conn| conn.graceful_shutdown(), Some(abusive))
+        self.drive(conn, |conn| conn.graceful_shutdown(), &resets.abuse)
             .await;
-        if resets.exceeded.is_cancelled() {
+        if resets.abuse.goaway.is_cancelled() {
             self.metrics.http2_reset_flood(self.kind);
         }
     }
 
     /// Runs a connection to its end: on shutdown (or abuse) it is asked to
-    /// finish its in-flight responses, and cut when the grace period ends.
+    /// finish its in-flight responses, and cut when the grace period ends
+    /// (or the abuse goes on regardless).
     async fn drive<C, E>(
         &self,
         mut conn: Pin<&mut C>,
         graceful: impl FnOnce(Pin<&mut C>),
-        abusive: Option<CancellationToken>,
+        abuse: &Abuse,
     ) where
         C: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let abusive = abusive.unwrap_or_default();
         let stop = &self.shutdown;
         let result = tokio::select! {
             result = conn.as_mut() => result,
             () = stop.graceful.cancelled() => {
                 graceful(conn.as_mut());
-                tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stop.abort.cancelled() => Ok(()),
-                }
+                abuse.drain(conn, &stop.abort).await
             }
-            () = abusive.cancelled() => {
+            () = abuse.goaway.cancelled() => {
                 tracing::warn!("closing an HTTP/2 connection that cancels requests faster than it completes them (rapid reset)");
                 graceful(conn.as_mut());
-                tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stop.abort.cancelled() => Ok(()),
-                }
+                abuse.drain(conn, &stop.abort).await
             }
         };
         if let Err(err) = result {
@@ -295,19 +304,51 @@ where
     }
 }
 
+/// A connection abusing the server: first it is asked to go (GOAWAY), then,
+/// if the abuse carries on, dropped.
+#[derive(Debug, Default)]
+struct Abuse {
+    goaway: CancellationToken,
+    /// The client ignored the GOAWAY: a graceful HTTP/2 shutdown keeps
+    /// accepting streams until the client acknowledges its PING, which a
+    /// hostile client never does.
+    cut: CancellationToken,
+}
+
+impl Abuse {
+    /// Lets a connection asked to stop finish, unless the grace period ends
+    /// or it keeps abusing the server meanwhile.
+    async fn drain<C, E>(&self, conn: Pin<&mut C>, abort: &CancellationToken) -> Result<(), E>
+    where
+        C: Future<Output = Result<(), E>>,
+    {
+        tokio::select! {
+            result = conn => result,
+            () = abort.cancelled() => Ok(()),
+            () = self.cut.cancelled() => {
+                tracing::warn!("dropping an HTTP/2 connection that kept cancelling requests after GOAWAY");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Rapid reset (CVE-2023-44487): a client that opens streams and resets them
 /// at once makes the server start work for each while never holding more
 /// than a few streams open, so the concurrency limit does not bound it. An
 /// honest client cancels now and then; this one cancels far more requests
-/// than it lets finish. The connection is closed once cancellations exceed
-/// the completed requests by more than a full window of streams: counted,
-/// not timed.
+/// than it lets finish. The connection is sent GOAWAY once cancellations
+/// exceed the completed requests by more than a full window of streams, and
+/// dropped if they go on to exceed them by two: counted, not timed.
 #[derive(Debug)]
 struct ResetBudget {
     answered: AtomicU64,
     cancelled: AtomicU64,
     slack: u64,
-    exceeded: CancellationToken,
+    /// Handlers working on a request now (started, neither answered nor
+    /// cancelled): the connection is busy, not idle.
+    running: Arc<AtomicU64>,
+    abuse: Abuse,
 }
 
 impl ResetBudget {
@@ -316,11 +357,13 @@ impl ResetBudget {
             answered: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             slack: u64::from(max_concurrent_streams).max(16),
-            exceeded: CancellationToken::new(),
+            running: Arc::new(AtomicU64::new(0)),
+            abuse: Abuse::default(),
         })
     }
 
     fn started(self: &Arc<Self>) -> Started {
+        self.running.fetch_add(1, Ordering::Relaxed);
         Started {
             budget: Arc::clone(self),
             answered: false,
@@ -343,22 +386,99 @@ impl Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
+        let budget = &self.budget;
+        budget.running.fetch_sub(1, Ordering::Relaxed);
         if self.answered {
             return;
         }
-        let budget = &self.budget;
         let cancelled = budget.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
-        if cancelled > budget.answered.load(Ordering::Relaxed) + budget.slack {
-            budget.exceeded.cancel();
+        let excess = cancelled.saturating_sub(budget.answered.load(Ordering::Relaxed));
+        if excess > budget.slack {
+            budget.abuse.goaway.cancel();
+        }
+        if excess > 2 * budget.slack {
+            budget.abuse.cut.cancel();
         }
     }
 }
 
+/// What counts as progress on a connection, for the idle timeout.
+#[derive(Debug)]
+enum Progress {
+    /// Any byte in either direction (HTTP/1.1 has no traffic of its own).
+    Bytes,
+    /// HTTP/2 keeps a connection busy by itself (PING, SETTINGS,
+    /// WINDOW_UPDATE): a client that never opens its window but answers the
+    /// keep-alive PINGs would never be idle. Only frames that move a request
+    /// or a response count, and a handler still working on one.
+    Http2 {
+        read: FrameScan,
+        write: FrameScan,
+        handlers: Arc<AtomicU64>,
+    },
+}
+
+/// Follows the frame boundaries of one direction of an HTTP/2 connection
+/// (sans-IO, fed the bytes as they pass) and tells whether they held a frame
+/// that moves a request or a response: HEADERS, CONTINUATION, or DATA with
+/// a payload.
+#[derive(Debug)]
+struct FrameScan {
+    /// Bytes to pass over: the client preface, or a frame's payload.
+    skip: usize,
+    head: [u8; 9],
+    have: usize,
+}
+
+impl FrameScan {
+    /// What the client sends: the 24-byte preface, then frames.
+    fn from_client() -> Self {
+        FrameScan {
+            skip: 24,
+            head: [0; 9],
+            have: 0,
+        }
+    }
+
+    fn from_server() -> Self {
+        FrameScan {
+            skip: 0,
+            head: [0; 9],
+            have: 0,
+        }
+    }
+
+    fn observe(&mut self, mut bytes: &[u8]) -> bool {
+        let mut moved = false;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (self.head.len() - self.have).min(bytes.len());
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == self.head.len() {
+                self.have = 0;
+                let [a, b, c, kind, ..] = self.head;
+                let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                // DATA, HEADERS, CONTINUATION (RFC 9113 §6).
+                moved |= matches!((kind, len), (0x0, 1..) | (0x1 | 0x9, _));
+                self.skip = len;
+            }
+        }
+        moved
+    }
+}
+
 /// A client connection's IO. Fails IO on a connection that has made no
-/// progress, in either direction, for `timeout`: a client that stops reading
-/// our response or stops sending its request cannot pin a connection (and the
-/// object it reads) forever. And shows every byte read to the framing
-/// inspector.
+/// progress (see [`Progress`]), in either direction, for `timeout`: a client
+/// that stops reading our response or stops sending its request cannot pin a
+/// connection (and the object it reads) forever. And shows every byte read to
+/// the framing inspector.
 #[derive(Debug)]
 struct ClientIo<T> {
     inner: T,
@@ -366,32 +486,74 @@ struct ClientIo<T> {
     last_progress: Instant,
     timer: Pin<Box<Sleep>>,
     inspector: Inspector,
+    progress: Progress,
+}
+
+/// Which way bytes went.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
 }
 
 impl<T> ClientIo<T> {
-    fn new(inner: T, timeout: Duration, inspector: Inspector) -> Self {
+    fn new(inner: T, timeout: Duration, inspector: Inspector, progress: Progress) -> Self {
         Self {
             inner,
             timeout,
             last_progress: Instant::now(),
             timer: Box::pin(tokio::time::sleep(timeout)),
             inspector,
+            progress,
         }
     }
 
-    fn progress(&mut self) {
-        // Only record the time; the timer is re-armed lazily when it fires.
-        self.last_progress = Instant::now();
+    /// Notes the bytes that went one way; records the time if they were
+    /// progress.
+    fn passed(&mut self, direction: Direction, bytes: &[u8]) -> bool {
+        let moved = match (&mut self.progress, direction) {
+            (Progress::Bytes, _) => true,
+            (Progress::Http2 { read, .. }, Direction::Read) => read.observe(bytes),
+            (Progress::Http2 { write, .. }, Direction::Write) => write.observe(bytes),
+        };
+        if moved {
+            // Only record the time; the timer is re-armed lazily when it fires.
+            self.last_progress = Instant::now();
+        }
+        moved
     }
 
-    /// Passes a ready result through as progress; turns a pending one into
-    /// the idle check, which errors once the idle time is up.
-    fn track<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+    /// A handler is still working on a request: the server is busy, not
+    /// waiting on the client.
+    fn busy(&self) -> bool {
+        match &self.progress {
+            Progress::Bytes => false,
+            Progress::Http2 { handlers, .. } => handlers.load(Ordering::Relaxed) > 0,
+        }
+    }
+
+    /// Whether the idle time is up: no progress for `timeout`, and no
+    /// handler at work (one at work counts as progress now). Checked when
+    /// the IO is pending, and on traffic that is not progress (which might
+    /// never leave it pending).
+    fn expired(&mut self) -> bool {
+        if self.busy() {
+            self.last_progress = Instant::now();
+        }
+        Instant::now() >= self.last_progress + self.timeout
+    }
+
+    /// Passes a ready result through; turns a pending one into the idle
+    /// check, which errors once the idle time is up.
+    fn track<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<R>>,
+        moved: bool,
+    ) -> Poll<io::Result<R>> {
         match poll {
-            Poll::Ready(result) => {
-                self.progress();
-                Poll::Ready(result)
-            }
+            Poll::Ready(Ok(_)) if !moved && self.expired() => Poll::Ready(Err(idle_error())),
+            Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => self.poll_idle(cx).map(Err),
         }
     }
@@ -402,18 +564,19 @@ impl<T> ClientIo<T> {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let deadline = self.last_progress + self.timeout;
-            if Instant::now() >= deadline {
-                return Poll::Ready(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle timeout",
-                ));
+            if self.expired() {
+                return Poll::Ready(idle_error());
             }
+            let deadline = self.last_progress + self.timeout;
             self.timer
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(deadline));
         }
     }
+}
+
+fn idle_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connection idle timeout")
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
@@ -425,10 +588,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
-            this.inspector.observe(&buf.filled()[before..]);
+        let mut moved = false;
+        if let Poll::Ready(result) = &poll {
+            let read = &buf.filled()[before..];
+            this.inspector.observe(read);
+            // An error or the end of the stream ends the connection anyway.
+            moved = result.is_err() || read.is_empty() || this.passed(Direction::Read, read);
         }
-        this.track(cx, poll)
+        this.track(cx, poll, moved)
     }
 }
 
@@ -440,7 +607,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.track(cx, poll)
+        let moved = match &poll {
+            Poll::Ready(Ok(n)) => this.passed(Direction::Write, &buf[..*n]),
+            _ => true,
+        };
+        this.track(cx, poll, moved)
     }
 
     fn poll_write_vectored(
@@ -450,7 +621,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.track(cx, poll)
+        let moved = match &poll {
+            Poll::Ready(Ok(n)) => {
+                let mut left = *n;
+                let mut moved = false;
+                for buf in bufs {
+                    let take = left.min(buf.len());
+                    moved |= this.passed(Direction::Write, &buf[..take]);
+                    left -= take;
+                }
+                moved
+            }
+            _ => true,
+        };
+        this.track(cx, poll, moved)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -467,5 +651,80 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, len: usize) -> Vec<u8> {
+        let mut out = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            0,
+            0,
+            0,
+            0,
+            1,
+        ];
+        // A payload that looks like a HEADERS frame head: it must be skipped.
+        out.extend((0..len).map(|i| if i % 9 == 3 { 0x1 } else { 0 }));
+        out
+    }
+
+    #[test]
+    fn frame_scan_counts_only_frames_that_move_requests_or_responses() {
+        let mut scan = FrameScan::from_client();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend(frame(0x4, 12)); // SETTINGS
+        assert!(!scan.observe(&bytes));
+        assert!(!scan.observe(&frame(0x6, 8))); // PING
+        assert!(!scan.observe(&frame(0x8, 4))); // WINDOW_UPDATE
+        assert!(!scan.observe(&frame(0x0, 0))); // empty DATA
+        assert!(!scan.observe(&frame(0x3, 4))); // RST_STREAM
+        // A HEADERS frame fed byte by byte is seen once.
+        let moved = frame(0x1, 30)
+            .iter()
+            .filter(|b| scan.observe(&[**b]))
+            .count();
+        assert_eq!(moved, 1);
+        assert!(scan.observe(&frame(0x9, 5))); // CONTINUATION
+        let mut data = frame(0x6, 8);
+        data.extend(frame(0x0, 100));
+        assert!(scan.observe(&data), "DATA after a PING in one read");
+        assert!(!FrameScan::from_server().observe(&frame(0x7, 8))); // GOAWAY
+    }
+
+    #[test]
+    fn reset_budget_sends_goaway_then_cuts() {
+        let budget = ResetBudget::new(16);
+        for _ in 0..10 {
+            budget.started().answered();
+        }
+        let held = budget.started();
+        for _ in 0..26 {
+            drop(budget.started());
+        }
+        assert!(
+            !budget.abuse.goaway.is_cancelled(),
+            "16 more cancelled than answered"
+        );
+        drop(budget.started());
+        assert!(budget.abuse.goaway.is_cancelled(), "17 more");
+        assert!(!budget.abuse.cut.is_cancelled());
+        for _ in 0..16 {
+            drop(budget.started());
+        }
+        assert!(budget.abuse.cut.is_cancelled(), "33 more");
+        assert_eq!(
+            budget.running.load(Ordering::Relaxed),
+            1,
+            "one still running"
+        );
+        held.answered();
+        assert_eq!(budget.running.load(Ordering::Relaxed), 0);
     }
 }

@@ -114,6 +114,9 @@ impl Certificates {
     /// Adds the reload and expiry metrics to the node's registry.
     pub(crate) fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.reloads.clone()))?;
+        // Both results exported at zero from the start.
+        self.reloads.with_label_values(&["ok"]);
+        self.reloads.with_label_values(&["error"]);
         registry.register(Box::new(self.not_after.clone()))
     }
 
@@ -261,8 +264,8 @@ fn load_set(
         let private_key = private_key
             .ok_or_else(|| malformed("http.tls.key_file", key, "holds no PRIVATE KEY"))?;
         loaded.push(certified(
-            "http.tls.cert_file",
-            cert,
+            ("http.tls.cert_file", cert),
+            ("http.tls.key_file", key),
             chain,
             private_key,
             provider,
@@ -278,7 +281,13 @@ fn load_set(
                 "holds no PRIVATE KEY; each of these files holds a chain and its key",
             )
         })?;
-        loaded.push(certified(&field, path, chain, private_key, provider)?);
+        loaded.push(certified(
+            (&field, path),
+            (&field, path),
+            chain,
+            private_key,
+            provider,
+        )?);
     }
     let mut loaded = loaded.into_iter();
     let Some(first) = loaded.next() else {
@@ -309,9 +318,11 @@ struct Loaded {
     not_after: i64,
 }
 
+/// A chain and its key, each with the config key and file it came from (a
+/// key that does not match is the key's file's problem).
 fn certified(
-    field: &str,
-    path: &Path,
+    (field, path): (&str, &Path),
+    (key_field, key_path): (&str, &Path),
     chain: Vec<CertificateDer<'static>>,
     private_key: PrivateKeyDer<'static>,
     provider: &CryptoProvider,
@@ -330,11 +341,15 @@ fn certified(
         tracing::warn!(file = %path.display(), "the certificate has expired");
     }
     let key = CertifiedKey::from_der(chain, private_key, provider).map_err(|err| {
-        malformed(
-            field,
-            path,
-            &format!("the private key is unusable or does not match the certificate: {err}"),
-        )
+        let problem = if key_path == path {
+            format!("the private key is unusable or does not match the certificate: {err}")
+        } else {
+            format!(
+                "the private key is unusable or does not match the certificate in {field} ({}): {err}",
+                path.display()
+            )
+        };
+        malformed(key_field, key_path, &problem)
     })?;
     Ok(Loaded {
         key: Arc::new(key),

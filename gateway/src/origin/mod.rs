@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 pub(crate) use body::OriginBody;
 use connect::OriginConnector;
-pub(crate) use connect::TlsSetupError;
+pub(crate) use connect::{TlsSetupError, client_config as tls_client_config};
 
 /// Request bodies sent to an origin: empty for cache fills, the client's
 /// streamed body for pass-through requests.

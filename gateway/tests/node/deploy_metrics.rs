@@ -336,7 +336,18 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
     }
     let url = origin.url();
     let mut fleet = Fleet::new();
-    let env = [("FLEETCACHE_ORIGIN", url.as_str())];
+    // HTTPS on, so its certificate metrics exist (the expiry alert reads them).
+    let mut ca = crate::tls_support::TestCa::new();
+    let issued = ca.issue(&["localhost"]);
+    let (cert, key) = (
+        issued.cert.display().to_string(),
+        issued.key.display().to_string(),
+    );
+    let env = [
+        ("FLEETCACHE_ORIGIN", url.as_str()),
+        ("FLEETCACHE_HTTP_TLS_CERT_FILE", cert.as_str()),
+        ("FLEETCACHE_HTTP_TLS_KEY_FILE", key.as_str()),
+    ];
     let a = TestNode::start_in_fleet_with(&mut fleet, &[], &env).await;
     let b = TestNode::start_in_fleet_with(&mut fleet, &[a.swarm.unwrap()], &env).await;
     a.wait_peers_up(1).await;

@@ -7,7 +7,9 @@ use http::StatusCode;
 use crate::support::{TestNode, metric_value};
 use crate::tls_support::{TestCa, curl, h2_client, h2_get};
 
-async fn tls_node(ca: &mut TestCa, extra: &[(&str, &str)]) -> TestNode {
+/// A node with a certificate for `localhost` and `edge.test`, plus `extra`
+/// FLEETCACHE_* settings.
+pub async fn tls_node(ca: &mut TestCa, extra: &[(&str, &str)]) -> TestNode {
     let issued = ca.issue(&["localhost", "edge.test"]);
     let cert = issued.cert.display().to_string();
     let key = issued.key.display().to_string();
@@ -152,4 +154,55 @@ async fn plaintext_can_be_turned_off() {
     .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, vec![1u8; 10]);
+}
+
+/// `fleetcache get` over HTTPS: it trusts `--cacert`, negotiates HTTP/2 and
+/// verifies the bao stream; without the CA it refuses the node.
+#[tokio::test(flavor = "multi_thread")]
+async fn fleetcache_get_downloads_over_https() {
+    let mut ca = TestCa::new();
+    let node = tls_node(&mut ca, &[]).await;
+    let https = node.https.expect("https listener");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let hash = node.put(data.clone()).await;
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let output = dir.path().join("object.bin");
+    let url = format!("https://localhost:{}", https.port());
+    let ca_file = ca.ca_file();
+    let run = {
+        let (hash, output, url) = (hash.clone(), output.clone(), url.clone());
+        move |trust: bool| {
+            let mut cmd = std::process::Command::new(crate::support::bin());
+            cmd.args(["get", &hash, "--attempts", "1", "-o"])
+                .arg(&output)
+                .args(["--url", &url]);
+            if trust {
+                cmd.arg("--cacert").arg(&ca_file);
+            }
+            cmd.output().expect("run fleetcache get")
+        }
+    };
+    let untrusted = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(false)
+    })
+    .await
+    .expect("get");
+    assert!(!untrusted.status.success());
+    assert!(!output.exists(), "nothing kept from an untrusted node");
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+
+    let trusted = tokio::task::spawn_blocking(move || run(true))
+        .await
+        .expect("get");
+    let stderr = String::from_utf8_lossy(&trusted.stderr);
+    assert!(trusted.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(&output).expect("output"), data);
+    let sample = "fleetcache_http_requests_total{cache=\"hit\",protocol=\"h2\",route=\"blob\",source=\"local\",status=\"200\"}";
+    assert_eq!(
+        node.metric(sample).await,
+        1.0,
+        "one verified download over HTTP/2"
+    );
 }

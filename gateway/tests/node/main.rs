@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod h2_raw;
+mod h3_client;
 mod liar;
 mod origin_server;
 mod support;
@@ -15,7 +17,11 @@ mod deploy_metrics;
 mod fleet_faults;
 mod fleet_origin;
 mod fleet_purge;
+mod http3;
 mod https;
+mod https_certs;
+mod https_hostile;
+mod https_parity;
 mod limits;
 mod netns;
 mod origin;
@@ -23,3 +29,4 @@ mod origin_faults;
 mod process;
 mod ranges;
 mod swarm;
+mod verifiable;

@@ -396,7 +396,18 @@ fn config_errors_exit_64_naming_the_field() {
 fn config_print_shows_an_effective_config_that_loads_back() {
     let dir = tempfile::TempDir::new().unwrap();
     let (code, out, err) = run_bin(
-        &["config", "print", "--listen", "127.0.0.1:9999"],
+        &[
+            "config",
+            "print",
+            "--listen",
+            "127.0.0.1:9999",
+            "--tls-listen",
+            "127.0.0.1:9443",
+            "--tls-cert",
+            "/etc/tls/chain.pem",
+            "--tls-key",
+            "/etc/tls/key.pem",
+        ],
         &[
             ("FLEETCACHE_STORE_CAPACITY", "3GiB"),
             ("FLEETCACHE_ADMIN_TOKEN", "hunter2-secret"),
@@ -405,6 +416,10 @@ fn config_print_shows_an_effective_config_that_loads_back() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("127.0.0.1:9999"), "{out}");
     assert!(out.contains("3GiB"), "{out}");
+    assert!(
+        out.contains("[http.tls]\nlisten = \"127.0.0.1:9443\"\ncert_file = \"/etc/tls/chain.pem\"\nkey_file = \"/etc/tls/key.pem\"\n"),
+        "{out}"
+    );
     assert!(!out.contains("hunter2-secret"), "token printed: {out}");
     let file = dir.path().join("printed.toml");
     std::fs::write(&file, &out).unwrap();
@@ -414,6 +429,7 @@ fn config_print_shows_an_effective_config_that_loads_back() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(again.contains("127.0.0.1:9999"));
+    assert!(again.contains("/etc/tls/chain.pem"));
 }
 
 #[test]

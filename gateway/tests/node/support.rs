@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -429,6 +430,8 @@ pub struct Proc {
     pub admin: SocketAddr,
     /// The QUIC address, when started with fleet certificates.
     pub swarm: Option<SocketAddr>,
+    /// Every line the process has logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 pub fn bin() -> PathBuf {
@@ -499,11 +502,14 @@ impl Proc {
         let started = Instant::now();
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut sent = false;
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line.clone());
                 if !sent && line.contains("fleetcache node started") {
                     let _ = tx.send(line.clone());
                     sent = true;
@@ -537,7 +543,13 @@ impl Proc {
                 .as_str()
                 .and_then(|a| a.parse().ok()),
             child,
+            log,
         }
+    }
+
+    /// Whether a line logged so far contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
     pub fn pid(&self) -> u32 {

@@ -205,3 +205,93 @@ pub fn curl(ca: &Path, addr: SocketAddr, name: &str, path: &str, extra: &[&str])
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// Accepts any server certificate, checking only the handshake signatures:
+/// for tests that look at which certificate the node picked, including one
+/// that does not match the name asked for.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The leaf the node shows a client asking for `name` (a DNS name: sent as
+/// SNI; an IP address: no SNI at all), whatever it is.
+pub async fn leaf_shown(addr: SocketAddr, name: ServerName<'static>) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates().expect("certificates")[0].to_vec()
+}
+
+/// An HTTP/1.1 client connection over TLS (ALPN http/1.1, checked), and the
+/// leaf the server showed it.
+pub async fn h1_client(
+    ca: &TestCa,
+    addr: SocketAddr,
+    name: &str,
+) -> (
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    Vec<u8>,
+) {
+    let tls = tls_connect(ca, addr, name, &[b"http/1.1"])
+        .await
+        .expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let leaf = tls.get_ref().1.peer_certificates().expect("certificates")[0].to_vec();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .expect("http/1.1 handshake");
+    tokio::spawn(conn);
+    (send, leaf)
+}

@@ -39,16 +39,18 @@ const BUILD: &str = "cargo build --release -p fleetcache-gateway -p fleetcache-b
 
 /// The protocols measured, in table order.
 ///
-/// HTTP/3 hook: when fleetcache serves HTTP/3 (UDP, same port) and an
-/// h2load built with HTTP/3 is at hand (`--npn-list=h3`, or
-/// `--alpn-list=h3` in nghttp2 ≥ 1.55), add it here, give nginx
-/// `listen … quic`, and the h3 rows of the report fill in.
+/// HTTP/3 hook: fleetcache serves HTTP/3 on the HTTPS port (UDP), but
+/// nothing here can load it or serve it for comparison (see
+/// [`H3_NOT_MEASURED`]). With an h2load built with HTTP/3 (`--npn-list=h3`,
+/// `--alpn-list=h3` from nghttp2 1.55) and an nginx with QUIC (1.25+,
+/// `listen … quic`), add it here and the h3 rows of the report fill in.
 const PROTOCOLS: [Protocol; 2] = [Protocol::Http1, Protocol::Http2];
 
 /// Why the report's h3 rows are empty.
-const H3_NOT_MEASURED: &str = "h3: not measured in this build: fleetcache has no HTTP/3 \
-    listener yet, and Debian's h2load (nghttp2 1.52) is built without HTTP/3 (it links no \
-    ngtcp2/nghttp3; asked for `h3` by ALPN it still speaks TCP)";
+const H3_NOT_MEASURED: &str = "h3: not measured: fleetcache serves HTTP/3 on the HTTPS port, \
+    but Debian's h2load (nghttp2 1.52) is built without HTTP/3 (it links no ngtcp2/nghttp3; \
+    asked for `h3` by ALPN it still speaks TCP) and Debian's nginx 1.22 has no QUIC (nginx \
+    1.25+)";
 
 /// Compare fleetcache with nginx over HTTPS (loopback, pinned).
 #[derive(Debug, Parser)]

@@ -69,7 +69,7 @@ pub(crate) fn print_report(
     for what in ["4 KiB hot hits", "256 MiB"] {
         rows.push(Row {
             scenario: format!("{what}, h3"),
-            metric: "not measured in this build (see below)",
+            metric: "not measured: no HTTP/3 load generator or nginx here (see below)",
             fleetcache: None,
             nginx: None,
             decimals: 0,

@@ -22,7 +22,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
@@ -173,8 +173,17 @@ where
     ) {
         // The handshake gets the head's time bound: a client that opens a
         // connection and never finishes it is a slowloris too.
-        let handshake =
-            tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream));
+        let deadline = tokio::time::Instant::now() + self.limits.header_read_timeout;
+        let mut stream = stream;
+        if let Ok(Ok(true)) = tokio::time::timeout_at(deadline, plaintext_request(&stream)).await {
+            // `curl http://` against the HTTPS port: say so in words it can
+            // show, as nginx does, instead of a TLS alert it cannot.
+            self.metrics.tls_handshake_failed(self.kind);
+            tracing::debug!("plain HTTP sent to the HTTPS listener");
+            let _ = tokio::time::timeout_at(deadline, answer_plaintext(&mut stream)).await;
+            return;
+        }
+        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
         let tls = tokio::select! {
             result = handshake => result,
             () = self.shutdown.graceful.cancelled() => return,
@@ -331,6 +340,40 @@ impl Abuse {
             }
         }
     }
+}
+
+/// What a plaintext HTTP request to the HTTPS listener gets.
+const PLAIN_HTTP_TO_HTTPS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+content-length: 60\r\n\
+connection: close\r\n\r\n\
+this is the HTTPS port: a plain HTTP request was sent to it\n";
+
+/// Sends the 400, then reads (and drops) what the client sent until it
+/// closes: closing a socket with unread bytes resets it, and the reset can
+/// destroy the answer before the client reads it.
+async fn answer_plaintext(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.write_all(PLAIN_HTTP_TO_HTTPS).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        let n = stream.read(&mut sink).await?;
+        if n == 0 {
+            break;
+        }
+        left = left.saturating_sub(n);
+    }
+    Ok(())
+}
+
+/// Whether the client opened with what looks like a plaintext HTTP request
+/// (a method's capital letters) rather than a TLS record (0x16). Peeks, so
+/// the TLS handshake still reads every byte.
+async fn plaintext_request(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; 1];
+    let n = stream.peek(&mut first).await?;
+    Ok(n == 1 && first[0].is_ascii_uppercase())
 }
 
 /// Rapid reset (CVE-2023-44487): a client that opens streams and resets them

@@ -583,7 +583,7 @@ async fn an_unfinished_tls_handshake_is_closed_and_counted() {
 /// Plain HTTP/1.1 sent to the TLS port is a handshake failure: counted, no
 /// HTTP answer in clear, and the node carries on.
 #[tokio::test(flavor = "multi_thread")]
-async fn plaintext_http_to_the_tls_port_is_a_counted_handshake_failure() {
+async fn plaintext_http_to_the_tls_port_gets_a_400_and_is_counted() {
     let mut ca = TestCa::new();
     let node = tls_node(&mut ca, &[]).await;
     let https = node.https.expect("https");
@@ -595,8 +595,26 @@ async fn plaintext_http_to_the_tls_port_is_a_counted_handshake_failure() {
     let read = tokio::time::timeout(LIMIT, conn.read_to_end(&mut answer))
         .await
         .expect("the server closed the connection");
-    eprintln!("plaintext to the TLS port: {read:?}, answer {answer:02x?}");
-    assert!(!answer.starts_with(b"HTTP/"), "a plaintext answer");
+    read.expect("read the answer");
+    // Like nginx: a 400 the client can show, never the object.
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(
+        text.ends_with("a plain HTTP request was sent to it\n"),
+        "{text}"
+    );
+    let head_end = text.find("\r\n\r\n").expect("a head") + 4;
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("content-length");
+    assert_eq!(
+        answer.len() - head_end,
+        length,
+        "the body is as long as it says"
+    );
     assert!(!answer.windows(8).any(|w| w == b"tls only"));
     eventually("the handshake failure counted", LIMIT, async || {
         node.metric("fleetcache_tls_handshake_failures_total{listener=\"https\"}")

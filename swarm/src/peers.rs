@@ -189,6 +189,12 @@ impl Peer {
         lock(&self.latency).hedge_delay(bounds)
     }
 
+    /// Its smoothed first-group latency (`None` before any sample) and hedge delay.
+    pub(crate) fn latency_and_delay(&self, bounds: Bounds) -> (Option<Duration>, Duration) {
+        let latency = lock(&self.latency);
+        (latency.estimate(), latency.hedge_delay(bounds))
+    }
+
     pub(crate) fn mark_down(&self, reason: String) {
         let mut status = lock(&self.status);
         if status.state == PeerState::Up {

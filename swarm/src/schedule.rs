@@ -67,6 +67,8 @@ const STEAL_MARGIN: f64 = 2.0;
 /// The first bench; doubled each time the same holder loses a race in one fetch.
 const BENCH: Duration = Duration::from_millis(500);
 const MAX_BENCH: Duration = Duration::from_secs(8);
+/// How often an idle holder looks again whether a steal has become worth it.
+const STEAL_RECHECK: Duration = Duration::from_millis(50);
 /// A holder's next piece is asked for when its current one is this many of its round
 /// trips from done.
 const PIPELINE_ROUND_TRIPS: u32 = 2;
@@ -594,6 +596,16 @@ impl Schedule {
         None
     }
 
+    /// Whether a holder could steal: usable, idle, not benched, its rate known.
+    fn has_thief(&self, views: &[HolderView], now: Instant) -> bool {
+        self.holders.iter().enumerate().any(|(h, holder)| {
+            views.get(h).is_some_and(|v| v.usable)
+                && holder.running == 0
+                && holder.rate.is_some()
+                && holder.benched_until.is_none_or(|until| now >= until)
+        })
+    }
+
     /// Whether some piece (new, or given back) is waiting for a holder.
     fn has_unclaimed_work(&self) -> bool {
         self.pieces
@@ -612,10 +624,13 @@ impl Schedule {
         now: Instant,
     ) -> Option<Instant> {
         let hedge = self.hedge_at(views, waiting_since);
-        let steal = (!self.racing() && !self.has_unclaimed_work())
-            .then_some(self.last_race)
-            .flatten()
-            .map(|last| last + HEDGE_SPACING);
+        // An idle holder waiting for a steal to be worth it: rates change with time
+        // alone (a silent request), so look again now and then.
+        let steal = (!self.racing() && !self.has_unclaimed_work() && self.has_thief(views, now))
+            .then(|| {
+                let spaced = self.last_race.map_or(now, |last| last + HEDGE_SPACING);
+                spaced.max(now + STEAL_RECHECK)
+            });
         let benches = self
             .holders
             .iter()

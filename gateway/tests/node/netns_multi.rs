@@ -89,6 +89,20 @@ async fn a_cold_object_comes_from_both_capped_holders_at_once() {
         );
     }
 
+    // The fill committed: the pieces brought every hash pair the store checks.
+    eventually("the fill stored", Duration::from_secs(30), async || {
+        let again = request(
+            &client(),
+            Method::HEAD,
+            &format!("{}/blake3/{hash}", requester.http),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        again.header("cache-status") == Some("fleetcache; hit")
+    })
+    .await;
+
     // 2. One holder killed midway: the other finishes, the object intact.
     let data = Bytes::from(pattern(SIZE, 42));
     let hash = put_on([&one, &two], &data).await;

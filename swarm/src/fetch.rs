@@ -461,19 +461,6 @@ impl Fetch {
             self.schedule.remove_request(start.id);
             return;
         };
-        if let Why::Hedge { slow } | Why::Steal { slow } = start.why
-            && let Some(slow) = self.located.sources.get(slow)
-        {
-            count_hedge(&self.located.inner, slow);
-            tracing::debug!(
-                slow = %slow.addr,
-                also = %peer.addr,
-                from = start.range.start,
-                to = start.range.end,
-                why = ?start.why,
-                "racing a slow holder"
-            );
-        }
         let span = tracing::debug_span!(
             "piece",
             peer = %peer.addr,
@@ -494,6 +481,19 @@ impl Fetch {
             self.views_at = None;
             return;
         };
+        if let Why::Hedge { slow } | Why::Steal { slow } = start.why
+            && let Some(slow) = self.located.sources.get(slow)
+        {
+            count_hedge(&self.located.inner, slow);
+            tracing::debug!(
+                slow = %slow.addr,
+                also = %peer.addr,
+                from = start.range.start,
+                to = start.range.end,
+                why = ?start.why,
+                "racing a slow holder"
+            );
+        }
         tracing::debug!(peer = %peer.addr, from = start.range.start, to = start.range.end, why = ?start.why, "fetching");
         self.sources.push(Source {
             id: start.id,

@@ -5,8 +5,8 @@
 //!
 //! The range is cut into *pieces*, runs of whole 16 KiB groups. Each holder works on
 //! one piece at a time (a verified ranged GET of it), and is given its next piece
-//! when the current one is about a round trip from its end, so a holder in full flow
-//! never waits for a request. A holder that finishes takes the next piece nobody has
+//! when the current one is about two of its round trips from its end, so a holder in
+//! full flow never waits for a request. A holder that finishes takes the next piece nobody has
 //! (work stealing), so a slower holder simply finishes fewer. Piece sizes are
 //! *guided*: the bytes not yet given out divided by twice the number of holders,
 //! clamped to [`MIN_PIECE`] ..= [`MAX_PIECE`] and scaled down for a holder slower than

@@ -66,7 +66,7 @@ impl Families {
             peer_transfers: IntCounterVec::new(
                 Opts::new(
                     "fleetcache_peer_transfers_total",
-                    "Size proofs and ranges the peer delivered completely",
+                    "Size proofs and pieces of ranges the peer delivered completely",
                 ),
                 peer,
             )?,

@@ -14,10 +14,12 @@
 //!   [`Owner`], and a member leaving moves only the keys it owned;
 //! - [`Swarm::locate`] asks the live peers who holds a hash, orders the holders by the
 //!   same rank (key: the hash's 32 bytes) and proves the size from the last chunk group;
-//!   [`Located::fetch`] streams a byte range, every 16 KiB group verified before it is
-//!   returned, moving to the next holder at the first undelivered byte when a source
-//!   lies, stalls or dies, and racing the next holder against one that is slower than
-//!   its hedge delay (each peer's own, from its observed latency);
+//!   [`Located::fetch`] streams a byte range from up to four holders at once, in pieces
+//!   of whole 16 KiB groups each verified before it is returned, handed out in order and
+//!   once each: finished holders take the next piece (slower ones do less), a piece
+//!   whose holder lies, stalls or dies is resumed by another at its first unverified
+//!   byte, and the piece blocking delivery is raced by another holder when its own is
+//!   slower than its hedge delay (each peer's own, from its observed latency);
 //! - [`Swarm::fetch_url`] asks a URL's owner for its response ([`OwnerFetch`]: the body
 //!   hashed as it arrives and checked against the owner's closing hash and size);
 //!   [`Swarm::purge`] and [`Swarm::purge_log`] carry purges; the gateway answers
@@ -35,7 +37,9 @@ mod fetch;
 mod identity;
 mod latency;
 mod peers;
+mod prove;
 mod rendezvous;
+mod schedule;
 mod serve;
 mod service;
 mod swarm;

@@ -72,7 +72,8 @@ pub struct PeerInfo {
     pub last_error: Option<String>,
     /// Verified payload bytes received from it.
     pub bytes_received: u64,
-    /// Transfers it completed (a size proof or a range fully delivered).
+    /// Requests it completed: size proofs, and pieces of ranges (a fetch from several
+    /// holders counts one per piece each delivered in full).
     pub transfers: u64,
     /// Requests to it that failed without a lie: timeouts, stalls, resets, lost connections.
     pub failures: u64,
@@ -187,6 +188,12 @@ impl Peer {
 
     pub(crate) fn hedge_delay(&self, bounds: Bounds) -> Duration {
         lock(&self.latency).hedge_delay(bounds)
+    }
+
+    /// Its smoothed first-group latency (`None` before any sample) and hedge delay.
+    pub(crate) fn latency_and_delay(&self, bounds: Bounds) -> (Option<Duration>, Duration) {
+        let latency = lock(&self.latency);
+        (latency.estimate(), latency.hedge_delay(bounds))
     }
 
     pub(crate) fn mark_down(&self, reason: String) {

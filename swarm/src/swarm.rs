@@ -16,10 +16,11 @@ use tracing::Instrument;
 
 use crate::certs::{ALPN, CertError, FLEET_SERVER_NAME, NodeIdentity};
 use crate::client::{self, PeerError};
-use crate::fetch::{self, FetchError, Located};
+use crate::fetch::{FetchError, Located};
 use crate::identity::NodeName;
 use crate::latency::Bounds;
 use crate::peers::{Peer, PeerHandle, PeerInfo, PeerTable};
+use crate::prove;
 use crate::rendezvous::{self, Owner};
 use crate::serve::{Responder, serve_connection};
 use crate::service::FleetService;
@@ -272,7 +273,7 @@ impl Swarm {
         }
         rendezvous::sort_by_rank(hash.as_bytes(), &mut holders, PeerHandle::name);
         let holders: Vec<Arc<Peer>> = holders.iter().map(|h| h.peer().clone()).collect();
-        fetch::prove(&self.inner, hash, holders).await
+        prove::prove(&self.inner, hash, holders).await
     }
 
     /// Stops accepting and closes every connection.

@@ -24,6 +24,7 @@ mod https_hostile;
 mod https_parity;
 mod limits;
 mod netns;
+mod netns_multi;
 mod origin;
 mod origin_faults;
 mod process;

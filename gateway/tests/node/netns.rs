@@ -234,7 +234,7 @@ impl Net {
     }
 
     /// `fleet.test` as the node `i` resolves it (`ip netns exec` mounts this over /etc/hosts).
-    fn set_hosts(&self, i: usize, members: &[usize]) {
+    pub(crate) fn set_hosts(&self, i: usize, members: &[usize]) {
         let dir = PathBuf::from(format!("/etc/netns/{}", self.node(i)));
         std::fs::create_dir_all(&dir).unwrap();
         let lines: String = members
@@ -291,14 +291,14 @@ fn effective_uid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-struct Member {
-    proc: Proc,
-    http: String,
+pub(crate) struct Member {
+    pub(crate) proc: Proc,
+    pub(crate) http: String,
     admin: String,
     _data: tempfile::TempDir,
 }
 
-fn start_member(net: &Net, fleet: &mut Fleet, i: usize, peers: &str) -> Member {
+pub(crate) fn start_member(net: &Net, fleet: &mut Fleet, i: usize, peers: &str) -> Member {
     start_member_with(net, fleet, i, peers, &[])
 }
 
@@ -338,7 +338,7 @@ fn start_member_with(
 }
 
 impl Member {
-    async fn admin(&self, method: Method, path: &str, body: Bytes) -> Reply {
+    pub(crate) async fn admin(&self, method: Method, path: &str, body: Bytes) -> Reply {
         let auth = format!("Bearer {TOKEN}");
         request(
             &client(),
@@ -351,7 +351,7 @@ impl Member {
     }
 
     /// Its node name, from its own `/peers`.
-    async fn name(&self) -> String {
+    pub(crate) async fn name(&self) -> String {
         let json = self.admin(Method::GET, "/peers", Bytes::new()).await.json();
         json["name"].as_str().unwrap().to_owned()
     }
@@ -372,7 +372,7 @@ impl Member {
     }
 
     /// Verified bytes received from each of `peers`, from the metrics.
-    async fn received_from(&self, peers: &[SocketAddr]) -> Vec<f64> {
+    pub(crate) async fn received_from(&self, peers: &[SocketAddr]) -> Vec<f64> {
         let metrics = self.admin(Method::GET, "/metrics", Bytes::new()).await;
         let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
         peers
@@ -385,12 +385,12 @@ impl Member {
     }
 
     /// One sample from its metrics (0 if absent).
-    async fn metric(&self, sample: &str) -> f64 {
+    pub(crate) async fn metric(&self, sample: &str) -> f64 {
         let metrics = self.admin(Method::GET, "/metrics", Bytes::new()).await;
         metric_value(&String::from_utf8_lossy(&metrics.body), sample).unwrap_or(0.0)
     }
 
-    async fn peer_state(&self, addr: SocketAddr) -> Option<String> {
+    pub(crate) async fn peer_state(&self, addr: SocketAddr) -> Option<String> {
         let addr = addr.to_string();
         self.peers()
             .await

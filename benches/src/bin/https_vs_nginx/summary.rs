@@ -210,8 +210,8 @@ pub(crate) fn print_report(
     println!(
         "\nh3 rows: fleetcache alone, over QUIC on the HTTPS port number (UDP), loaded by \
          h3load, this benchmark's own generator (its hidden `h3load` subcommand: quinn + h3, \
-         one thread pinned to CPU {} as h2load is, one UDP socket, every response checked for \
-         status 200 and its length), because Debian's h2load (nghttp2 1.52) has no HTTP/3 and \
+         one thread pinned to CPU {} as h2load is, a UDP socket per connection, every response \
+         checked for status 200 and its length), because Debian's h2load (nghttp2 1.52) has no HTTP/3 and \
          Debian's nginx 1.22 no QUIC (nginx 1.25+). Their nginx cells say so, and their last \
          column is not a ratio to nginx but to fleetcache's own HTTP/2 figure of the same \
          object in the same rounds (h3 / h2). h3's MB count body bytes only (h2load's count \

@@ -1,28 +1,33 @@
 //! HTTPS for the benchmarks: a self-signed certificate made on the spot
 //! (rcgen, ECDSA P-256) that every server under test presents, and a small
-//! blocking client (hyper over rustls, HTTP/1.1 or HTTP/2 by ALPN, checked)
-//! for correctness checks, not for timing.
+//! blocking client (hyper over rustls, HTTP/1.1 or HTTP/2 by ALPN, checked;
+//! HTTP/3 over QUIC with [`crate::h3load::client`]) for correctness checks,
+//! not for timing.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use crate::h3load::client;
+
 /// The name in the certificate and in the client's SNI.
 pub const SERVER_NAME: &str = "localhost";
 
-/// An HTTP version over TLS, chosen by ALPN.
+/// An HTTP version over TLS, chosen by ALPN: HTTP/1.1 and HTTP/2 over TCP,
+/// HTTP/3 over QUIC (UDP, the same port number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http1,
     Http2,
+    Http3,
 }
 
 impl Protocol {
@@ -31,14 +36,16 @@ impl Protocol {
         match self {
             Protocol::Http1 => "http/1.1",
             Protocol::Http2 => "h2",
+            Protocol::Http3 => "h3",
         }
     }
 
-    /// Short name for tables: `h1`, `h2`.
+    /// Short name for tables: `h1`, `h2`, `h3`.
     pub fn short(self) -> &'static str {
         match self {
             Protocol::Http1 => "h1",
             Protocol::Http2 => "h2",
+            Protocol::Http3 => "h3",
         }
     }
 }
@@ -74,8 +81,13 @@ impl SelfSigned {
         })
     }
 
+    /// The certificate, DER.
+    pub fn der(&self) -> CertificateDer<'static> {
+        CertificateDer::from(self.der.clone())
+    }
+
     /// A client configuration that trusts only this certificate and offers
-    /// only `protocol`.
+    /// only `protocol` (over TCP).
     fn client_config(&self, protocol: Protocol) -> Result<Arc<rustls::ClientConfig>> {
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -110,6 +122,9 @@ pub fn get(
     sink: &mut dyn Write,
 ) -> Result<Reply> {
     let what = format!("GET https://{addr}{path} over {}", protocol.alpn());
+    if protocol == Protocol::Http3 {
+        return get_h3(cert, addr, path, sink).with_context(|| what);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -156,6 +171,7 @@ async fn get_async(
             tokio::spawn(conn);
             send.send_request(request).await?
         }
+        Protocol::Http3 => bail!("HTTP/3 is not over TCP"),
         Protocol::Http2 => {
             let (mut send, conn) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
@@ -185,6 +201,19 @@ async fn get_async(
         }
     }
     Ok(reply)
+}
+
+/// [`get`] over HTTP/3, offering the cipher suite the load generator does.
+fn get_h3(cert: &SelfSigned, addr: SocketAddr, path: &str, sink: &mut dyn Write) -> Result<Reply> {
+    let config = client::config(cert.der(), client::Suite::Aes128Gcm)?;
+    let uri: http::Uri = format!("https://{SERVER_NAME}:{}{path}", addr.port())
+        .parse()
+        .context("request URI")?;
+    let head = client::fetch_blocking(config, addr, SERVER_NAME, &uri, sink)?;
+    Ok(Reply {
+        status: head.status,
+        content_length: head.content_length,
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! percentiles.
 
 pub mod h2load;
+pub mod h3load;
 pub mod http1;
 pub mod https;
 pub mod interrupt;

@@ -36,6 +36,9 @@ pub struct LoadReport {
     /// What was negotiated, e.g. `TLSv1.3 TLS_AES_128_GCM_SHA256 h2`, if
     /// the generator says.
     pub negotiated: Option<String>,
+    /// UDP datagrams dropped machine-wide for want of receive-buffer room
+    /// during the run, if the generator (a QUIC one) counted them.
+    pub udp_drops: Option<u64>,
 }
 
 impl LoadReport {

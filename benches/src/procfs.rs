@@ -239,6 +239,39 @@ pub fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// UDP datagrams the kernel dropped for want of room in a socket's receive
+/// buffer, machine-wide since boot (`RcvbufErrors` in `/proc/net/snmp`,
+/// IPv4 and IPv6 together); `None` if unreadable.
+pub fn udp_receive_buffer_drops() -> Option<u64> {
+    let v4 = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let v6 = std::fs::read_to_string("/proc/net/snmp6").unwrap_or_default();
+    Some(
+        snmp_field(&v4, "Udp", "RcvbufErrors")? + snmp6_field(&v6, "Udp6RcvbufErrors").unwrap_or(0),
+    )
+}
+
+/// A field of `/proc/net/snmp`: a header line and a value line per protocol.
+fn snmp_field(text: &str, protocol: &str, field: &str) -> Option<u64> {
+    let prefix = format!("{protocol}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let names = lines.next()?.split_whitespace().skip(1);
+    let values = lines.next()?.split_whitespace().skip(1);
+    names
+        .zip(values)
+        .find(|(name, _)| *name == field)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// A field of `/proc/net/snmp6`: one `name value` per line.
+fn snmp6_field(text: &str, field: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        (parts.next() == Some(field))
+            .then(|| parts.next()?.parse().ok())
+            .flatten()
+    })
+}
+
 /// A description of the machine for the report.
 #[derive(Debug)]
 pub struct Machine {
@@ -283,6 +316,20 @@ mod tests {
         assert_eq!(parse_stat_ticks(line)?, 333);
         assert_eq!(parse_group_and_ticks(line)?, (2, 333));
         Ok(())
+    }
+
+    #[test]
+    fn snmp_counters() {
+        let v4 = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                  Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                  Udp: 2869984 8430 70642 2950432 70642 0\n\
+                  UdpLite: InDatagrams RcvbufErrors\nUdpLite: 0 5\n";
+        assert_eq!(snmp_field(v4, "Udp", "RcvbufErrors"), Some(70642));
+        assert_eq!(snmp_field(v4, "UdpLite", "RcvbufErrors"), Some(5));
+        assert_eq!(snmp_field(v4, "Tcp", "RcvbufErrors"), None);
+        let v6 = "Udp6InDatagrams                 \t12\nUdp6RcvbufErrors                \t3\n";
+        assert_eq!(snmp6_field(v6, "Udp6RcvbufErrors"), Some(3));
+        assert_eq!(snmp6_field(v6, "Udp6SndbufErrors"), None);
     }
 
     #[test]

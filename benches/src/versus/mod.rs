@@ -19,7 +19,9 @@ use crate::servers::{self, FleetcacheAddrs, HttpsListener, Nginx};
 
 mod report;
 
-pub use report::{Measured, Metric, Row, Run, Target, markdown_table, print_closing, verdict_line};
+pub use report::{
+    Instead, Measured, Metric, Row, Run, Target, markdown_table, print_closing, verdict_line,
+};
 
 /// The two servers, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,6 +324,9 @@ pub struct Scenario<'a> {
     pub label: &'a str,
     pub object: &'a Object,
     pub generator: &'a dyn LoadGenerator,
+    /// Run against this server only (a protocol the other cannot serve);
+    /// `None`: both.
+    pub only: Option<Which>,
 }
 
 /// fleetcache and nginx, with where each one's URLs start.
@@ -350,19 +355,16 @@ pub fn alternate_all(
     scenarios: &[Scenario<'_>],
     common: &Common,
 ) -> Result<Vec<Vec<Run>>> {
-    scenarios
-        .iter()
-        .map(|scenario| {
-            let path = scenario.object.path();
-            let plan = Plan {
-                label: scenario.label,
-                path: &path,
-                warmup_secs: common.warmup_secs,
-                rounds: common.rounds,
-            };
-            alternate(meter, sides, scenario.generator, plan)
-        })
-        .collect()
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        runs.extend(alternate(
+            meter,
+            sides,
+            std::slice::from_ref(scenario),
+            common,
+        )?);
+    }
+    Ok(runs)
 }
 
 /// One server under test and where its URLs start (`http://127.0.0.1:8080`).
@@ -373,64 +375,87 @@ pub struct Side<'a> {
     pub base: String,
 }
 
-/// What to run against both servers.
-#[derive(Debug, Clone, Copy)]
-pub struct Plan<'a> {
-    /// For progress and errors, e.g. `4 KiB hot hits`.
-    pub label: &'a str,
-    /// The URL path, the same on both servers.
-    pub path: &'a str,
-    /// Seconds of untimed load per server first (0: none).
-    pub warmup_secs: u64,
-    pub rounds: u32,
-}
-
-/// Warms each side up, then runs `plan.rounds` rounds of one timed run of
-/// `generator` per side, alternating which side goes first.
+/// Warms each (scenario, side) pair up once, then runs `common.rounds`
+/// rounds in which every pair makes one timed run, in the order of
+/// `scenarios` and `sides`, reversed every other round (so that each goes
+/// first as often as last). Several scenarios in one call share their
+/// rounds: protocols compared with each other are measured minutes apart
+/// at most, under the same conditions. The runs per scenario.
 pub fn alternate(
     meter: &Meter,
     sides: &mut [Side<'_>],
-    generator: &dyn LoadGenerator,
-    plan: Plan<'_>,
-) -> Result<Vec<Run>> {
-    let Plan {
-        label,
-        path,
-        warmup_secs,
-        rounds,
-    } = plan;
-    if warmup_secs > 0 {
-        eprintln!("\n{label}: warming up ({warmup_secs}s each)");
-        for side in sides.iter_mut() {
-            let url = format!("{}{path}", side.base);
-            load::run(generator, &url, warmup_secs, &meter.scratch)
-                .with_context(|| format!("warming up {}", side.server.name))?;
+    scenarios: &[Scenario<'_>],
+    common: &Common,
+) -> Result<Vec<Vec<Run>>> {
+    let paths: Vec<String> = scenarios.iter().map(|s| s.object.path()).collect();
+    let pairs = pairs(scenarios, sides);
+    if common.warmup_secs > 0 {
+        for &(index, side) in &pairs {
+            let (scenario, side) = (&scenarios[index], &mut sides[side]);
+            eprintln!(
+                "\n{}, {}: warming up ({}s)",
+                scenario.label,
+                side.which.name(),
+                common.warmup_secs
+            );
+            let url = format!("{}{}", side.base, paths[index]);
+            load::run(scenario.generator, &url, common.warmup_secs, &meter.scratch)
+                .with_context(|| format!("{}: warming up {}", scenario.label, side.server.name))?;
             side.server.check_alive()?;
         }
     }
-    eprintln!("{label}: {rounds} rounds of `{}`", generator.command("URL"));
-    let mut runs = Vec::new();
-    for round in 0..rounds {
-        eprintln!("round {}/{rounds}", round + 1);
+    for scenario in scenarios {
+        eprintln!(
+            "{}: {} rounds of `{}`",
+            scenario.label,
+            common.rounds,
+            scenario.generator.command("URL")
+        );
+    }
+    let mut runs = vec![Vec::new(); scenarios.len()];
+    for round in 0..common.rounds {
+        eprintln!("round {}/{}", round + 1, common.rounds);
+        let mut order = pairs.clone();
         if round % 2 == 1 {
-            sides.reverse();
+            order.reverse();
         }
-        for side in sides.iter_mut() {
-            let url = format!("{}{path}", side.base);
+        for (index, side) in order {
+            let (scenario, side) = (&scenarios[index], &mut sides[side]);
+            let url = format!("{}{}", side.base, paths[index]);
             let sample = meter
-                .measure(side.server, &url, generator)
-                .with_context(|| format!("{label}, round {}, {}", round + 1, side.which.name()))?;
+                .measure(side.server, &url, scenario.generator)
+                .with_context(|| {
+                    format!(
+                        "{}, round {}, {}",
+                        scenario.label,
+                        round + 1,
+                        side.which.name()
+                    )
+                })?;
             let run = Run {
                 round,
                 server: side.which,
                 sample,
             };
+            if scenarios.len() > 1 {
+                eprintln!("  {}:", scenario.label);
+            }
             eprintln!("  {}", run.summary());
-            runs.push(run);
-        }
-        if round % 2 == 1 {
-            sides.reverse();
+            runs[index].push(run);
         }
     }
     Ok(runs)
+}
+
+/// The (scenario index, side index) pairs to run, scenario by scenario.
+fn pairs(scenarios: &[Scenario<'_>], sides: &[Side<'_>]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    for (index, scenario) in scenarios.iter().enumerate() {
+        for (side_index, side) in sides.iter().enumerate() {
+            if scenario.only.is_none_or(|only| only == side.which) {
+                pairs.push((index, side_index));
+            }
+        }
+    }
+    pairs
 }

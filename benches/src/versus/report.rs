@@ -147,6 +147,21 @@ pub struct Row {
     pub nginx: Option<f64>,
     pub decimals: usize,
     pub target: Option<Target>,
+    /// For a row nginx cannot have: what stands in its cells.
+    pub instead: Option<Instead>,
+}
+
+/// What a row nginx cannot have (HTTP/3 without QUIC) shows in nginx's
+/// cells: why, and fleetcache's ratio to a figure of its own from the same
+/// run instead of to nginx's.
+#[derive(Debug, Clone)]
+pub struct Instead {
+    /// The nginx cell, e.g. `no QUIC in this nginx`.
+    pub nginx: &'static str,
+    /// What the ratio compares with, e.g. `fleetcache h2`.
+    pub against: String,
+    /// Its median.
+    pub value: Option<f64>,
 }
 
 impl Row {
@@ -174,6 +189,15 @@ impl Row {
             nginx: med(Which::Nginx),
             decimals,
             target,
+            instead: None,
+        }
+    }
+
+    /// This row with `instead` in nginx's cells.
+    pub fn instead(self, instead: Instead) -> Self {
+        Self {
+            instead: Some(instead),
+            ..self
         }
     }
 
@@ -234,14 +258,25 @@ pub fn markdown_table(rows: &[Row]) -> String {
         header.push("target");
     }
     markdown::table(&header, "llrrrl", rows, |row| {
-        let ratio = row
-            .ratio()
-            .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"));
+        let (nginx, ratio) = match &row.instead {
+            None => (
+                fmt_value(row.nginx, row.decimals),
+                row.ratio()
+                    .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×")),
+            ),
+            Some(instead) => {
+                let ratio = match (row.fleetcache, instead.value) {
+                    (Some(f), Some(v)) if v > 0.0 => format!("{:.2}× {}", f / v, instead.against),
+                    _ => format!("– ({} unknown)", instead.against),
+                };
+                (instead.nginx.to_owned(), ratio)
+            }
+        };
         let mut cells = vec![
             row.scenario.clone(),
             row.metric.to_owned(),
             fmt_value(row.fleetcache, row.decimals),
-            fmt_value(row.nginx, row.decimals),
+            nginx,
             ratio,
         ];
         if with_targets {
@@ -383,15 +418,23 @@ fn bottleneck_note(scenario: &str, runs: &[Run], client: &str) -> Option<String>
             )
         }
     };
-    let (fc_bound, fc) = verdict(Which::Fleetcache);
-    let (ng_bound, ng) = verdict(Which::Nginx);
-    if fc_bound && ng_bound {
+    let verdicts: Vec<(bool, String)> = [Which::Fleetcache, Which::Nginx]
+        .into_iter()
+        .filter(|&which| runs.iter().any(|r| r.server == which))
+        .map(verdict)
+        .collect();
+    if verdicts.iter().all(|(bound, _)| *bound) {
         return None;
     }
-    Some(format!(
-        "Note ({scenario}): {fc}; {ng}. Rate ratios (req/s, MiB/s) compare the servers only \
-         when both are CPU-bound; CPU per request / per GiB compares like with like either way."
-    ))
+    let said: Vec<&str> = verdicts.iter().map(|(_, text)| text.as_str()).collect();
+    let tail = if verdicts.len() > 1 {
+        "Rate ratios (req/s, MiB/s) compare the servers only when both are CPU-bound; CPU per \
+         request / per GiB compares like with like either way."
+    } else {
+        "Its rates (req/s, MiB/s) are then a floor, not what the server can do; CPU per \
+         request / per GiB is its cost either way."
+    };
+    Some(format!("Note ({scenario}): {}. {tail}", said.join("; ")))
 }
 
 #[cfg(test)]
@@ -446,7 +489,35 @@ mod tests {
         );
         assert!(!table.contains("target"));
         assert!(verdict_line(&[Row::new("s", "m", &runs, rps, 0, None)]).is_none());
+        let h3 = Row::new("h3", "requests/s", &runs[..1], rps, 0, None).instead(Instead {
+            nginx: "no QUIC in this nginx",
+            against: "fleetcache h2".to_owned(),
+            value: Some(400.0),
+        });
+        let table = markdown_table(&[h3]);
+        assert!(
+            table.contains(
+                "| h3 | requests/s | 100 | no QUIC in this nginx | 0.25× fleetcache h2 |"
+            ),
+            "{table}"
+        );
         // Both servers at 100% of their core: nothing limited them but themselves.
         assert!(bottleneck_note("s", &runs, "h2load").is_none());
+    }
+
+    #[test]
+    fn a_one_server_scenario_notes_its_client() {
+        let mut bound = run(Which::Fleetcache, 100.0, 2.5);
+        bound.sample.client_cpu_secs = 4.9;
+        let note = bottleneck_note("h3", &[bound.clone(), bound], "h3load");
+        let note = note.unwrap_or_default();
+        assert!(
+            note.contains("fleetcache was client-bound (h3load at 98% of its core"),
+            "{note}"
+        );
+        assert!(!note.contains("nginx"), "{note}");
+        assert!(note.contains("a floor"), "{note}");
+        let alone = [run(Which::Fleetcache, 100.0, 5.0)];
+        assert!(bottleneck_note("h3", &alone, "h3load").is_none());
     }
 }

@@ -130,6 +130,7 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
         label: s.label,
         object: &s.object,
         generator: &s.wrk,
+        only: None,
     });
     let mut sides = versus::sides(
         (&mut fleetcache, format!("http://{}", fc_addrs.public)),

@@ -75,22 +75,26 @@ async fn fill(requester: &TestSwarm, hash: Hash, mut fetch: Fetch, size: u64) ->
     bytes
 }
 
+/// Locates `data` from the requester and fills the whole object.
+async fn fill_whole(requester: &TestSwarm, data: &[u8]) -> Vec<u8> {
+    let hash = Hash::from(blake3::hash(data));
+    let located = requester.swarm.locate(hash).await.unwrap().expect("held");
+    assert_eq!(located.size(), data.len() as u64);
+    fill(
+        requester,
+        hash,
+        located.fetch(0..located.size()),
+        located.size(),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_holders_each_send_part_of_one_object() {
     let ca = FleetCa::generate("fleet").unwrap();
     let data = pattern(24 * MIB + 4321);
     let (holders, requester) = fleet(&ca, 3, &data, &[]).await;
-    let hash = Hash::from(blake3::hash(&data));
-
-    let located = requester.swarm.locate(hash).await.unwrap().expect("held");
-    assert_eq!(located.size(), data.len() as u64);
-    let got = fill(
-        &requester,
-        hash,
-        located.fetch(0..located.size()),
-        located.size(),
-    )
-    .await;
+    let got = fill_whole(&requester, &data).await;
     assert!(got == data, "bytes differ");
 
     let from: Vec<u64> = holders
@@ -105,6 +109,7 @@ async fn three_holders_each_send_part_of_one_object() {
     let contributed = from.iter().filter(|&&n| n > 0).count();
     assert!(contributed >= 2, "one holder sent everything: {from:?}");
     // The committed object reads back verified.
+    let hash = Hash::from(blake3::hash(&data));
     let blob = requester.store.get(&hash).unwrap().expect("committed");
     assert_eq!(blob.size(), data.len() as u64);
 }
@@ -179,15 +184,7 @@ async fn a_holder_dying_in_the_middle_of_a_piece_is_resumed_by_the_others() {
         Misbehaviour::DieMidway,
     );
     let (holders, requester) = fleet(&ca, 2, &data, &[dying.addr]).await;
-    let hash = Hash::from(blake3::hash(&data));
-    let located = requester.swarm.locate(hash).await.unwrap().expect("held");
-    let got = fill(
-        &requester,
-        hash,
-        located.fetch(0..located.size()),
-        located.size(),
-    )
-    .await;
+    let got = fill_whole(&requester, &data).await;
     assert!(got == data, "bytes differ");
     assert!(
         dying.data_gets.load(std::sync::atomic::Ordering::Relaxed) >= 1,
@@ -213,15 +210,7 @@ async fn a_lying_holders_pieces_are_fetched_from_the_others() {
         Misbehaviour::FlipBit,
     );
     let (holders, requester) = fleet(&ca, 2, &data, &[liar.addr]).await;
-    let hash = Hash::from(blake3::hash(&data));
-    let located = requester.swarm.locate(hash).await.unwrap().expect("held");
-    let got = fill(
-        &requester,
-        hash,
-        located.fetch(0..located.size()),
-        located.size(),
-    )
-    .await;
+    let got = fill_whole(&requester, &data).await;
     assert!(got == data, "bytes differ");
     assert!(
         liar.data_gets.load(std::sync::atomic::Ordering::Relaxed) >= 1,
@@ -249,15 +238,7 @@ async fn one_holder_is_one_request_for_the_whole_object() {
     let ca = FleetCa::generate("fleet").unwrap();
     let data = pattern(12 * MIB + 1);
     let (holders, requester) = fleet(&ca, 1, &data, &[]).await;
-    let hash = Hash::from(blake3::hash(&data));
-    let located = requester.swarm.locate(hash).await.unwrap().expect("held");
-    let got = fill(
-        &requester,
-        hash,
-        located.fetch(0..located.size()),
-        located.size(),
-    )
-    .await;
+    let got = fill_whole(&requester, &data).await;
     assert!(got == data);
     // The size proof and one GET of the whole object (the one sent with the proof).
     let holder = &holders[0].swarm;

@@ -131,7 +131,7 @@ impl Node {
             Origins::new(&config.origins).map_err(|e| StartError::Origin(e.to_string()))?;
         let certificates = match settings::tls_files(config) {
             Some(files) => Some(
-                tokio::task::spawn_blocking(move || Certificates::load(files))
+                crate::sync::blocking(move || Certificates::load(files))
                     .await?
                     .map_err(|err| StartError::Tls(err.to_string()))?,
             ),

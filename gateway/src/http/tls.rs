@@ -7,7 +7,7 @@
 //! both resolve through the same set.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -17,6 +17,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
+
+use crate::sync::lock;
 
 /// Where the certificates come from: `[http.tls]`'s files.
 #[derive(Debug, Clone)]
@@ -72,7 +74,8 @@ enum Name {
 #[derive(Debug)]
 pub(crate) struct Certificates {
     files: TlsFiles,
-    current: RwLock<Arc<CertSet>>,
+    /// Swapped whole; a handshake only clones the `Arc` under the lock.
+    current: Mutex<Arc<CertSet>>,
     provider: Arc<CryptoProvider>,
     reloads: IntCounterVec,
     not_after: IntGaugeVec,
@@ -102,7 +105,7 @@ impl Certificates {
         let (set, expiries) = load_set(&files, &provider)?;
         let certificates = Arc::new(Certificates {
             files,
-            current: RwLock::new(Arc::new(set)),
+            current: Mutex::new(Arc::new(set)),
             provider,
             reloads,
             not_after,
@@ -126,7 +129,7 @@ impl Certificates {
         match load_set(&self.files, &self.provider) {
             Ok((set, expiries)) => {
                 let names = set.named.len();
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+                *lock(&self.current) = Arc::new(set);
                 self.publish_expiries(&expiries);
                 self.reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(names, "TLS certificates reloaded");
@@ -203,7 +206,7 @@ impl Certificates {
     }
 
     fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
-        let set = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
+        let set = Arc::clone(&lock(&self.current));
         let Some(name) = server_name.map(str::to_ascii_lowercase) else {
             return Arc::clone(&set.default);
         };
@@ -211,7 +214,7 @@ impl Certificates {
         let exact = set
             .named
             .iter()
-            .find(|(n, _)| *n == Name::Exact(name.clone()));
+            .find(|(n, _)| matches!(n, Name::Exact(exact) if *exact == name));
         let wildcard = || {
             set.named.iter().find(|(n, _)| match n {
                 Name::Wildcard(domain) => parent == Some(domain.as_str()),

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::cache::status::{CacheStatus, ForwardReason};
 use crate::error::RequestError;
-use crate::fill::{DirectFetch, FillFailure, FillKey, FillSource, HeadState, Joined};
+use crate::fill::{DirectFetch, FillFailure, FillKey, FillSource, Flight, HeadState, Joined};
 use crate::http::body::{ResponseBody, Source};
 use crate::http::range::{RangeRequest, parse_range};
 use crate::http::representation::{self, Representation, header_value};
@@ -107,61 +107,100 @@ async fn serve_blob<B>(
     if Format::from_query(req.uri().query())? == Format::Bao {
         return crate::verifiable::serve(state, req, hash, head).await;
     }
+    let ranged = req.headers().contains_key(RANGE) && !head;
+    // Every miss warms the cache: ranges included, the whole object is filled
+    // once, and a range is read from the fill...
+    let found = match find(state, hash).await? {
+        Ok(found) => found,
+        // Too large for the store: a range is still served from the holders.
+        Err(FillFailure::StorageFull(_)) if ranged => return direct(state, hash, req).await,
+        Err(failure) => return Err(failure.into()),
+    };
+    let served = found.served();
+    let (flight, size) = match found {
+        Found::Stored { blob, .. } => {
+            return Ok((object_response(&Object::stored(blob), req, head), served));
+        }
+        Found::Filling { flight, size } => (flight, size),
+    };
+    // ...unless the fill is far from the range's first byte: then only the
+    // groups the range needs are fetched for this response, while the fill
+    // carries on.
+    let far = ranged
+        && range_start(req, size)
+            .is_some_and(|start| start > flight.written().saturating_add(DIRECT_AHEAD));
+    if far {
+        return direct(state, hash, req).await;
+    }
+    let object = Object {
+        hash,
+        size,
+        source: Source::Filling(flight),
+    };
+    Ok((object_response(&object, req, head), served))
+}
+
+/// Where a hash's bytes are.
+pub(crate) enum Found {
+    /// In the store: a hit, or (`hit` false) a fill that has just committed.
+    Stored { blob: Blob, hit: bool },
+    /// Arriving through a fill (joined or started) whose size is proven.
+    Filling { flight: Arc<Flight>, size: u64 },
+}
+
+impl Found {
+    /// How the response was produced, for `Cache-Status`.
+    pub(crate) fn served(&self) -> Served {
+        match self {
+            Found::Stored { hit: true, .. } => Served::Hit,
+            Found::Stored { hit: false, .. } | Found::Filling { .. } => {
+                Served::Peer { stored: true }
+            }
+        }
+    }
+
+    /// The object's size, known either way.
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Found::Stored { blob, .. } => blob.size(),
+            Found::Filling { size, .. } => *size,
+        }
+    }
+}
+
+/// Looks `hash` up in the store, else joins or starts its fill from peers and
+/// waits for the fill's head: the one lookup both hash routes (raw and
+/// `?format=bao`) share. `Ok(Err(failure))` is a fill that failed, for the
+/// route to answer in its own way.
+pub(crate) async fn find(
+    state: &NodeState,
+    hash: Hash,
+) -> Result<Result<Found, FillFailure>, RequestError> {
     // An index lookup is a read transaction on page-cached data: cheaper on
     // the runtime thread than a hop to the blocking pool.
     if let Some(blob) = state.store.get(&hash)? {
-        return Ok((
-            object_response(&Object::stored(blob), req, head),
-            Served::Hit,
-        ));
+        return Ok(Ok(Found::Stored { blob, hit: true }));
     }
     let fills = &state.fills;
-    let Some(swarm) = fills.swarm() else {
+    if fills.swarm().is_none() {
         return Err(RequestError::NotFound);
-    };
-    // Every miss warms the cache: ranges included, the whole object is filled
-    // once, and a range is read from the fill...
+    }
     let flight = match fills.join(FillKey::Hash(hash), FillSource::Peers)? {
         Joined::Started(flight) | Joined::Waiting(flight) => flight,
         Joined::Absent => return Err(RequestError::NotFound),
-        Joined::Stored(blob) => {
-            return Ok((
-                object_response(&Object::stored(blob), req, head),
-                Served::Hit,
-            ));
-        }
+        Joined::Stored(blob) => return Ok(Ok(Found::Stored { blob, hit: true })),
     };
-    let ranged = req.headers().contains_key(RANGE) && !head;
-    let object = match flight.head().await {
-        Ok(HeadState::Stored(_, blob)) => Object::stored(blob),
-        Ok(HeadState::Streaming(fill_head)) => {
-            let size = fill_head.size.unwrap_or(0);
-            // ...unless the fill is far from the range's first byte: then only the
-            // groups the range needs are fetched for this response, while the
-            // fill carries on.
-            let far = ranged
-                && range_start(req, size)
-                    .is_some_and(|start| start > flight.written().saturating_add(DIRECT_AHEAD));
-            if far {
-                return direct(swarm, hash, req).await;
-            }
-            Object {
-                hash,
-                size,
-                source: Source::Filling(flight),
-            }
+    Ok(match flight.head().await {
+        Ok(HeadState::Stored(_, blob)) => Ok(Found::Stored { blob, hit: false }),
+        Ok(HeadState::Streaming(head)) => {
+            let size = head
+                .size
+                .ok_or_else(|| RequestError::Internal("a fill by hash without a size".into()))?;
+            Ok(Found::Filling { flight, size })
         }
-        Ok(HeadState::Declined(reason)) => {
-            return Err(RequestError::Internal(reason.to_string()));
-        }
-        // Too large for the store: a range is still served from the holders.
-        Err(FillFailure::StorageFull(_)) if ranged => return direct(swarm, hash, req).await,
-        Err(failure) => return Err(failure.into()),
-    };
-    Ok((
-        object_response(&object, req, head),
-        Served::Peer { stored: true },
-    ))
+        Ok(HeadState::Declined(reason)) => return Err(RequestError::Internal(reason.to_string())),
+        Err(failure) => Err(failure),
+    })
 }
 
 /// How far ahead of a running fill a range may start before it is fetched
@@ -178,10 +217,11 @@ fn range_start<B>(req: &Request<B>, size: u64) -> Option<u64> {
 
 /// A range answered straight from a holder: only the groups it needs, not stored.
 async fn direct<B>(
-    swarm: &fleetcache_swarm::Swarm,
+    state: &NodeState,
     hash: Hash,
     req: &Request<B>,
 ) -> Result<(Response<ResponseBody>, Served), RequestError> {
+    let swarm = state.fills.swarm().ok_or(RequestError::NotFound)?;
     let located = swarm
         .locate(hash)
         .await

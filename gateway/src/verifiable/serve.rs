@@ -23,14 +23,14 @@ use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use super::geometry::Selection;
 use super::{GROUPS_HEADER, MEDIA_TYPE, SIZE_HEADER};
 use crate::error::RequestError;
-use crate::fill::{FillFailure, FillKey, FillSource, Flight, HeadState, Joined};
+use crate::fill::{FillFailure, Flight, HeadState};
 use crate::http::body::{BodyError, ResponseBody};
 use crate::http::conditional::{self, Precondition, Validators};
 use crate::http::range::{RangeRequest, parse_range};
 use crate::http::representation::header_value;
 use crate::http::text_response;
 use crate::node::NodeState;
-use crate::public::{Served, unix_now};
+use crate::public::{Found, Served, find, unix_now};
 
 const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
 
@@ -48,24 +48,6 @@ const QUEUE: usize = 8;
 const MAX_ENCODERS: usize = 128;
 static ENCODERS: Semaphore = Semaphore::const_new(MAX_ENCODERS);
 
-/// Where the object is: stored, or arriving through a fill whose size is proven.
-enum Located {
-    Stored(Blob),
-    Filling {
-        flight: std::sync::Arc<Flight>,
-        size: u64,
-    },
-}
-
-impl Located {
-    fn size(&self) -> u64 {
-        match self {
-            Located::Stored(blob) => blob.size(),
-            Located::Filling { size, .. } => *size,
-        }
-    }
-}
-
 /// Answers `GET|HEAD /blake3/<hash>?format=bao` (`head` for HEAD).
 pub(crate) async fn serve<B>(
     state: &NodeState,
@@ -73,7 +55,8 @@ pub(crate) async fn serve<B>(
     hash: Hash,
     head: bool,
 ) -> Result<(Response<ResponseBody>, Served), RequestError> {
-    let (located, served) = locate(state, hash).await?;
+    let located = find(state, hash).await?.map_err(unstored)?;
+    let served = located.served();
     let size = located.size();
     let (selection, headers, len) = match plan(hash, size, req.headers()) {
         Plan::Answer(response) => return Ok((response, served)),
@@ -90,11 +73,11 @@ pub(crate) async fn serve<B>(
         ));
     }
     let blob = match located {
-        Located::Stored(blob) => blob,
+        Found::Stored { blob, .. } => blob,
         // The encoding is made from the stored object (it carries the tree), so
         // a miss waits for its fill to commit; that fill is the one every other
         // request for the hash shares.
-        Located::Filling { flight, .. } => stored(&flight).await?,
+        Found::Filling { flight, .. } => stored(&flight).await?,
     };
     let permit = ENCODERS.try_acquire().map_err(|_| {
         RequestError::Unavailable("too many verifiable streams in progress; retry shortly".into())
@@ -104,34 +87,6 @@ pub(crate) async fn serve<B>(
         finish(StatusCode::OK, headers, ResponseBody::channel(rx, len)),
         served,
     ))
-}
-
-/// The object in the store, or the fill that brings it (joined or started).
-async fn locate(state: &NodeState, hash: Hash) -> Result<(Located, Served), RequestError> {
-    if let Some(blob) = state.store.get(&hash)? {
-        return Ok((Located::Stored(blob), Served::Hit));
-    }
-    let fills = &state.fills;
-    if fills.swarm().is_none() {
-        return Err(RequestError::NotFound);
-    }
-    let flight = match fills.join(FillKey::Hash(hash), FillSource::Peers)? {
-        Joined::Started(flight) | Joined::Waiting(flight) => flight,
-        Joined::Absent => return Err(RequestError::NotFound),
-        Joined::Stored(blob) => return Ok((Located::Stored(blob), Served::Hit)),
-    };
-    let served = Served::Peer { stored: true };
-    match flight.head().await {
-        Ok(HeadState::Stored(_, blob)) => Ok((Located::Stored(blob), served)),
-        Ok(HeadState::Streaming(head)) => {
-            let size = head
-                .size
-                .ok_or_else(|| RequestError::Internal("a fill by hash without a size".into()))?;
-            Ok((Located::Filling { flight, size }, served))
-        }
-        Ok(HeadState::Declined(reason)) => Err(RequestError::Internal(reason.to_string())),
-        Err(failure) => Err(unstored(failure)),
-    }
 }
 
 /// Waits for the fill to commit the object.

@@ -33,7 +33,10 @@ impl FakeHolder {
         let config = identity.quic_server_config().unwrap();
         let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = endpoint.local_addr().unwrap();
-        let data = Arc::new(data);
+        // Encoded once: a fake that hashed 16 MiB per request would be the slowest
+        // holder every time, hedged away before its misbehaviour was ever read.
+        let outboard = PreOrderMemOutboard::create(&data[..], BlockSize::from_chunk_log(4));
+        let data = Arc::new(Object { data, outboard });
         let data_gets = Arc::new(AtomicU64::new(0));
         let (accept, gets) = (endpoint.clone(), data_gets.clone());
         tokio::spawn(async move {
@@ -69,8 +72,13 @@ impl Drop for FakeHolder {
     }
 }
 
+struct Object {
+    data: Vec<u8>,
+    outboard: PreOrderMemOutboard,
+}
+
 struct Answer {
-    data: Arc<Vec<u8>>,
+    data: Arc<Object>,
     gets: Arc<AtomicU64>,
     endpoint: quinn::Endpoint,
     how: Misbehaviour,
@@ -78,7 +86,7 @@ struct Answer {
 
 impl Answer {
     async fn run(self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-        let hash = Hash::from(blake3::hash(&self.data));
+        let hash = Hash::from(self.data.outboard.root);
         let Ok(frame) = recv.read_to_end(fleetcache_swarm::MAX_REQUEST_LEN).await else {
             return;
         };
@@ -96,18 +104,16 @@ impl Answer {
                 ranges,
             } if asked == hash => {
                 let proof = ranges.boundaries() == [u64::MAX];
-                let outboard =
-                    PreOrderMemOutboard::create(&self.data[..], BlockSize::from_chunk_log(4));
                 let mut encoded = Vec::new();
                 encode_ranges_validated(
-                    &self.data[..],
-                    &outboard,
+                    &self.data.data[..],
+                    &self.data.outboard,
                     &ranges.to_chunk_ranges(),
                     &mut encoded,
                 )
                 .unwrap();
                 let mut reply = Response::Get {
-                    size: self.data.len() as u64,
+                    size: self.data.data.len() as u64,
                 }
                 .encode()
                 .unwrap();

@@ -18,6 +18,8 @@ use crate::sync::lock;
 
 /// Most header fields examined in one head (hyper refuses more anyway).
 const MAX_HEADERS: usize = 1000;
+/// Fields parsed without a heap allocation.
+const FEW_HEADERS: usize = 48;
 /// Longest chunk-size line followed; longer ones are left to hyper.
 const MAX_CHUNK_LINE: usize = 4096;
 
@@ -104,6 +106,12 @@ impl Inspector {
     fn step(&self, state: State, bytes: &[u8]) -> (State, usize) {
         match state {
             State::Off => (State::Off, bytes.len()),
+            // The usual case: a whole head in one read, judged where it lies.
+            State::Head(head) if head.is_empty() => match self.judge(bytes) {
+                Some((used, next)) => (next, used),
+                None if bytes.len() > self.max_head => (State::Off, bytes.len()),
+                None => (State::Head(bytes.to_vec()), bytes.len()),
+            },
             State::Head(mut head) => {
                 let before = head.len();
                 head.extend_from_slice(bytes);
@@ -179,9 +187,20 @@ impl Inspector {
         if skipped == head.len() {
             return None;
         }
-        let mut fields = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut fields);
-        let len = match request.parse(&head[skipped..]) {
+        // Most heads fit the stack; zeroing room for a thousand fields on every
+        // request cost more than parsing the head.
+        let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+        let mut many;
+        let mut request = httparse::Request::new(&mut few);
+        let parsed = match request.parse(&head[skipped..]) {
+            Err(httparse::Error::TooManyHeaders) => {
+                many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+                request = httparse::Request::new(&mut many);
+                request.parse(&head[skipped..])
+            }
+            parsed => parsed,
+        };
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => skipped + len,
             Ok(httparse::Status::Partial) => return None,
             // hyper refuses it and closes the connection.
@@ -288,6 +307,21 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
         ] {
             let got = verdicts(stream, 5);
             assert_eq!(got.last(), Some(&Verdict::Ambiguous), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn heads_with_more_fields_than_the_stack_holds_are_judged_too() {
+        let mut head = b"POST /x HTTP/1.1\r\n".to_vec();
+        for i in 0..2 * FEW_HEADERS {
+            head.extend_from_slice(format!("X-Filler-{i}: {i}\r\n").as_bytes());
+        }
+        let mut ambiguous = head.clone();
+        ambiguous.extend_from_slice(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        head.extend_from_slice(b"Content-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n");
+        for split in [3, 4096] {
+            assert_eq!(verdicts(&ambiguous, split), [Verdict::Ambiguous]);
+            assert_eq!(verdicts(&head, split), [Verdict::Clear; 2]);
         }
     }
 

@@ -14,6 +14,7 @@ use redb::ReadableDatabase;
 
 use crate::error::ReadError;
 use crate::hash::Hash;
+use crate::hot::Loaded;
 use crate::index::{BLOBS, Entry, INLINE};
 use crate::store::Shared;
 use crate::tree::outboard_size;
@@ -47,13 +48,10 @@ pub struct Blob {
 
 struct BlobInner {
     protection: Protection,
-    size: u64,
-    content_type: Option<String>,
-    pinned: bool,
-    body: Body,
+    loaded: Arc<Loaded>,
 }
 
-enum Body {
+pub(crate) enum Body {
     Inline(Bytes),
     File(VerifiedFile),
 }
@@ -71,10 +69,15 @@ impl fmt::Debug for Blob {
 }
 
 impl Blob {
-    /// Looks the protected hash up. Corruption found on the way quarantines the object.
-    pub(crate) fn load(protection: Protection) -> Result<Option<Blob>, ReadError> {
-        let shared = &protection.shared;
-        let hash = protection.hash;
+    pub(crate) fn new(protection: Protection, loaded: Arc<Loaded>) -> Blob {
+        Blob {
+            inner: Arc::new(BlobInner { protection, loaded }),
+        }
+    }
+
+    /// Looks `hash` up in the index and opens its files. Corruption found on the way
+    /// quarantines the object.
+    pub(crate) fn load(shared: &Shared, hash: Hash) -> Result<Option<Loaded>, ReadError> {
         let db = shared.db().ok_or(ReadError::Closed)?;
         let txn = db.begin_read().map_err(ReadError::database)?;
         let blobs = txn.open_table(BLOBS).map_err(ReadError::database)?;
@@ -105,15 +108,12 @@ impl Blob {
                 None => return Ok(None),
             }
         };
-        Ok(Some(Blob {
-            inner: Arc::new(BlobInner {
-                protection,
-                size: entry.size,
-                content_type: entry.content_type,
-                pinned: entry.pinned,
-                body,
-            }),
-        }))
+        Ok(Some(Loaded::new(
+            entry.size,
+            entry.content_type,
+            entry.pinned,
+            body,
+        )))
     }
 
     /// The blob's hash.
@@ -123,23 +123,23 @@ impl Blob {
 
     /// Size in bytes.
     pub fn size(&self) -> u64 {
-        self.inner.size
+        self.inner.loaded.size
     }
 
     /// The content type given at ingest, if any.
     pub fn content_type(&self) -> Option<&str> {
-        self.inner.content_type.as_deref()
+        self.inner.loaded.content_type.as_deref()
     }
 
     /// Whether the blob was pinned when this handle was loaded.
     pub fn is_pinned(&self) -> bool {
-        self.inner.pinned
+        self.inner.loaded.pinned
     }
 
     /// The bytes of a small (at most 16 KiB) blob, kept in the index and verified when
     /// loaded; `None` for blobs stored in files.
     pub fn inline_bytes(&self) -> Option<&Bytes> {
-        match &self.inner.body {
+        match &self.inner.loaded.body {
             Body::Inline(bytes) => Some(bytes),
             Body::File(_) => None,
         }
@@ -150,12 +150,12 @@ impl Blob {
     /// buffer. Blocks on disk reads. A mismatch quarantines the blob and returns
     /// [`ReadError::Corrupt`].
     pub fn read_verified(&self, offset: u64, max_len: usize) -> Result<Bytes, ReadError> {
-        let size = self.inner.size;
+        let size = self.inner.loaded.size;
         if offset > size {
             return Err(ReadError::OutOfRange { offset, size });
         }
         let len = (size - offset).min(max_len as u64);
-        match &self.inner.body {
+        match &self.inner.loaded.body {
             Body::Inline(bytes) => Ok(bytes.slice(offset as usize..(offset + len) as usize)),
             Body::File(file) => file.read(offset, len as usize).map_err(|err| {
                 let shared = &self.inner.protection.shared;
@@ -193,7 +193,7 @@ impl Blob {
         let tree = BaoTree::new(self.size(), crate::tree::BLOCK_SIZE);
         let root = blake3::Hash::from_bytes(*hash.as_bytes());
         let mut out = OutputErrors { out, error: None };
-        let result = match &self.inner.body {
+        let result = match &self.inner.loaded.body {
             Body::Inline(bytes) => {
                 // One chunk group: the tree has no parent pairs, so the outboard is empty.
                 let outboard = PostOrderMemOutboard {

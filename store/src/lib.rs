@@ -119,6 +119,7 @@ mod error;
 mod fsck;
 mod given;
 mod hash;
+mod hot;
 mod index;
 mod ingest;
 mod layout;

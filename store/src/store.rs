@@ -14,6 +14,7 @@ use redb::{Database, ReadableDatabase};
 use crate::blob::{Blob, Protection};
 use crate::error::{IngestError, OpenError, ReadError, WriteError};
 use crate::hash::Hash;
+use crate::hot::HotBlobs;
 use crate::index::{BLOBS, Totals, sanitize_content_type};
 use crate::ingest::Ingest;
 use crate::layout::Layout;
@@ -156,6 +157,11 @@ pub(crate) struct Shared {
     protected: Mutex<HashMap<Hash, u32>>,
     /// Reads not yet recorded in the LRU table, oldest first.
     touches: Mutex<Vec<Hash>>,
+    /// Bumped each time the writer takes the touches: a hot blob records one read per
+    /// epoch.
+    touch_epoch: AtomicU64,
+    /// Blobs loaded for recent reads.
+    pub(crate) hot: HotBlobs,
     pub(crate) stats: AtomicStats,
     /// Records attached to ingests still open, by attachment number. A removal
     /// that selects one withdraws it: the ingest commits its object without it.
@@ -249,6 +255,7 @@ impl Shared {
     }
 
     pub(crate) fn take_touches(&self) -> Vec<Hash> {
+        self.touch_epoch.fetch_add(1, Ordering::Relaxed);
         std::mem::take(&mut *lock(&self.touches))
     }
 
@@ -316,6 +323,8 @@ impl Store {
             tx: Mutex::new(None),
             protected: Mutex::new(HashMap::new()),
             touches: Mutex::new(Vec::new()),
+            touch_epoch: AtomicU64::new(0),
+            hot: HotBlobs::default(),
             stats: AtomicStats::default(),
             attached: Mutex::new(HashMap::new()),
             next_attachment: std::sync::atomic::AtomicU64::new(0),
@@ -350,11 +359,22 @@ impl Store {
         // Protect before looking, so eviction cannot pick the blob between the lookup and
         // the handle existing.
         let protection = Protection::new(Arc::clone(shared), *hash);
-        let blob = Blob::load(protection)?;
-        if blob.is_some() {
-            shared.touch(*hash);
+        let epoch = shared.touch_epoch.load(Ordering::Relaxed);
+        if let Some(loaded) = shared.hot.get(hash) {
+            if loaded.first_touch_in(epoch) {
+                shared.touch(*hash);
+            }
+            return Ok(Some(Blob::new(protection, loaded)));
         }
-        Ok(blob)
+        let generation = shared.hot.generation();
+        let Some(loaded) = Blob::load(shared, *hash)? else {
+            return Ok(None);
+        };
+        let loaded = Arc::new(loaded);
+        loaded.first_touch_in(epoch);
+        shared.touch(*hash);
+        shared.hot.insert(*hash, Arc::clone(&loaded), generation);
+        Ok(Some(Blob::new(protection, loaded)))
     }
 
     /// Whether the index has the blob (no LRU touch).

@@ -201,6 +201,8 @@ struct Batch {
     temps: Vec<TempGuard>,
     /// Ingests that must wait for this batch's file removals of the same hash.
     deferred: Vec<Command>,
+    /// Hashes removed or whose entry changed: loaded copies must be forgotten.
+    changed: Vec<Hash>,
 }
 
 impl Batch {
@@ -275,6 +277,8 @@ impl Writer {
         let mut batch = Batch::default();
         match self.transact(commands, &touches, &cleared, &mut batch) {
             Ok(()) => {
+                // Before any answer: a get after a delete's reply must not find it hot.
+                self.shared.hot.forget(&batch.changed);
                 self.evict_check = false;
                 self.shared.stats.publish(&self.totals);
                 self.after_commit(&mut batch);
@@ -392,7 +396,7 @@ impl Writer {
                 pinned,
                 reply,
             } => {
-                let found = self.set_pinned(t, &hash, pinned)?;
+                let found = self.set_pinned(t, &hash, pinned, batch)?;
                 batch.replies.push(Reply::Bool(reply, found));
             }
             Command::Quarantine { hash, reply } => {
@@ -553,6 +557,7 @@ impl Writer {
         t: &mut Tables<'_>,
         hash: &Hash,
         pinned: bool,
+        batch: &mut Batch,
     ) -> Result<bool, redb::Error> {
         let mut entry = match t.entry(hash)? {
             None => return Ok(false),
@@ -576,6 +581,7 @@ impl Writer {
         }
         entry.pinned = pinned;
         t.blobs.insert(hash.as_bytes(), entry.encode().as_slice())?;
+        batch.changed.push(*hash);
         Ok(true)
     }
 
@@ -624,6 +630,7 @@ impl Writer {
             Some(Err(_)) => None,
         };
         t.blobs.remove(hash.as_bytes())?;
+        batch.changed.push(*hash);
         // A record never outlives its blob.
         let records = t.records.remove_for_blob(hash)?;
         self.totals.records = self.totals.records.saturating_sub(records);

@@ -380,6 +380,88 @@ fn deletes_remove_objects_but_open_handles_keep_reading() {
     assert!(fsck(dir.path(), false).unwrap().is_clean());
 }
 
+/// Reads keep recently read blobs loaded (metadata, inline bytes, open files); nothing
+/// that changes the index may leave a stale one behind.
+#[test]
+fn blobs_kept_loaded_follow_deletes_pins_and_evictions() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1000 KiB capacity: high 900 KiB, low 600 KiB.
+    let store = Store::open(options(dir.path(), 1000 * KIB as u64)).unwrap();
+    let small = put(&store, b"tiny");
+    let objects: Vec<Vec<u8>> = (0..8).map(|i| pattern(100 * KIB, 700 + i)).collect();
+    let hashes: Vec<Hash> = objects.iter().map(|d| put(&store, d)).collect();
+    // Read everything: all of it is now kept loaded.
+    for (hash, data) in hashes.iter().zip(&objects) {
+        assert!(read_all(&store.get(hash).unwrap().unwrap()) == *data);
+    }
+    assert_eq!(&read_all(&store.get(&small).unwrap().unwrap())[..], b"tiny");
+
+    assert!(store.set_pinned(&hashes[0], true).unwrap());
+    assert!(store.get(&hashes[0]).unwrap().unwrap().is_pinned());
+    assert!(store.set_pinned(&hashes[0], false).unwrap());
+    assert!(!store.get(&hashes[0]).unwrap().unwrap().is_pinned());
+
+    assert!(store.delete(&small).unwrap());
+    assert!(store.delete(&hashes[7]).unwrap());
+    assert!(store.get(&small).unwrap().is_none());
+    assert!(store.get(&hashes[7]).unwrap().is_none());
+
+    // Two more push usage over the high watermark: the least recently used go, and
+    // none of them is served from memory afterwards.
+    for i in 0..3 {
+        put(&store, &pattern(100 * KIB, 800 + i));
+    }
+    assert!(store.stats().evictions > 0);
+    let mut gone = 0;
+    for hash in &hashes[..7] {
+        let on_disk = data_file(dir.path(), hash).exists();
+        let served = store.get(hash).unwrap().is_some();
+        assert_eq!(
+            served, on_disk,
+            "{hash}: served {served}, on disk {on_disk}"
+        );
+        gone += usize::from(!served);
+    }
+    assert_eq!(gone as u64, store.stats().evictions);
+    store.close().unwrap();
+    assert!(fsck(dir.path(), false).unwrap().is_clean());
+}
+
+/// Keeping files open for hot blobs must not run a process out of descriptors.
+#[test]
+fn reading_many_file_blobs_keeps_a_bounded_number_of_files_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Concurrent ingests share commits.
+    let hashes: Vec<Hash> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let store = &store;
+                scope.spawn(move || {
+                    (0..40)
+                        .map(|i| put(store, &pattern(20 * KIB, w * 40 + i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let open_fds = || fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = open_fds();
+    for hash in &hashes {
+        drop(store.get(hash).unwrap().unwrap());
+    }
+    let held = open_fds() - before.min(open_fds());
+    assert!(
+        held <= 2 * 128,
+        "{held} descriptors held for 320 blobs read once"
+    );
+    assert!(held > 0, "nothing kept loaded");
+}
+
 #[test]
 fn abandoned_ingests_and_leftover_temp_files_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -432,18 +514,32 @@ fn a_flipped_byte_is_never_served_and_the_blob_is_quarantined() {
     assert_eq!(store.stats().objects, 1);
     assert!(read_all(&store.get(&other_hash).unwrap().unwrap()) == other);
 
-    // A truncated file is caught when the blob is loaded.
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(data_file(dir.path(), &other_hash))
-        .unwrap();
-    file.set_len(100).unwrap();
+    // A truncated file is caught when the blob is loaded...
+    let cold = pattern(100 * KIB, 13);
+    let cold_hash = put(&store, &cold);
+    let truncate = |hash: &Hash| {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(data_file(dir.path(), hash))
+            .unwrap();
+        file.set_len(100).unwrap();
+    };
+    truncate(&cold_hash);
     assert!(matches!(
-        store.get(&other_hash),
+        store.get(&cold_hash),
+        Err(ReadError::Corrupt { .. })
+    ));
+    assert!(store.get(&cold_hash).unwrap().is_none());
+    assert_eq!(store.stats().corrupt_detected, 2);
+    // ...and, for a blob kept loaded since a recent read, when its bytes are read.
+    truncate(&other_hash);
+    let hot = store.get(&other_hash).unwrap().expect("kept loaded");
+    assert!(matches!(
+        hot.read_verified(0, 200 * KIB),
         Err(ReadError::Corrupt { .. })
     ));
     assert!(store.get(&other_hash).unwrap().is_none());
-    assert_eq!(store.stats().corrupt_detected, 2);
+    assert_eq!(store.stats().corrupt_detected, 3);
     assert_eq!((store.stats().objects, store.stats().bytes), (0, 0));
     store.close().unwrap();
     assert!(fsck(dir.path(), false).unwrap().is_clean());

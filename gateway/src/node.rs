@@ -36,6 +36,8 @@ pub(crate) struct NodeState {
     /// False once shutdown starts, so `/readyz` takes the node out of rotation.
     pub(crate) ready: AtomicBool,
     pub(crate) started: Instant,
+    /// Decoded variants of recently looked-up URLs.
+    pub(crate) variants: crate::proxy::memo::VariantMemo,
 }
 
 /// Why a node could not start.
@@ -185,6 +187,7 @@ impl Node {
             purges,
             ready: AtomicBool::new(false),
             started: Instant::now(),
+            variants: Default::default(),
         });
 
         if let Some(swarm) = state.fills.swarm() {

@@ -162,6 +162,8 @@ pub(crate) struct Shared {
     touch_epoch: AtomicU64,
     /// Blobs loaded for recent reads.
     pub(crate) hot: HotBlobs,
+    /// Bumped after every commit that put or removed a record.
+    records_version: AtomicU64,
     pub(crate) stats: AtomicStats,
     /// Records attached to ingests still open, by attachment number. A removal
     /// that selects one withdraws it: the ingest commits its object without it.
@@ -254,6 +256,10 @@ impl Shared {
         }
     }
 
+    pub(crate) fn records_changed(&self) {
+        self.records_version.fetch_add(1, Ordering::Release);
+    }
+
     pub(crate) fn take_touches(&self) -> Vec<Hash> {
         self.touch_epoch.fetch_add(1, Ordering::Relaxed);
         std::mem::take(&mut *lock(&self.touches))
@@ -325,6 +331,7 @@ impl Store {
             touches: Mutex::new(Vec::new()),
             touch_epoch: AtomicU64::new(0),
             hot: HotBlobs::default(),
+            records_version: AtomicU64::new(0),
             stats: AtomicStats::default(),
             attached: Mutex::new(HashMap::new()),
             next_attachment: std::sync::atomic::AtomicU64::new(0),
@@ -429,6 +436,13 @@ impl Store {
                 reply,
             })
             .unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// Changes after every committed write that put or removed any record. Read it
+    /// before [`Store::records`]: what that returns stays current for as long as the
+    /// version has not moved, so a caller may keep what it derived from it until then.
+    pub fn records_version(&self) -> u64 {
+        self.inner.shared.records_version.load(Ordering::Acquire)
     }
 
     /// Every record stored under exactly `key` (not under keys it is a prefix of), one

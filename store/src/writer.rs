@@ -118,6 +118,7 @@ pub(crate) fn spawn(
         cleared: Vec::new(),
         // Capacity may have shrunk since the last run.
         evict_check: totals.bytes > limits.high_bytes,
+        record_writes: 0,
     };
     let handle = std::thread::Builder::new()
         .name("fleetcache-store-writer".into())
@@ -136,6 +137,8 @@ struct Writer {
     /// Hashes whose files are gone, to drop from `deletes-1` in the next transaction.
     cleared: Vec<Hash>,
     evict_check: bool,
+    /// Record rows put or removed so far: a commit that moved it changed records.
+    record_writes: u64,
 }
 
 struct Tables<'t> {
@@ -274,11 +277,16 @@ impl Writer {
         let touches = self.shared.take_touches();
         let cleared = std::mem::take(&mut self.cleared);
         let before = self.totals;
+        let record_writes = self.record_writes;
         let mut batch = Batch::default();
         match self.transact(commands, &touches, &cleared, &mut batch) {
             Ok(()) => {
-                // Before any answer: a get after a delete's reply must not find it hot.
+                // Before any answer: a get after a delete's reply must not find it hot,
+                // nor a lookup after a purge's reply a remembered record.
                 self.shared.hot.forget(&batch.changed);
+                if self.record_writes != record_writes {
+                    self.shared.records_changed();
+                }
                 self.evict_check = false;
                 self.shared.stats.publish(&self.totals);
                 self.after_commit(&mut batch);
@@ -428,6 +436,7 @@ impl Writer {
             }
             Command::RemoveRecords { selector, reply } => {
                 let removal = t.records.remove(&selector)?;
+                self.record_writes += removal.rows;
                 self.totals.records = self.totals.records.saturating_sub(removal.rows);
                 for attached in lock(&self.shared.attached).values_mut() {
                     if selector.selects(&attached.key, &attached.variant, &attached.tags) {
@@ -546,6 +555,7 @@ impl Writer {
         record: &NewRecord,
     ) -> Result<bool, redb::Error> {
         let replaced = t.records.put(blob, record)?;
+        self.record_writes += 1;
         if !replaced {
             self.totals.records += 1;
         }
@@ -633,6 +643,7 @@ impl Writer {
         batch.changed.push(*hash);
         // A record never outlives its blob.
         let records = t.records.remove_for_blob(hash)?;
+        self.record_writes += records;
         self.totals.records = self.totals.records.saturating_sub(records);
         match &entry {
             Some(entry) => {

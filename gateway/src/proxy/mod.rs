@@ -6,6 +6,7 @@
 //! what it names (§4.4). Every answer says what happened in `Cache-Status`.
 
 pub(crate) mod key;
+pub(crate) mod memo;
 pub(crate) mod peer;
 pub(crate) mod purge;
 mod request;
@@ -41,6 +42,7 @@ use crate::node::NodeState;
 use crate::origin::{ForwardBody, Origin, empty_body};
 use fleetcache_swarm::Owner;
 use key::UrlKey;
+use memo::Variants;
 use peer::PeerRequest;
 use request::{Purpose, Target, forward_headers, target_of};
 use respond::EntryParts;
@@ -155,48 +157,34 @@ impl Exchange<'_> {
         if request_cc.only_if_cached {
             return Err(RequestError::NotCached);
         }
+        let variants = &variants.responses;
         let fwd = if variants.is_empty() {
             ForwardReason::UriMiss
         } else {
             ForwardReason::VaryMiss
         };
         if self.head {
-            return self.head_miss(req, &variants, fwd).await;
+            return self.head_miss(req, variants, fwd).await;
         }
-        let variant = variant_for(&variants, req);
+        let variant = variant_for(variants, req);
         self.fill(req, variant, None, fwd, true, false).await
     }
 
     /// The URL's stored variants (their Vary keys), and the newest that matches
     /// the request with its body, if any.
-    fn lookup<B>(
-        &self,
-        req: &Request<B>,
-    ) -> Result<(Vec<Arc<StoredResponse>>, Option<Found>), RequestError> {
+    fn lookup<B>(&self, req: &Request<B>) -> Result<(Arc<Variants>, Option<Found>), RequestError> {
         let store = &self.state.store;
-        let records = store.records(self.key.as_str().as_bytes())?;
-        let mut variants = Vec::with_capacity(records.len());
-        let mut hashes = Vec::with_capacity(records.len());
-        for record in records {
-            match StoredResponse::decode(&record.value) {
-                Ok(response) => {
-                    variants.push(Arc::new(response));
-                    hashes.push(record.blob);
-                }
-                Err(err) => {
-                    tracing::warn!(key = self.key.as_str(), "undecodable entry ignored: {err}");
-                }
-            }
-        }
-        let chosen =
-            select_variant(variants.iter().map(Arc::as_ref), req.headers()).and_then(|chosen| {
+        let variants = self.state.variants.lookup(store, self.key.as_str())?;
+        let chosen = select_variant(variants.responses.iter().map(Arc::as_ref), req.headers())
+            .and_then(|chosen| {
                 variants
+                    .responses
                     .iter()
                     .position(|v| std::ptr::eq(v.as_ref(), chosen))
             });
         let found = match chosen {
-            Some(index) => store.get(&hashes[index])?.map(|blob| Found {
-                response: variants[index].clone(),
+            Some(index) => store.get(&variants.blobs[index])?.map(|blob| Found {
+                response: variants.responses[index].clone(),
                 blob,
             }),
             None => None,

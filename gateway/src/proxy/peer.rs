@@ -240,7 +240,7 @@ async fn answer_request(state: &Arc<NodeState>, from: &NodeName, request: Bytes)
     };
     let variant = match &stale {
         Some(entry) => entry.response.variant(),
-        None => variant_for(&variants, &req),
+        None => variant_for(&variants.responses, &req),
     };
     filled(&exchange, &req, variant, stale, request.validator).await
 }

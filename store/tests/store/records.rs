@@ -968,3 +968,53 @@ fn a_killed_store_leaves_no_record_without_its_blob() {
         assert_eq!(report.records_checked, records);
     }
 }
+
+#[test]
+fn the_records_version_moves_with_every_record_write_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let blob = put(&store, &pattern(40 * KIB, 1));
+    let other = put(&store, b"other");
+    let mut seen = store.records_version();
+    let mut moved = |store: &Store, what: &str| {
+        let now = store.records_version();
+        let moved = now != seen;
+        seen = now;
+        assert!(moved, "{what} did not move the version");
+    };
+    store
+        .put_record(blob, new_record("k", "a", &["t"], "1"))
+        .unwrap();
+    moved(&store, "a new record");
+    store
+        .put_record(blob, new_record("k", "a", &["t"], "2"))
+        .unwrap();
+    moved(&store, "a replaced record");
+    store
+        .put_record(other, new_record("j", "", &["u"], "3"))
+        .unwrap();
+    moved(&store, "a record of another blob");
+
+    // Reads, pins and writes that touch no record leave it alone.
+    let unchanged = store.records_version();
+    drop(store.get(&blob).unwrap());
+    assert_eq!(store.records("k".as_bytes()).unwrap().len(), 1);
+    store.set_pinned(&blob, true).unwrap();
+    store.set_pinned(&blob, false).unwrap();
+    put(&store, b"unrelated");
+    assert!(store.remove_records(b"absent").unwrap().is_empty());
+    store.flush().unwrap();
+    assert_eq!(store.records_version(), unchanged);
+
+    let mut seen = unchanged;
+    let mut moved = |store: &Store, what: &str| {
+        let now = store.records_version();
+        assert_ne!(now, seen, "{what} did not move the version");
+        seen = now;
+    };
+    assert_eq!(store.remove_records_by_tag(b"u").unwrap().len(), 1);
+    moved(&store, "a removal by tag");
+    assert!(store.delete(&blob).unwrap());
+    moved(&store, "deleting a blob that had a record");
+    assert!(store.records("k".as_bytes()).unwrap().is_empty());
+}

@@ -34,6 +34,7 @@ fn open(dir: &Path, capacity: u64) -> Store {
         capacity,
         high_watermark: 0.9,
         low_watermark: 0.5,
+        memory_cache: 0,
     })
     .expect("open store")
 }

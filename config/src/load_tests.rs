@@ -44,6 +44,7 @@ fn documented() -> Config {
             capacity: ByteSize(10 << 30),
             high_watermark: 0.95,
             low_watermark: 0.90,
+            memory_cache: ByteSize(64 << 20),
         },
         swarm: SwarmConfig {
             listen: "127.0.0.1:7070".parse().unwrap(),
@@ -252,6 +253,9 @@ fn a_bad_size_names_field_value_and_variable() {
         .file("[store]\ncapacity = -5\n")
         .fails_on("store.capacity");
     assert!(text.contains("negative"), "{text}");
+    Case::new()
+        .env("FLEETCACHE_STORE_MEMORY_CACHE", "lots")
+        .fails_on("store.memory_cache");
 }
 
 #[test]

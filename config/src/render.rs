@@ -104,6 +104,7 @@ impl Config {
             "store.capacity" => text(store.capacity.to_string()),
             "store.high_watermark" => Leaf::Set(Value::Float(store.high_watermark)),
             "store.low_watermark" => Leaf::Set(Value::Float(store.low_watermark)),
+            "store.memory_cache" => text(store.memory_cache.to_string()),
             "swarm.listen" => text(swarm.listen.to_string()),
             "swarm.peers" => Leaf::Set(Value::Array(
                 swarm.peers.iter().cloned().map(Value::String).collect(),
@@ -206,6 +207,7 @@ mod tests {
         c.store.capacity = ByteSize((3 << 30) + 1);
         c.store.high_watermark = 0.875;
         c.store.low_watermark = 0.1;
+        c.store.memory_cache = ByteSize(0);
         c.swarm.listen = "10.0.0.1:7171".parse().unwrap();
         c.swarm.peers = vec!["a.example:7070".into(), "[fd00::2]:7070".into()];
         c.swarm.cert_dir = Some(PathBuf::from("/etc/fleetcache/certs"));
@@ -286,7 +288,7 @@ mod tests {
             "[http]\nlisten = \"127.0.0.1:8080\"\nmax_header_bytes = \"16KiB\"",
             "header_read_timeout = \"10s\"",
             "# token_file: not set",
-            "capacity = \"10GiB\"\nhigh_watermark = 0.95\nlow_watermark = 0.9\n",
+            "capacity = \"10GiB\"\nhigh_watermark = 0.95\nlow_watermark = 0.9\nmemory_cache = \"64MiB\"\n",
             "peers = []",
             "[log]\nlevel = \"info\"\nformat = \"text\"\n",
             "# No [[origin]] tables: origin mode is off.",

@@ -89,6 +89,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("store.capacity", Kind::Text),
     key("store.high_watermark", Kind::Float),
     key("store.low_watermark", Kind::Float),
+    key("store.memory_cache", Kind::Text),
     key("swarm.listen", Kind::Text),
     key("swarm.peers", Kind::List),
     optional("swarm.cert_dir"),

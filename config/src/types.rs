@@ -132,6 +132,8 @@ pub struct StoreConfig {
     pub high_watermark: f64,
     /// Fraction of capacity eviction frees down to (default 0.90).
     pub low_watermark: f64,
+    /// Memory for verified chunks of hot objects (default 64MiB; 0 turns it off).
+    pub memory_cache: ByteSize,
 }
 
 /// `[swarm]`: the QUIC peer layer.

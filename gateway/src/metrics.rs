@@ -363,8 +363,8 @@ type StatField = fn(&fleetcache_store::StoreStats) -> u64;
 /// Exposes the store's own counters at scrape time.
 struct StoreCollector {
     store: Store,
-    gauges: [(IntGauge, StatField); 5],
-    counters: Mutex<[(IntCounter, StatField); 5]>,
+    gauges: [(IntGauge, StatField); 7],
+    counters: Mutex<[(IntCounter, StatField); 7]>,
     descs: Vec<Desc>,
 }
 
@@ -372,7 +372,7 @@ impl StoreCollector {
     fn new(store: Store) -> Result<Self, prometheus::Error> {
         let gauge = |name: &str, help: &str| IntGauge::new(name, help);
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
-        let gauges: [(IntGauge, StatField); 5] = [
+        let gauges: [(IntGauge, StatField); 7] = [
             (
                 gauge("fleetcache_store_bytes", "Bytes of objects in the store")?,
                 |s| s.bytes,
@@ -402,8 +402,22 @@ impl StoreCollector {
                 )?,
                 |s| s.records,
             ),
+            (
+                gauge(
+                    "fleetcache_memory_cache_bytes",
+                    "Bytes of verified object chunks in the memory tier",
+                )?,
+                |s| s.memory_bytes,
+            ),
+            (
+                gauge(
+                    "fleetcache_memory_cache_capacity_bytes",
+                    "Configured size of the memory tier (store.memory_cache)",
+                )?,
+                |s| s.memory_capacity,
+            ),
         ];
-        let counters: [(IntCounter, StatField); 5] = [
+        let counters: [(IntCounter, StatField); 7] = [
             (
                 counter(
                     "fleetcache_store_evictions_total",
@@ -438,6 +452,20 @@ impl StoreCollector {
                     "Objects found corrupt on read and quarantined",
                 )?,
                 |s| s.corrupt_detected,
+            ),
+            (
+                counter(
+                    "fleetcache_memory_cache_hits_total",
+                    "256 KiB chunk reads served from the memory tier",
+                )?,
+                |s| s.memory_hits,
+            ),
+            (
+                counter(
+                    "fleetcache_memory_cache_misses_total",
+                    "256 KiB chunk reads of objects the memory tier admits that went to disk",
+                )?,
+                |s| s.memory_misses,
             ),
         ];
         let descs = gauges

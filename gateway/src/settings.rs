@@ -22,6 +22,7 @@ pub(crate) fn store_options(config: &Config) -> StoreOptions {
         capacity: config.store.capacity.0,
         high_watermark: config.store.high_watermark,
         low_watermark: config.store.low_watermark,
+        memory_cache: config.store.memory_cache.0,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::error::ReadError;
 use crate::hash::Hash;
 use crate::hot::Loaded;
 use crate::index::{BLOBS, Entry, INLINE};
+use crate::memory::CHUNK;
 use crate::store::Shared;
 use crate::tree::outboard_size;
 use crate::verify::{VerifiedFile, VerifyError};
@@ -150,31 +151,95 @@ impl Blob {
     /// buffer. Blocks on disk reads. A mismatch quarantines the blob and returns
     /// [`ReadError::Corrupt`].
     pub fn read_verified(&self, offset: u64, max_len: usize) -> Result<Bytes, ReadError> {
-        let size = self.inner.loaded.size;
+        let len = self.clamp(offset, max_len)?;
+        match &self.inner.loaded.body {
+            Body::Inline(bytes) => Ok(bytes.slice(offset as usize..(offset + len) as usize)),
+            Body::File(file) => self.read_file(file, offset, len as usize),
+        }
+    }
+
+    /// Like [`Blob::read_verified`], but may stop early at a 256 KiB boundary: the
+    /// unit of the store's memory tier. A chunk found there is served from memory; one
+    /// read from disk is verified and, if the object fits the tier, kept there. Returns
+    /// at least one byte unless `offset` is the end.
+    pub fn read_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, ReadError> {
+        let len = self.clamp(offset, max_len)?;
+        let file = match &self.inner.loaded.body {
+            Body::Inline(bytes) => {
+                return Ok(bytes.slice(offset as usize..(offset + len) as usize));
+            }
+            Body::File(file) => file,
+        };
+        let tier = &self.inner.protection.shared.memory;
+        if len == 0 || !tier.admits(self.size()) {
+            return self.read_file(file, offset, len as usize);
+        }
+        let index = offset / CHUNK;
+        let found = tier.get(self.hash(), index);
+        tier.count(found.is_some());
+        let chunk = match found {
+            Some(chunk) => chunk,
+            None => {
+                let start = index * CHUNK;
+                let chunk_len = CHUNK.min(self.size() - start) as usize;
+                let chunk = self.read_file(file, start, chunk_len)?;
+                tier.insert(self.hash(), index, chunk.clone());
+                chunk
+            }
+        };
+        let from = (offset - index * CHUNK) as usize;
+        Ok(chunk.slice(from..chunk.len().min(from + len as usize)))
+    }
+
+    /// What [`Blob::read_chunk`] would return, if it needs neither the disk nor the
+    /// hash: inline bytes, or a chunk in the memory tier. Never blocks.
+    pub fn read_chunk_in_memory(&self, offset: u64, max_len: usize) -> Option<Bytes> {
+        let len = self.clamp(offset, max_len).ok()?;
+        match &self.inner.loaded.body {
+            Body::Inline(bytes) => Some(bytes.slice(offset as usize..(offset + len) as usize)),
+            Body::File(_)
+                if len == 0 || !self.inner.protection.shared.memory.admits(self.size()) =>
+            {
+                None
+            }
+            Body::File(_) => {
+                let index = offset / CHUNK;
+                let tier = &self.inner.protection.shared.memory;
+                let chunk = tier.get(self.hash(), index)?;
+                tier.count(true);
+                let from = (offset - index * CHUNK) as usize;
+                Some(chunk.slice(from..chunk.len().min(from + len as usize)))
+            }
+        }
+    }
+
+    /// Bytes readable from `offset`, at most `max_len`.
+    fn clamp(&self, offset: u64, max_len: usize) -> Result<u64, ReadError> {
+        let size = self.size();
         if offset > size {
             return Err(ReadError::OutOfRange { offset, size });
         }
-        let len = (size - offset).min(max_len as u64);
-        match &self.inner.loaded.body {
-            Body::Inline(bytes) => Ok(bytes.slice(offset as usize..(offset + len) as usize)),
-            Body::File(file) => file.read(offset, len as usize).map_err(|err| {
-                let shared = &self.inner.protection.shared;
-                let hash = self.hash();
-                match err {
-                    VerifyError::Data(source) => ReadError::Io {
-                        path: shared.layout.data(&hash),
-                        source,
-                    },
-                    VerifyError::Outboard(source) => ReadError::Io {
-                        path: shared.layout.outboard(&hash),
-                        source,
-                    },
-                    VerifyError::Corrupt { offset } => {
-                        corrupt(shared, hash, offset, "data does not match the hash tree")
-                    }
+        Ok((size - offset).min(max_len as u64))
+    }
+
+    fn read_file(&self, file: &VerifiedFile, offset: u64, len: usize) -> Result<Bytes, ReadError> {
+        file.read(offset, len).map_err(|err| {
+            let shared = &self.inner.protection.shared;
+            let hash = self.hash();
+            match err {
+                VerifyError::Data(source) => ReadError::Io {
+                    path: shared.layout.data(&hash),
+                    source,
+                },
+                VerifyError::Outboard(source) => ReadError::Io {
+                    path: shared.layout.outboard(&hash),
+                    source,
+                },
+                VerifyError::Corrupt { offset } => {
+                    corrupt(shared, hash, offset, "data does not match the hash tree")
                 }
-            }),
-        }
+            }
+        })
     }
 }
 

@@ -15,12 +15,12 @@
 //! Bounded by entries, by inline bytes and by open files; replacement is CLOCK (a
 //! second chance for entries read since they were last passed).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::blob::Body;
+use crate::clock::{Budget, Clock};
 use crate::hash::Hash;
 use crate::store::lock;
 
@@ -38,8 +38,6 @@ pub(crate) struct Loaded {
     pub(crate) content_type: Option<String>,
     pub(crate) pinned: bool,
     pub(crate) body: Body,
-    /// Read since the clock hand last passed it.
-    referenced: AtomicBool,
     /// The touch epoch in which this entry last recorded a read for the LRU order.
     touched: AtomicU64,
 }
@@ -51,7 +49,6 @@ impl Loaded {
             content_type,
             pinned,
             body,
-            referenced: AtomicBool::new(false),
             touched: AtomicU64::new(u64::MAX),
         }
     }
@@ -75,27 +72,52 @@ impl Loaded {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct HotBlobs {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
-    map: HashMap<Hash, Arc<Loaded>>,
-    /// The clock: every hash in `map` once, the hand at the front.
-    clock: VecDeque<Hash>,
+    blobs: Clock<Hash, Arc<Loaded>, Held>,
     /// Bumped by every forgetting.
     generation: u64,
+}
+
+#[derive(Default)]
+struct Held {
     inline_bytes: usize,
     files: usize,
 }
 
+impl Budget<Arc<Loaded>> for Held {
+    fn add(&mut self, loaded: &Arc<Loaded>) {
+        self.inline_bytes += loaded.inline_len();
+        self.files += usize::from(loaded.is_file());
+    }
+
+    fn remove(&mut self, loaded: &Arc<Loaded>) {
+        self.inline_bytes -= loaded.inline_len();
+        self.files -= usize::from(loaded.is_file());
+    }
+
+    fn over(&self, entries: usize) -> bool {
+        entries > MAX_ENTRIES || self.inline_bytes > MAX_INLINE_BYTES || self.files > MAX_FILES
+    }
+}
+
+impl Default for HotBlobs {
+    fn default() -> Self {
+        HotBlobs {
+            state: Mutex::new(State {
+                blobs: Clock::new(Held::default()),
+                generation: 0,
+            }),
+        }
+    }
+}
+
 impl HotBlobs {
     pub(crate) fn get(&self, hash: &Hash) -> Option<Arc<Loaded>> {
-        let loaded = lock(&self.state).map.get(hash).cloned()?;
-        loaded.referenced.store(true, Ordering::Relaxed);
-        Some(loaded)
+        lock(&self.state).blobs.get(hash)
     }
 
     /// To be read before loading from the index; see [`HotBlobs::insert`].
@@ -104,20 +126,15 @@ impl HotBlobs {
     }
 
     /// Keeps `loaded`, unless a forgetting happened after `generation` was read (the
-    /// load may predate it) or it alone exceeds a bound.
+    /// load may predate it) or it alone would take a large part of the budget.
     pub(crate) fn insert(&self, hash: Hash, loaded: Arc<Loaded>, generation: u64) {
         if loaded.inline_len() > MAX_INLINE_BYTES / 4 {
             return;
         }
         let mut state = lock(&self.state);
-        if state.generation != generation || state.map.contains_key(&hash) {
-            return;
+        if state.generation == generation {
+            state.blobs.insert(hash, loaded);
         }
-        state.inline_bytes += loaded.inline_len();
-        state.files += usize::from(loaded.is_file());
-        state.map.insert(hash, loaded);
-        state.clock.push_back(hash);
-        state.make_room();
     }
 
     /// Drops `hashes`; later loads that began before this are not kept.
@@ -127,52 +144,17 @@ impl HotBlobs {
         }
         let mut state = lock(&self.state);
         state.generation += 1;
-        for hash in hashes {
-            if let Some(loaded) = state.map.remove(hash) {
-                state.release(&loaded);
-            }
-        }
-        if state.clock.len() > 2 * state.map.len() + 64 {
-            let State { clock, map, .. } = &mut *state;
-            clock.retain(|hash| map.contains_key(hash));
+        if hashes.len() == 1 {
+            state.blobs.remove_where(|hash| *hash == hashes[0]);
+        } else {
+            let doomed: std::collections::HashSet<&Hash> = hashes.iter().collect();
+            state.blobs.remove_where(|hash| doomed.contains(hash));
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        lock(&self.state).map.len()
-    }
-}
-
-impl State {
-    fn over(&self) -> bool {
-        self.map.len() > MAX_ENTRIES
-            || self.inline_bytes > MAX_INLINE_BYTES
-            || self.files > MAX_FILES
-    }
-
-    fn make_room(&mut self) {
-        while self.over() {
-            let Some(hash) = self.clock.pop_front() else {
-                return;
-            };
-            let Some(loaded) = self.map.get(&hash) else {
-                // Forgotten earlier; its clock slot was left behind.
-                continue;
-            };
-            if loaded.referenced.swap(false, Ordering::Relaxed) {
-                self.clock.push_back(hash);
-                continue;
-            }
-            if let Some(loaded) = self.map.remove(&hash) {
-                self.release(&loaded);
-            }
-        }
-    }
-
-    fn release(&mut self, loaded: &Loaded) {
-        self.inline_bytes -= loaded.inline_len();
-        self.files -= usize::from(loaded.is_file());
+        lock(&self.state).blobs.len()
     }
 }
 
@@ -221,13 +203,16 @@ mod tests {
         let big = 16 * 1024;
         for n in 0..(MAX_INLINE_BYTES / big) as u32 * 2 {
             hot.insert(hash(1_000_000 + n), inline(big), hot.generation());
-            assert!(lock(&hot.state).inline_bytes <= MAX_INLINE_BYTES);
+            assert!(lock(&hot.state).blobs.budget().inline_bytes <= MAX_INLINE_BYTES);
         }
         // Forgotten slots do not pile up in the clock.
-        let all: Vec<Hash> = lock(&hot.state).map.keys().copied().collect();
+        let all: Vec<Hash> = (0..=MAX_ENTRIES as u32 + 100)
+            .chain(1_000_000..1_000_000 + (MAX_INLINE_BYTES / big) as u32 * 2)
+            .map(hash)
+            .collect();
         hot.forget(&all);
         assert_eq!(hot.len(), 0);
-        assert!(lock(&hot.state).clock.len() <= 64);
-        assert_eq!(lock(&hot.state).inline_bytes, 0);
+        assert!(lock(&hot.state).blobs.ring_len() <= 64);
+        assert_eq!(lock(&hot.state).blobs.budget().inline_bytes, 0);
     }
 }

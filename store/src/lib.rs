@@ -22,6 +22,7 @@
 //!     capacity: 10 << 30,
 //!     high_watermark: 0.9,
 //!     low_watermark: 0.8,
+//!     memory_cache: 0,
 //! })?;
 //! let mut ingest = store.ingest(Some("text/plain"))?;
 //! ingest.write(b"hello")?;
@@ -115,6 +116,7 @@
 #![forbid(unsafe_code)]
 
 mod blob;
+mod clock;
 mod error;
 mod fsck;
 mod given;
@@ -123,6 +125,7 @@ mod hot;
 mod index;
 mod ingest;
 mod layout;
+mod memory;
 mod record;
 mod records;
 mod startup;

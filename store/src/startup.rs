@@ -318,6 +318,7 @@ mod tests {
             capacity: 1 << 30,
             high_watermark: 0.9,
             low_watermark: 0.8,
+            memory_cache: 0,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::hot::HotBlobs;
 use crate::index::{BLOBS, Totals, sanitize_content_type};
 use crate::ingest::Ingest;
 use crate::layout::Layout;
+use crate::memory::{MemoryStats, MemoryTier};
 use crate::record::{
     KeyFilter, NewRecord, Record, RecordRef, check_key, check_prefix, check_tag, check_variant,
 };
@@ -42,6 +43,9 @@ pub struct StoreOptions {
     pub high_watermark: f64,
     /// Fraction of `capacity` eviction brings usage down to.
     pub low_watermark: f64,
+    /// Bytes of verified chunks of file objects kept in memory (the memory tier); 0
+    /// turns it off. Objects larger than half of it are always read from disk.
+    pub memory_cache: u64,
 }
 
 impl StoreOptions {
@@ -101,6 +105,14 @@ pub struct StoreStats {
     pub corrupt_detected: u64,
     /// Records stored (they do not count against `capacity`).
     pub records: u64,
+    /// The memory tier's configured size in bytes (0: off).
+    pub memory_capacity: u64,
+    /// Bytes of verified chunks in the memory tier.
+    pub memory_bytes: u64,
+    /// Chunk reads of objects the memory tier admits, answered from it / from disk,
+    /// since the store was opened.
+    pub memory_hits: u64,
+    pub memory_misses: u64,
 }
 
 #[derive(Debug, Default)]
@@ -130,7 +142,7 @@ impl AtomicStats {
         set(&self.records, t.records);
     }
 
-    fn snapshot(&self, capacity: u64) -> StoreStats {
+    fn snapshot(&self, capacity: u64, memory: MemoryStats) -> StoreStats {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StoreStats {
             bytes: get(&self.bytes),
@@ -143,6 +155,10 @@ impl AtomicStats {
             ingested_bytes: get(&self.ingested_bytes),
             corrupt_detected: get(&self.corrupt_detected),
             records: get(&self.records),
+            memory_capacity: memory.capacity,
+            memory_bytes: memory.bytes,
+            memory_hits: memory.hits,
+            memory_misses: memory.misses,
         }
     }
 }
@@ -162,6 +178,8 @@ pub(crate) struct Shared {
     touch_epoch: AtomicU64,
     /// Blobs loaded for recent reads.
     pub(crate) hot: HotBlobs,
+    /// Verified chunks of file objects.
+    pub(crate) memory: MemoryTier,
     /// Bumped after every commit that put or removed a record.
     records_version: AtomicU64,
     pub(crate) stats: AtomicStats,
@@ -331,6 +349,7 @@ impl Store {
             touches: Mutex::new(Vec::new()),
             touch_epoch: AtomicU64::new(0),
             hot: HotBlobs::default(),
+            memory: MemoryTier::new(options.memory_cache),
             records_version: AtomicU64::new(0),
             stats: AtomicStats::default(),
             attached: Mutex::new(HashMap::new()),
@@ -521,7 +540,9 @@ impl Store {
     /// Counters, from memory.
     pub fn stats(&self) -> StoreStats {
         let shared = &self.inner.shared;
-        shared.stats.snapshot(shared.capacity)
+        shared
+            .stats
+            .snapshot(shared.capacity, shared.memory.stats())
     }
 
     /// Applies recorded LRU touches now instead of within the next second (the writer

@@ -284,6 +284,7 @@ impl Writer {
                 // Before any answer: a get after a delete's reply must not find it hot,
                 // nor a lookup after a purge's reply a remembered record.
                 self.shared.hot.forget(&batch.changed);
+                self.shared.memory.forget(&batch.changed);
                 if self.record_writes != record_writes {
                     self.shared.records_changed();
                 }

@@ -26,6 +26,7 @@ fn start(identity: NodeIdentity, peers: &[SocketAddr]) -> Node {
         capacity: 1 << 20,
         high_watermark: 0.9,
         low_watermark: 0.8,
+        memory_cache: 0,
     })
     .unwrap();
     let swarm = Swarm::start(SwarmOptions {

@@ -90,6 +90,7 @@ fn open_store(dir: &Path, capacity: u64) -> Result<Store> {
         capacity,
         high_watermark: 0.99,
         low_watermark: 0.98,
+        memory_cache: 0,
     })?)
 }
 

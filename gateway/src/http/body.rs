@@ -2,9 +2,10 @@
 //! blob (whole, one range, or multipart byteranges), or bytes another task
 //! produces (a verifiable encoding) handed over through a bounded channel.
 //!
-//! Blob bytes are read with verification on the blocking pool, one chunk
-//! ahead of the socket so disk reads overlap network writes. Memory per
-//! response is bounded by two chunks whatever the object size.
+//! Blob bytes in memory (inline objects, chunks in the store's memory tier)
+//! are taken as they are; others are read with verification on the blocking
+//! pool, one chunk ahead of the socket so disk reads overlap network writes.
+//! Memory per response is bounded by two chunks whatever the object size.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -69,17 +70,27 @@ impl Source {
     /// Up to one read chunk from `start`, at most to `end`; empty at the end of
     /// a fill whose size was not known.
     pub(crate) async fn read(&self, start: u64, end: u64) -> Result<Bytes, BodyError> {
-        self.spawn_read(start, end).await?
+        match self.read_in_memory(start, end) {
+            Some(bytes) => Ok(bytes),
+            None => self.spawn_read(start, end).await?,
+        }
+    }
+
+    /// The read, when it needs no disk and no waiting: inline bytes or a chunk
+    /// in the store's memory tier.
+    fn read_in_memory(&self, start: u64, end: u64) -> Option<Bytes> {
+        match self {
+            Source::Stored(blob) => blob.read_chunk_in_memory(start, read_len(start, end)),
+            Source::Filling(_) | Source::Direct(_) => None,
+        }
     }
 
     fn spawn_read(&self, start: u64, end: u64) -> JoinHandle<Result<Bytes, BodyError>> {
-        let len = usize::try_from(end - start)
-            .unwrap_or(usize::MAX)
-            .min(READ_CHUNK);
+        let len = read_len(start, end);
         match self {
             Source::Stored(blob) => {
                 let blob = blob.clone();
-                tokio::task::spawn_blocking(move || Ok(blob.read_verified(start, len)?))
+                tokio::task::spawn_blocking(move || Ok(blob.read_chunk(start, len)?))
             }
             Source::Filling(flight) => {
                 let read = flight.clone().read(start, len);
@@ -91,6 +102,12 @@ impl Source {
             }
         }
     }
+}
+
+fn read_len(start: u64, end: u64) -> usize {
+    usize::try_from(end - start)
+        .unwrap_or(usize::MAX)
+        .min(READ_CHUNK)
 }
 
 /// One piece of a body built from a blob.
@@ -268,26 +285,47 @@ impl http_body::Body for ResponseBody {
 struct BlobStream {
     source: Source,
     segments: VecDeque<Segment>,
-    /// The next chunk being read.
-    in_flight: Option<JoinHandle<Result<Bytes, BodyError>>>,
+    /// The next chunk, being read or at hand.
+    in_flight: Option<Next>,
     /// Bytes still to yield, across all segments; `None` while a segment runs to
     /// an end not known yet.
     remaining: Option<u64>,
 }
 
+/// The next chunk of a blob stream.
+#[derive(Debug)]
+enum Next {
+    /// Found in memory: no task needed.
+    Ready(Bytes),
+    Reading(JoinHandle<Result<Bytes, BodyError>>),
+}
+
+impl Next {
+    fn start(source: &Source, start: u64, end: u64) -> Next {
+        match source.read_in_memory(start, end) {
+            Some(bytes) => Next::Ready(bytes),
+            None => Next::Reading(source.spawn_read(start, end)),
+        }
+    }
+}
+
 /// Polls the read of `start..end` from `source`, starting it unless one is in
 /// flight (the prefetched next chunk).
 fn poll_read(
-    in_flight: &mut Option<JoinHandle<Result<Bytes, BodyError>>>,
+    in_flight: &mut Option<Next>,
     source: &Source,
     cx: &mut Context<'_>,
     start: u64,
     end: u64,
 ) -> Poll<Result<Bytes, BodyError>> {
-    let handle = in_flight.get_or_insert_with(|| source.spawn_read(start, end));
-    let result = ready!(Pin::new(handle).poll(cx));
+    let result = match in_flight.get_or_insert_with(|| Next::start(source, start, end)) {
+        Next::Ready(bytes) => Ok(std::mem::take(bytes)),
+        Next::Reading(handle) => {
+            ready!(Pin::new(handle).poll(cx)).unwrap_or_else(|err| Err(err.into()))
+        }
+    };
     *in_flight = None;
-    Poll::Ready(result.unwrap_or_else(|err| Err(err.into())))
+    Poll::Ready(result)
 }
 
 impl BlobStream {
@@ -319,37 +357,26 @@ impl BlobStream {
                 bytes
             }
             Some(Segment::Blob(range)) => {
-                let inline = match &self.source {
-                    Source::Stored(blob) => blob.inline_bytes(),
-                    _ => None,
+                let read = poll_read(
+                    &mut self.in_flight,
+                    &self.source,
+                    cx,
+                    range.start,
+                    range.end,
+                );
+                let bytes = match ready!(read) {
+                    Ok(bytes) => bytes,
+                    Err(err) => return Poll::Ready(Some(Err(err))),
                 };
-                if let Some(inline) = inline {
-                    // Inline blobs are small, in memory and verified on load.
-                    let (start, end) = (range.start as usize, range.end as usize);
-                    self.segments.pop_front();
-                    inline.slice(start.min(inline.len())..end.min(inline.len()))
-                } else {
-                    let read = poll_read(
-                        &mut self.in_flight,
-                        &self.source,
-                        cx,
-                        range.start,
-                        range.end,
-                    );
-                    let bytes = match ready!(read) {
-                        Ok(bytes) => bytes,
-                        Err(err) => return Poll::Ready(Some(Err(err))),
-                    };
-                    if bytes.is_empty() {
-                        return Poll::Ready(Some(Err(BodyError::EndedEarly(range.start))));
-                    }
-                    range.start += bytes.len() as u64;
-                    if range.is_empty() {
-                        self.segments.pop_front();
-                    }
-                    self.prefetch();
-                    bytes
+                if bytes.is_empty() {
+                    return Poll::Ready(Some(Err(BodyError::EndedEarly(range.start))));
                 }
+                range.start += bytes.len() as u64;
+                if range.is_empty() {
+                    self.segments.pop_front();
+                }
+                self.prefetch();
+                bytes
             }
         };
         if let Some(remaining) = &mut self.remaining {
@@ -368,14 +395,14 @@ impl BlobStream {
             _ => None,
         });
         if let Some(range) = next {
-            self.in_flight = Some(self.source.spawn_read(range.start, range.end));
+            self.in_flight = Some(Next::start(&self.source, range.start, range.end));
         }
     }
 }
 
 impl Drop for BlobStream {
     fn drop(&mut self) {
-        if let Some(handle) = self.in_flight.take() {
+        if let Some(Next::Reading(handle)) = self.in_flight.take() {
             handle.abort();
         }
     }

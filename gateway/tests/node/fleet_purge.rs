@@ -398,6 +398,7 @@ async fn bare_swarm(fleet: &mut Fleet, peer: SocketAddr) -> (Swarm, PeerHandle, 
         capacity: 1 << 20,
         high_watermark: 0.9,
         low_watermark: 0.8,
+        memory_cache: 0,
     })
     .unwrap();
     let swarm = Swarm::start(SwarmOptions {

@@ -746,6 +746,7 @@ fn invalid_options_are_refused() {
             capacity,
             high_watermark: high,
             low_watermark: low,
+            memory_cache: 0,
         };
         match Store::open(opts) {
             Err(OpenError::InvalidOptions { option, .. }) => assert_eq!(option, field),

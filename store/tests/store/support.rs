@@ -21,6 +21,7 @@ pub fn options(dir: &Path, capacity: u64) -> StoreOptions {
         capacity,
         high_watermark: 0.9,
         low_watermark: 0.6,
+        memory_cache: 0,
     }
 }
 

@@ -40,6 +40,7 @@ pub fn start_named(
         capacity: 1 << 30,
         high_watermark: 0.9,
         low_watermark: 0.8,
+        memory_cache: 0,
     })
     .unwrap();
     let swarm = Swarm::start(SwarmOptions {

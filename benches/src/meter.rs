@@ -1,6 +1,6 @@
 //! One timed load-generator run (`wrk`, `h2load`) against a server, with
-//! what it cost the server (CPU time of its process group, its core's busy
-//! and interrupt time, peak memory) and the client (its CPU time).
+//! what it cost the server (CPU time and peak memory of its process group,
+//! its core's busy and interrupt time) and the client (its CPU time).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,7 +28,9 @@ pub struct Sample {
     pub server_core_irq_secs: f64,
     /// The load generator's utime + stime, seconds.
     pub client_cpu_secs: f64,
-    /// Peak VmRSS of the server's leading process, bytes.
+    /// Peak VmRSS of the server's process group, summed over its processes
+    /// (one for fleetcache and nginx; Varnish's manager and cache process),
+    /// bytes.
     pub peak_rss: u64,
 }
 

@@ -43,32 +43,44 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     parse_stat_ticks(&text).with_context(|| format!("parsing {path}: {text:?}"))
 }
 
-/// utime + stime, in clock ticks, of every live process whose process
-/// group is `pgid` (field 5 of `/proc/<pid>/stat`). Processes that exit
-/// while `/proc` is read are skipped.
-pub fn group_cpu_ticks(pgid: u32) -> Result<u64> {
-    let mut total = 0;
-    let mut members = 0;
+/// Every live process whose process group is `pgid` (field 5 of
+/// `/proc/<pid>/stat`): its pid and utime + stime in clock ticks. Processes
+/// that exit while `/proc` is read are skipped; none at all is an error.
+fn group_members(pgid: u32) -> Result<Vec<(u32, u64)>> {
+    let mut members = Vec::new();
     for entry in std::fs::read_dir("/proc").context("reading /proc")? {
         let entry = entry.context("reading /proc")?;
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
-        }
+        };
         let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
         if let Ok((group, ticks)) = parse_group_and_ticks(&text)
             && group == u64::from(pgid)
         {
-            total += ticks;
-            members += 1;
+            members.push((pid, ticks));
         }
     }
-    if members == 0 {
+    if members.is_empty() {
         bail!("no process in process group {pgid}");
     }
-    Ok(total)
+    Ok(members)
+}
+
+/// utime + stime, in clock ticks, of every live process in process group
+/// `pgid` (see [`group_members`]).
+pub fn group_cpu_ticks(pgid: u32) -> Result<u64> {
+    Ok(group_members(pgid)?.iter().map(|&(_, ticks)| ticks).sum())
+}
+
+/// VmRSS summed over every live process in process group `pgid` (pages two
+/// of them share count twice), bytes.
+pub fn group_rss_bytes(pgid: u32) -> Result<u64> {
+    Ok(group_members(pgid)?
+        .iter()
+        .filter_map(|&(pid, _)| rss_bytes(pid).ok())
+        .sum())
 }
 
 fn parse_group_and_ticks(text: &str) -> Result<(u64, u64)> {
@@ -174,7 +186,9 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
     Ok(kib * 1024)
 }
 
-/// Samples a process's VmRSS on a thread every `interval` until stopped.
+/// Samples the VmRSS of a process group (a server and every process it
+/// forked, summed: see [`group_rss_bytes`]) on a thread every `interval`
+/// until stopped.
 #[derive(Debug)]
 pub struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -182,16 +196,17 @@ pub struct RssSampler {
 }
 
 impl RssSampler {
-    /// Starts sampling; sampling also ends by itself after `max_duration`.
-    pub fn start(pid: u32, interval: Duration, max_duration: Duration) -> Self {
+    /// Starts sampling process group `pgid`; sampling also ends by itself
+    /// after `max_duration`.
+    pub fn start(pgid: u32, interval: Duration, max_duration: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let deadline = Instant::now() + max_duration;
             let mut peak = 0;
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                // A failed read means the process is gone; the caller notices.
-                if let Ok(rss) = rss_bytes(pid) {
+                // A failed read means the group is gone; the caller notices.
+                if let Ok(rss) = group_rss_bytes(pgid) {
                     peak = peak.max(rss);
                 }
                 std::thread::sleep(interval);
@@ -340,7 +355,10 @@ mod tests {
         core_ticks(0)?;
         let own_group = std::fs::read_to_string("/proc/self/stat")?;
         let (group, _) = parse_group_and_ticks(&own_group)?;
-        group_cpu_ticks(u32::try_from(group)?)?;
+        let group = u32::try_from(group)?;
+        group_cpu_ticks(group)?;
+        assert!(group_members(group)?.iter().any(|&(p, _)| p == pid));
+        assert!(group_rss_bytes(group)? >= rss_bytes(pid)?);
         assert!(rss_bytes(pid)? > 0);
         assert!(clock_ticks_per_second().0 > 0);
         Ok(())

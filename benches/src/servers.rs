@@ -1,7 +1,7 @@
-//! Starting the servers the benchmarks compare: fleetcache nodes and
+//! Starting the servers the benchmarks compare: fleetcache nodes,
 //! single-process nginx instances (plain, or as a `proxy_cache` with
-//! `proxy_cache_lock`), each pinned to a core, and how each says a response
-//! came from its cache.
+//! `proxy_cache_lock`) and Varnish in front of a backend, each pinned to a
+//! core, and how each says a response came from its cache.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::https::SelfSigned;
-use crate::process::{self, Server};
+use crate::process::{self, SBIN_DIRS, Server, Tool};
 
 /// The fleetcache binary: `explicit`, else `fleetcache` next to this
 /// executable; fails saying how to build it (`build`) if it is not there.
@@ -160,6 +160,107 @@ pub fn nginx_proxy_cache_conf(cache_dir: &Path, listen: SocketAddr, origin: Sock
 /// Whether an nginx `X-Cache-Status` value says hit.
 pub fn nginx_says_hit(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.trim().eq_ignore_ascii_case("HIT"))
+}
+
+/// The response header Varnish's VCL ([`Varnish::start`]) sets to `HIT`
+/// or `MISS`.
+pub const VARNISH_CACHE_HEADER: &str = "x-cache";
+
+/// Whether a Varnish [`VARNISH_CACHE_HEADER`] value says hit.
+pub fn varnish_says_hit(value: Option<&str>) -> bool {
+    // Our VCL's header, spelled as nginx's `X-Cache-Status`.
+    nginx_says_hit(value)
+}
+
+/// The Varnish daemon and its version.
+#[derive(Debug, Clone)]
+pub struct Varnish {
+    pub path: PathBuf,
+    /// `varnishd -V`'s first line.
+    pub version: String,
+}
+
+impl Varnish {
+    /// How to find `varnishd` (in an sbin directory on Debian).
+    pub const TOOL: Tool = Tool::new("varnishd", "varnish", SBIN_DIRS);
+
+    /// Asks `path -V` for its version.
+    pub fn probe(path: PathBuf) -> Self {
+        Self {
+            version: process::version_line(&path, "-V"),
+            path,
+        }
+    }
+
+    /// Starts `varnishd -F` pinned to `cpu` in front of `backend`, with
+    /// `storage` (`-s`, e.g. `malloc,512M`) and its work dir, VCL and log
+    /// under `dir`; ready when `listen` serves `ready_path` (through to the
+    /// backend). Manager and cache process run in the foreground, both in
+    /// the server's process group (so its CPU time and memory count both),
+    /// with no jail, so they run as us in our temp dir, and no management
+    /// port.
+    pub fn start(
+        &self,
+        cpu: usize,
+        dir: &Path,
+        storage: &str,
+        listen: SocketAddr,
+        backend: SocketAddr,
+        ready_path: &str,
+    ) -> Result<Server> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let vcl = dir.join("bench.vcl");
+        std::fs::write(&vcl, varnish_vcl(backend))
+            .with_context(|| format!("writing {}", vcl.display()))?;
+        let mut command = process::pinned(cpu, &self.path);
+        command
+            .arg("-F")
+            .args(["-j", "none"])
+            .arg("-n")
+            .arg(dir.join("work"))
+            .arg("-a")
+            .arg(listen.to_string())
+            .arg("-f")
+            .arg(&vcl)
+            .args(["-T", "none"])
+            .args(["-s", storage]);
+        let mut server = Server::spawn("varnish", command, dir.join("varnishd.log"))?;
+        server.wait_ready(listen, ready_path)?;
+        Ok(server)
+    }
+}
+
+/// The VCL: the built-in logic (which honours `Cache-Control: max-age`,
+/// coalesces misses and streams), objects keyed by URL alone, and
+/// `X-Cache: HIT|MISS` on every answer. The key leaves out `Host`, as
+/// nginx's `proxy_cache` key does, so that the benchmarks' own checks
+/// (`Host: site.bench`) and wrk (`Host: 127.0.0.1:<port>`) reach the same
+/// object.
+fn varnish_vcl(backend: SocketAddr) -> String {
+    format!(
+        r#"vcl 4.1;
+
+backend origin {{
+    .host = "{ip}";
+    .port = "{port}";
+}}
+
+sub vcl_hash {{
+    hash_data(req.url);
+    return (lookup);
+}}
+
+sub vcl_deliver {{
+    if (obj.hits > 0) {{
+        set resp.http.X-Cache = "HIT";
+    }} else {{
+        set resp.http.X-Cache = "MISS";
+    }}
+}}
+"#,
+        ip = backend.ip(),
+        port = backend.port(),
+    )
 }
 
 /// The nginx binary and what it supports.
@@ -313,6 +414,23 @@ mod tests {
         assert!(!nginx_says_hit(Some("MISS")));
         assert!(!nginx_says_hit(Some("EXPIRED")));
         assert!(!nginx_says_hit(None));
+    }
+
+    #[test]
+    fn varnish_hits() {
+        assert!(varnish_says_hit(Some("HIT")));
+        assert!(!varnish_says_hit(Some("MISS")));
+        assert!(!varnish_says_hit(None));
+    }
+
+    #[test]
+    fn vcl_names_the_backend_and_keys_by_url() {
+        let backend: SocketAddr = ([127, 0, 0, 1], 4321).into();
+        let vcl = varnish_vcl(backend);
+        assert!(vcl.contains(".host = \"127.0.0.1\";"));
+        assert!(vcl.contains(".port = \"4321\";"));
+        assert!(vcl.contains("sub vcl_hash {\n    hash_data(req.url);\n    return (lookup);"));
+        assert!(vcl.contains("set resp.http.X-Cache = \"HIT\";"));
     }
 
     #[test]

@@ -1,21 +1,22 @@
-//! fleetcache against nginx on the same machine: the options and set-up
-//! every such comparison shares, rounds that alternate which server goes
-//! first with one timed load-generator run per server per round, and the
-//! report: medians, ratios fleetcache / nginx against optional targets,
-//! every run, and what limited each server.
+//! fleetcache against nginx (and Varnish) on the same machine: the options
+//! and set-up every such comparison shares, rounds that rotate which server
+//! goes first with one timed load-generator run per server per round, and
+//! the report: medians, ratios of fleetcache to each other server against
+//! optional targets, every run, and what limited each server.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 use crate::load::{self, LoadGenerator};
 use crate::meter::{Meter, RSS_SAMPLE_INTERVAL};
 use crate::objects::{self, Object};
+use crate::origin::{Origin, READY_PATH};
 use crate::process::{self, SBIN_DIRS, Server, Tool};
 use crate::procfs::{self, Machine};
-use crate::servers::{self, FleetcacheAddrs, HttpsListener, Nginx};
+use crate::servers::{self, FleetcacheAddrs, HttpsListener, Nginx, Varnish};
 
 mod report;
 
@@ -23,18 +24,23 @@ pub use report::{
     Instead, Measured, Metric, Row, Run, Target, markdown_table, print_closing, verdict_line,
 };
 
-/// The two servers, in table order.
+/// The servers, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
     Fleetcache,
     Nginx,
+    Varnish,
 }
 
 impl Which {
+    /// Every server, in table order.
+    pub const ALL: [Which; 3] = [Which::Fleetcache, Which::Nginx, Which::Varnish];
+
     pub fn name(self) -> &'static str {
         match self {
             Which::Fleetcache => "fleetcache",
             Which::Nginx => "nginx",
+            Which::Varnish => "varnish",
         }
     }
 }
@@ -46,7 +52,7 @@ pub struct Common {
     /// The fleetcache binary [default: `fleetcache` next to this executable].
     #[arg(long, value_name = "PATH")]
     pub fleetcache: Option<PathBuf>,
-    /// Rounds per scenario; each round runs both servers.
+    /// Rounds per scenario; each round runs every server once.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rounds: u32,
     /// Seconds of untimed load per server before each scenario (0: none).
@@ -73,11 +79,14 @@ impl Common {
     }
 }
 
-/// fleetcache, nginx and the load generator, resolved.
+/// fleetcache, nginx, Varnish if the comparison has it, and the load
+/// generator, resolved.
 #[derive(Debug)]
 pub struct Tools {
     pub fleetcache: PathBuf,
     pub nginx: Nginx,
+    /// Only when found with [`Tools::find_with_varnish`].
+    pub varnish: Option<Varnish>,
     /// The load generator's version line.
     pub client_version: String,
 }
@@ -93,14 +102,46 @@ impl Tools {
         client: Tool,
         version: fn(&Path) -> String,
     ) -> Result<Self> {
-        let [nginx, client, _taskset] = process::require_each([
+        Self::find_servers(common, build, client, version, false)
+    }
+
+    /// [`Tools::find`], and `varnishd` too (one message names everything
+    /// missing).
+    pub fn find_with_varnish(
+        common: &Common,
+        build: &str,
+        client: Tool,
+        version: fn(&Path) -> String,
+    ) -> Result<Self> {
+        Self::find_servers(common, build, client, version, true)
+    }
+
+    fn find_servers(
+        common: &Common,
+        build: &str,
+        client: Tool,
+        version: fn(&Path) -> String,
+        with_varnish: bool,
+    ) -> Result<Self> {
+        let mut wanted = vec![
             Tool::new("nginx", "nginx", SBIN_DIRS),
             client,
             Tool::new("taskset", "util-linux", &[]),
-        ])?;
+        ];
+        if with_varnish {
+            wanted.push(Varnish::TOOL);
+        }
+        let (nginx, client, varnishd) = match process::require(&wanted)?.as_slice() {
+            [nginx, client, _taskset] => (nginx.clone(), client.clone(), None),
+            [nginx, client, _taskset, varnishd] => {
+                (nginx.clone(), client.clone(), Some(varnishd.clone()))
+            }
+            _ => bail!("tool lookup returned the wrong count"),
+        };
         Ok(Self {
             fleetcache: servers::fleetcache_binary(common.fleetcache.as_deref(), build)?,
             nginx: Nginx::probe(nginx)?,
+            varnish: varnishd.map(Varnish::probe),
             client_version: version(&client),
         })
     }
@@ -156,9 +197,46 @@ impl Tools {
         )
     }
 
-    /// nginx's and the load generator's versions.
+    /// Starts Varnish (`varnishd -F`, `storage` as its `-s`) on
+    /// `common.server_cpu` in front of `backend`, its files under `stage`;
+    /// ready when the backend's [`READY_PATH`] comes through.
+    pub fn start_varnish(
+        &self,
+        common: &Common,
+        stage: &Stage,
+        storage: &str,
+        listen: SocketAddr,
+        backend: &Origin,
+    ) -> Result<Server> {
+        let varnish = self
+            .varnish
+            .as_ref()
+            .context("varnishd was not looked for (Tools::find_with_varnish)")?;
+        eprintln!(
+            "starting {} on CPU {} (-s {storage}, backend {})",
+            varnish.path.display(),
+            common.server_cpu,
+            backend.addr
+        );
+        varnish.start(
+            common.server_cpu,
+            &stage.path("varnish"),
+            storage,
+            listen,
+            backend.addr,
+            READY_PATH,
+        )
+    }
+
+    /// nginx's, Varnish's (if any) and the load generator's versions.
     pub fn versions(&self) -> String {
-        format!("{}; {}", self.nginx.version, self.client_version)
+        match &self.varnish {
+            Some(varnish) => format!(
+                "{}; {}; {}",
+                self.nginx.version, varnish.version, self.client_version
+            ),
+            None => format!("{}; {}", self.nginx.version, self.client_version),
+        }
     }
 }
 
@@ -222,9 +300,10 @@ impl Conditions {
     pub fn method(&self, common: &Common, client: &str) -> String {
         format!(
             "Servers pinned to CPU {}, {client} (`-t1`) to CPU {}. Medians of {} rounds per \
-             scenario; each round runs both servers, alternating which goes first. Server CPU is \
-             utime + stime from `/proc/<pid>/stat` over each {client} run ({} ticks/s, {}); RSS \
-             is VmRSS sampled every {} ms.",
+             scenario; each round runs every server once, the order rotated by one place each \
+             round (with two servers: alternating which goes first). Server CPU is utime + \
+             stime of the server's process group from `/proc/<pid>/stat` over each {client} run \
+             ({} ticks/s, {}); RSS is VmRSS summed over the process group, sampled every {} ms.",
             common.server_cpu,
             common.client_cpu,
             common.rounds,
@@ -253,7 +332,7 @@ impl Conditions {
     }
 }
 
-/// A temp dir with the two objects both servers serve: `small` (also in
+/// A temp dir with the two objects every server serves: `small` (also in
 /// memory, to compare byte for byte) and `large` under `root`, and a
 /// scratch dir for the load generator's output. Removed on drop: keep it
 /// alive until the servers are gone.
@@ -324,8 +403,8 @@ pub struct Scenario<'a> {
     pub label: &'a str,
     pub object: &'a Object,
     pub generator: &'a dyn LoadGenerator,
-    /// Run against this server only (a protocol the other cannot serve);
-    /// `None`: both.
+    /// Run against this server only (a protocol the others cannot serve);
+    /// `None`: every side.
     pub only: Option<Which>,
 }
 
@@ -335,16 +414,8 @@ pub fn sides<'a>(
     nginx: (&'a mut Server, String),
 ) -> [Side<'a>; 2] {
     [
-        Side {
-            which: Which::Fleetcache,
-            server: fleetcache.0,
-            base: fleetcache.1,
-        },
-        Side {
-            which: Which::Nginx,
-            server: nginx.0,
-            base: nginx.1,
-        },
+        Side::new(Which::Fleetcache, fleetcache),
+        Side::new(Which::Nginx, nginx),
     ]
 }
 
@@ -375,12 +446,23 @@ pub struct Side<'a> {
     pub base: String,
 }
 
+impl<'a> Side<'a> {
+    /// `which`, running as `server`, its URLs starting with `base`.
+    pub fn new(which: Which, (server, base): (&'a mut Server, String)) -> Self {
+        Self {
+            which,
+            server,
+            base,
+        }
+    }
+}
+
 /// Warms each (scenario, side) pair up once, then runs `common.rounds`
-/// rounds in which every pair makes one timed run, in the order of
-/// `scenarios` and `sides`, reversed every other round (so that each goes
-/// first as often as last). Several scenarios in one call share their
-/// rounds: protocols compared with each other are measured minutes apart
-/// at most, under the same conditions. The runs per scenario.
+/// rounds in which every pair makes one timed run (see [`round_order`] for
+/// the order: each side goes first, and last, as often as the others).
+/// Several scenarios in one call share their rounds: protocols compared
+/// with each other are measured minutes apart at most, under the same
+/// conditions. The runs per scenario.
 pub fn alternate(
     meter: &Meter,
     sides: &mut [Side<'_>],
@@ -388,9 +470,10 @@ pub fn alternate(
     common: &Common,
 ) -> Result<Vec<Vec<Run>>> {
     let paths: Vec<String> = scenarios.iter().map(|s| s.object.path()).collect();
-    let pairs = pairs(scenarios, sides);
+    let only: Vec<Option<Which>> = scenarios.iter().map(|s| s.only).collect();
+    let which: Vec<Which> = sides.iter().map(|side| side.which).collect();
     if common.warmup_secs > 0 {
-        for &(index, side) in &pairs {
+        for (index, side) in round_order(&only, &which, 0) {
             let (scenario, side) = (&scenarios[index], &mut sides[side]);
             eprintln!(
                 "\n{}, {}: warming up ({}s)",
@@ -415,11 +498,7 @@ pub fn alternate(
     let mut runs = vec![Vec::new(); scenarios.len()];
     for round in 0..common.rounds {
         eprintln!("round {}/{}", round + 1, common.rounds);
-        let mut order = pairs.clone();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for (index, side) in order {
+        for (index, side) in round_order(&only, &which, round) {
             let (scenario, side) = (&scenarios[index], &mut sides[side]);
             let url = format!("{}{}", side.base, paths[index]);
             let sample = meter
@@ -447,15 +526,69 @@ pub fn alternate(
     Ok(runs)
 }
 
-/// The (scenario index, side index) pairs to run, scenario by scenario.
-fn pairs(scenarios: &[Scenario<'_>], sides: &[Side<'_>]) -> Vec<(usize, usize)> {
-    let mut pairs = Vec::new();
-    for (index, scenario) in scenarios.iter().enumerate() {
-        for (side_index, side) in sides.iter().enumerate() {
-            if scenario.only.is_none_or(|only| only == side.which) {
-                pairs.push((index, side_index));
-            }
-        }
+/// The (scenario index, side index) pairs of round `round` (from 0), for
+/// scenarios that run on the sides `only` says (one entry per scenario,
+/// see [`Scenario::only`]) and `sides` in table order: the scenarios in
+/// order, reversed every other round; within each, the sides that run it
+/// rotated left by one place per round. Over as many rounds as there are
+/// sides, each side runs first, and last, once per scenario; with two sides
+/// each round is the previous one reversed.
+fn round_order(only: &[Option<Which>], sides: &[Which], round: u32) -> Vec<(usize, usize)> {
+    let round = round as usize;
+    let mut scenarios: Vec<usize> = (0..only.len()).collect();
+    if round % 2 == 1 {
+        scenarios.reverse();
     }
-    pairs
+    let mut order = Vec::new();
+    for index in scenarios {
+        let mut running: Vec<usize> = (0..sides.len())
+            .filter(|&side| only[index].is_none_or(|only| only == sides[side]))
+            .collect();
+        if !running.is_empty() {
+            let by = round % running.len();
+            running.rotate_left(by);
+        }
+        order.extend(running.into_iter().map(|side| (index, side)));
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: Which = Which::Fleetcache;
+    const N: Which = Which::Nginx;
+    const V: Which = Which::Varnish;
+
+    /// The servers of a round, in order.
+    fn servers(only: &[Option<Which>], sides: &[Which], round: u32) -> Vec<(usize, Which)> {
+        round_order(only, sides, round)
+            .into_iter()
+            .map(|(scenario, side)| (scenario, sides[side]))
+            .collect()
+    }
+
+    #[test]
+    fn three_sides_rotate() {
+        let sides = [F, N, V];
+        let rounds: Vec<_> = (0..4).map(|r| servers(&[None], &sides, r)).collect();
+        assert_eq!(rounds[0], [(0, F), (0, N), (0, V)]);
+        assert_eq!(rounds[1], [(0, N), (0, V), (0, F)]);
+        assert_eq!(rounds[2], [(0, V), (0, F), (0, N)]);
+        assert_eq!(rounds[3], rounds[0]);
+    }
+
+    #[test]
+    fn two_sides_reverse_every_other_round() {
+        // Two protocols of one object, the second fleetcache's alone.
+        let only = [None, None, Some(F)];
+        let sides = [F, N];
+        let first = servers(&only, &sides, 0);
+        assert_eq!(first, [(0, F), (0, N), (1, F), (1, N), (2, F)]);
+        let mut reversed = first.clone();
+        reversed.reverse();
+        assert_eq!(servers(&only, &sides, 1), reversed);
+        assert_eq!(servers(&only, &sides, 2), first);
+    }
 }

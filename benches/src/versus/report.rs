@@ -1,6 +1,7 @@
-//! The report of a fleetcache-vs-nginx comparison: each run's costs,
-//! medians and ratios fleetcache / nginx against optional targets as a
-//! Markdown table, every run, and what limited each server.
+//! The report of a fleetcache-vs-nginx (and Varnish) comparison: each
+//! run's costs, medians and ratios of fleetcache to each other server
+//! against optional targets as a Markdown table, every run, and what
+//! limited each server.
 
 use super::Which;
 use crate::load::{LoadGenerator, LoadReport};
@@ -109,10 +110,10 @@ impl Run {
 /// What a row is judged against.
 #[derive(Debug, Clone, Copy)]
 pub enum Target {
-    /// fleetcache / nginx must be at most this.
-    RatioAtMost(f64),
-    /// fleetcache / nginx must be at least this.
-    RatioAtLeast(f64),
+    /// fleetcache / that server must be at most this.
+    RatioAtMost(Which, f64),
+    /// fleetcache / that server must be at least this.
+    RatioAtLeast(Which, f64),
     /// fleetcache's own value must be below this.
     FleetcacheBelow(f64, &'static str),
 }
@@ -120,16 +121,26 @@ pub enum Target {
 impl Target {
     fn describe(self) -> String {
         match self {
-            Target::RatioAtMost(r) => format!("≤ {r:.2}×"),
-            Target::RatioAtLeast(r) => format!("≥ {r:.2}×"),
+            Target::RatioAtMost(which, r) => format!("≤ {r:.2}× {}", which.name()),
+            Target::RatioAtLeast(which, r) => format!("≥ {r:.2}× {}", which.name()),
             Target::FleetcacheBelow(_, text) => format!("fleetcache < {text}"),
         }
     }
 
+    /// The server fleetcache's ratio to decides it, if any.
+    fn against(self) -> Option<Which> {
+        match self {
+            Target::RatioAtMost(which, _) | Target::RatioAtLeast(which, _) => Some(which),
+            Target::FleetcacheBelow(..) => None,
+        }
+    }
+
+    /// Whether fleetcache's value, and its ratio to [`Target::against`]
+    /// (NaN when unknown), meet the target.
     fn met(self, fleetcache: f64, ratio: f64) -> bool {
         match self {
-            Target::RatioAtMost(r) => ratio <= r,
-            Target::RatioAtLeast(r) => ratio >= r,
+            Target::RatioAtMost(_, r) => ratio <= r,
+            Target::RatioAtLeast(_, r) => ratio >= r,
             Target::FleetcacheBelow(limit, _) => fleetcache < limit,
         }
     }
@@ -143,8 +154,9 @@ pub type Metric = fn(&Run) -> Option<f64>;
 pub struct Row {
     pub scenario: String,
     pub metric: &'static str,
-    pub fleetcache: Option<f64>,
-    pub nginx: Option<f64>,
+    /// The median of each server that ran the scenario (`None`: no run
+    /// gave a value), in [`Which::ALL`] order.
+    pub medians: Vec<(Which, Option<f64>)>,
     pub decimals: usize,
     pub target: Option<Target>,
     /// For a row nginx cannot have: what stands in its cells.
@@ -174,19 +186,22 @@ impl Row {
         decimals: usize,
         target: Option<Target>,
     ) -> Self {
-        let med = |which: Which| {
-            let values: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.server == which)
-                .filter_map(&value)
-                .collect();
-            median(&values)
-        };
+        let medians = Which::ALL
+            .into_iter()
+            .filter(|&which| runs.iter().any(|r| r.server == which))
+            .map(|which| {
+                let values: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r.server == which)
+                    .filter_map(&value)
+                    .collect();
+                (which, median(&values))
+            })
+            .collect();
         Self {
             scenario: scenario.into(),
             metric,
-            fleetcache: med(Which::Fleetcache),
-            nginx: med(Which::Nginx),
+            medians,
             decimals,
             target,
             instead: None,
@@ -201,9 +216,23 @@ impl Row {
         }
     }
 
-    fn ratio(&self) -> Option<f64> {
-        match (self.fleetcache, self.nginx) {
-            (Some(f), Some(n)) if n > 0.0 => Some(f / n),
+    /// The median of `which` (`None`: it did not run, or gave no value).
+    pub fn median(&self, which: Which) -> Option<f64> {
+        self.medians
+            .iter()
+            .find(|(w, _)| *w == which)
+            .and_then(|(_, value)| *value)
+    }
+
+    /// fleetcache's median.
+    pub fn fleetcache(&self) -> Option<f64> {
+        self.median(Which::Fleetcache)
+    }
+
+    /// fleetcache / `other`.
+    fn ratio(&self, other: Which) -> Option<f64> {
+        match (self.fleetcache(), self.median(other)) {
+            (Some(f), Some(o)) if o > 0.0 => Some(f / o),
             _ => None,
         }
     }
@@ -211,8 +240,11 @@ impl Row {
     /// Whether the row meets its target (`None`: no target or no data).
     pub fn verdict(&self) -> Option<bool> {
         let target = self.target?;
-        let fleetcache = self.fleetcache?;
-        let ratio = self.ratio().unwrap_or(f64::NAN);
+        let fleetcache = self.fleetcache()?;
+        let ratio = target
+            .against()
+            .and_then(|other| self.ratio(other))
+            .unwrap_or(f64::NAN);
         Some(target.met(fleetcache, ratio))
     }
 }
@@ -243,42 +275,64 @@ fn fmt_latency(us: Option<f64>) -> String {
     }
 }
 
-/// The Markdown table of medians and ratios; the target column only when
-/// some row has a target.
+/// The Markdown table of medians and ratios: a column per server that ran
+/// in any row (nginx's also when a row puts something [`Instead`] of it), a
+/// ratio column per server other than fleetcache, and the target column
+/// only when some row has a target.
 pub fn markdown_table(rows: &[Row]) -> String {
     let with_targets = rows.iter().any(|r| r.target.is_some());
-    let mut header = vec![
-        "scenario",
-        "metric (median)",
-        "fleetcache",
-        "nginx",
-        "fleetcache / nginx",
-    ];
+    let servers: Vec<Which> = Which::ALL
+        .into_iter()
+        .filter(|&which| {
+            rows.iter().any(|row| {
+                row.medians.iter().any(|(w, _)| *w == which)
+                    || (which == Which::Nginx && row.instead.is_some())
+            })
+        })
+        .collect();
+    let others: Vec<Which> = servers
+        .iter()
+        .copied()
+        .filter(|&which| which != Which::Fleetcache)
+        .collect();
+    let ratio_headers: Vec<String> = others
+        .iter()
+        .map(|other| format!("fleetcache / {}", other.name()))
+        .collect();
+    let mut header = vec!["scenario", "metric (median)"];
+    header.extend(servers.iter().map(|which| which.name()));
+    header.extend(ratio_headers.iter().map(String::as_str));
+    let mut align = "ll".to_owned() + &"r".repeat(servers.len() + others.len());
     if with_targets {
         header.push("target");
+        align.push('l');
     }
-    markdown::table(&header, "llrrrl", rows, |row| {
-        let (nginx, ratio) = match &row.instead {
-            None => (
-                fmt_value(row.nginx, row.decimals),
-                row.ratio()
-                    .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×")),
-            ),
-            Some(instead) => {
-                let ratio = match (row.fleetcache, instead.value) {
-                    (Some(f), Some(v)) if v > 0.0 => format!("{:.2}× {}", f / v, instead.against),
-                    _ => format!("– ({} unknown)", instead.against),
-                };
-                (instead.nginx.to_owned(), ratio)
+    markdown::table(&header, &align, rows, |row| {
+        let mut cells = vec![row.scenario.clone(), row.metric.to_owned()];
+        let mut ratios = Vec::new();
+        for &which in &servers {
+            match (&row.instead, which) {
+                (Some(instead), Which::Nginx) => {
+                    cells.push(instead.nginx.to_owned());
+                    ratios.push(match (row.fleetcache(), instead.value) {
+                        (Some(f), Some(v)) if v > 0.0 => {
+                            format!("{:.2}× {}", f / v, instead.against)
+                        }
+                        _ => format!("– ({} unknown)", instead.against),
+                    });
+                }
+                _ => {
+                    cells.push(fmt_value(row.median(which), row.decimals));
+                    if which != Which::Fleetcache {
+                        ratios.push(
+                            row.ratio(which)
+                                .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×")),
+                        );
+                    }
+                }
             }
-        };
-        let mut cells = vec![
-            row.scenario.clone(),
-            row.metric.to_owned(),
-            fmt_value(row.fleetcache, row.decimals),
-            nginx,
-            ratio,
-        ];
+        }
+        cells.extend(ratios);
         if with_targets {
             cells.push(match (row.target, row.verdict()) {
                 (Some(t), Some(true)) => format!("{} ✅", t.describe()),
@@ -374,7 +428,7 @@ pub fn print_closing(measured: &[Measured<'_>], reproduce: &str) {
 /// Below this share of a core, a process was not what set the pace.
 const SATURATED_PERCENT: f64 = 85.0;
 
-/// Says what limited each server's runs when not both were CPU-bound: the
+/// Says what limited each server's runs when not all were CPU-bound: the
 /// rate ratios compare the servers only when the servers set the rate.
 /// `client` names the load generator.
 fn bottleneck_note(scenario: &str, runs: &[Run], client: &str) -> Option<String> {
@@ -418,7 +472,7 @@ fn bottleneck_note(scenario: &str, runs: &[Run], client: &str) -> Option<String>
             )
         }
     };
-    let verdicts: Vec<(bool, String)> = [Which::Fleetcache, Which::Nginx]
+    let verdicts: Vec<(bool, String)> = Which::ALL
         .into_iter()
         .filter(|&which| runs.iter().any(|r| r.server == which))
         .map(verdict)
@@ -428,7 +482,7 @@ fn bottleneck_note(scenario: &str, runs: &[Run], client: &str) -> Option<String>
     }
     let said: Vec<&str> = verdicts.iter().map(|(_, text)| text.as_str()).collect();
     let tail = if verdicts.len() > 1 {
-        "Rate ratios (req/s, MiB/s) compare the servers only when both are CPU-bound; CPU per \
+        "Rate ratios (req/s, MiB/s) compare two servers only when both are CPU-bound; CPU per \
          request / per GiB compares like with like either way."
     } else {
         "Its rates (req/s, MiB/s) are then a floor, not what the server can do; CPU per \
@@ -443,11 +497,17 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert!(Target::RatioAtMost(1.25).met(0.0, 1.2));
-        assert!(!Target::RatioAtMost(1.25).met(0.0, 1.3));
-        assert!(Target::RatioAtLeast(0.8).met(0.0, 0.9));
-        assert!(!Target::RatioAtLeast(0.8).met(0.0, f64::NAN));
+        let nginx = Which::Nginx;
+        assert!(Target::RatioAtMost(nginx, 1.25).met(0.0, 1.2));
+        assert!(!Target::RatioAtMost(nginx, 1.25).met(0.0, 1.3));
+        assert!(Target::RatioAtLeast(nginx, 0.8).met(0.0, 0.9));
+        assert!(!Target::RatioAtLeast(nginx, 0.8).met(0.0, f64::NAN));
         assert!(Target::FleetcacheBelow(64.0, "64 MiB").met(10.0, 9.0));
+        assert_eq!(Target::RatioAtMost(nginx, 0.8).describe(), "≤ 0.80× nginx");
+        assert_eq!(
+            Target::RatioAtLeast(Which::Varnish, 1.0).describe(),
+            "≥ 1.00× varnish"
+        );
     }
 
     fn run(server: Which, rps: f64, cpu_secs: f64) -> Run {
@@ -480,9 +540,16 @@ mod tests {
         ];
         let rps: Metric = |r| Some(r.load().requests_per_sec);
         let row = Row::new("s", "requests/s", &runs, rps, 0, None);
-        assert_eq!(row.fleetcache, Some(200.0));
-        assert_eq!(row.ratio(), Some(1.0));
+        assert_eq!(row.fleetcache(), Some(200.0));
+        assert_eq!(row.ratio(Which::Nginx), Some(1.0));
+        assert_eq!(row.median(Which::Varnish), None);
         let table = markdown_table(&[row]);
+        assert!(
+            table.starts_with(
+                "| scenario | metric (median) | fleetcache | nginx | fleetcache / nginx |\n"
+            ),
+            "{table}"
+        );
         assert!(
             table.contains("| s | requests/s | 200 | 200 | 1.00× |"),
             "{table}"
@@ -503,6 +570,67 @@ mod tests {
         );
         // Both servers at 100% of their core: nothing limited them but themselves.
         assert!(bottleneck_note("s", &runs, "h2load").is_none());
+    }
+
+    #[test]
+    fn three_servers_get_a_ratio_each_and_targets_name_theirs() {
+        let runs = [
+            run(Which::Fleetcache, 100.0, 5.0),
+            run(Which::Nginx, 200.0, 5.0),
+            run(Which::Varnish, 50.0, 5.0),
+        ];
+        let rps: Metric = |r| Some(r.load().requests_per_sec);
+        let rows = [
+            Row::new(
+                "s",
+                "requests/s",
+                &runs,
+                rps,
+                0,
+                Some(Target::RatioAtLeast(Which::Varnish, 1.0)),
+            ),
+            Row::new(
+                "s",
+                "again",
+                &runs,
+                rps,
+                0,
+                Some(Target::RatioAtLeast(Which::Nginx, 1.0)),
+            ),
+        ];
+        let table = markdown_table(&rows);
+        assert!(
+            table.starts_with(
+                "| scenario | metric (median) | fleetcache | nginx | varnish | fleetcache / nginx \
+                 | fleetcache / varnish | target |\n| --- | --- | ---: | ---: | ---: | ---: | ---: \
+                 | --- |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| s | requests/s | 100 | 200 | 50 | 0.50× | 2.00× | ≥ 1.00× varnish ✅ |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| s | again | 100 | 200 | 50 | 0.50× | 2.00× | ≥ 1.00× nginx ❌ |"),
+            "{table}"
+        );
+        assert_eq!(
+            verdict_line(&rows).as_deref(),
+            Some("Targets missed: s: again.")
+        );
+        let mut slow = runs.clone();
+        slow[2].sample.cpu_secs = 2.5;
+        slow[2].sample.client_cpu_secs = 4.5;
+        let note = bottleneck_note("s", &slow, "wrk").unwrap_or_default();
+        assert!(
+            note.contains("varnish was client-bound (wrk at 90% of its core, varnish at 50%)"),
+            "{note}"
+        );
+        assert!(note.contains("fleetcache was CPU-bound"), "{note}");
+        assert!(note.contains("nginx was CPU-bound"), "{note}");
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! `http-vs-nginx`: fleetcache against nginx serving the same files from
-//! disk, on loopback, servers pinned to one core and `wrk` to another.
+//! disk and Varnish serving them from memory (hits only), on loopback,
+//! servers pinned to one core and `wrk` to another.
 //!
 //! ```sh
 //! cargo build --release -p fleetcache-gateway -p fleetcache-benches
-//! target/release/http-vs-nginx --rounds 5
+//! target/release/http-vs-nginx --rounds 3
 //! ```
 //!
 //! Scenarios: (a) a 4 KiB object, hot hits, 64 connections; (b) a 256 MiB
-//! object, 16 connections. Each round runs both servers, alternating which
-//! goes first. Reports medians across rounds, CPU time per request / per GiB
-//! (server utime + stime from `/proc/<pid>/stat`), peak VmRSS, and the
-//! ratios fleetcache / nginx against the targets, as a Markdown table.
-//! Progress goes to stderr, the report to stdout.
+//! object, 4 connections; (c) the same with 16. Each round runs the three
+//! servers, the order rotated by one each round. Varnish (`-s malloc`)
+//! sits in front of a backend nginx on the client core and is filled before
+//! the runs (see [`varnish`]). Reports medians across rounds, CPU time per
+//! request / per GiB (utime + stime of each server's process group from
+//! `/proc/<pid>/stat`), peak VmRSS, and the ratios of fleetcache to nginx
+//! and to Varnish against the targets, as a Markdown table. Progress goes
+//! to stderr, the report to stdout.
 
 mod summary;
+mod varnish;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,15 +29,18 @@ use clap::Parser;
 use fleetcache_benches::objects::{self, Object};
 use fleetcache_benches::process::{self, Tool};
 use fleetcache_benches::servers::{FleetcacheAddrs, Nginx};
-use fleetcache_benches::versus::{self, Common, Conditions, Stage, Tools};
+use fleetcache_benches::versus::{self, Common, Conditions, Side, Stage, Tools, Which};
 use fleetcache_benches::wrk::{self, WrkArgs};
+
+use crate::varnish::Cached;
 
 const PROGRAM: &str = "http-vs-nginx";
 const SMALL_SIZE: u64 = 4 * 1024;
 const LARGE_SIZE: u64 = 256 * 1024 * 1024;
 const BUILD: &str = "cargo build --release -p fleetcache-gateway -p fleetcache-benches";
 
-/// Compare fleetcache with nginx serving the same files (loopback, pinned).
+/// Compare fleetcache with nginx and Varnish serving the same objects
+/// (loopback, pinned).
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM)]
 struct Args {
@@ -44,7 +52,7 @@ struct Args {
     /// Seconds per wrk run, 4 KiB scenario.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     small_secs: u64,
-    /// Seconds per wrk run, 256 MiB scenario.
+    /// Seconds per wrk run, 256 MiB scenarios.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     large_secs: u64,
 }
@@ -75,7 +83,7 @@ fn main() -> ExitCode {
         let client = Tool::new("wrk", "wrk", &[]);
         run(
             &args,
-            &Tools::find(&args.common, BUILD, client, wrk::version)?,
+            &Tools::find_with_varnish(&args.common, BUILD, client, wrk::version)?,
         )
     })
 }
@@ -83,9 +91,16 @@ fn main() -> ExitCode {
 /// A benchmark scenario: which object, which wrk invocation.
 #[derive(Debug)]
 struct Scenario {
-    label: &'static str,
+    /// `4 KiB hot hits, 64 conns`.
+    label: String,
     object: Object,
     wrk: WrkArgs,
+}
+
+impl Scenario {
+    fn large(&self) -> bool {
+        self.object.size == LARGE_SIZE
+    }
 }
 
 fn run(args: &Args, tools: &Tools) -> Result<()> {
@@ -93,16 +108,22 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
     let mut conditions = Conditions::detect(common);
     // Declared before the servers, so it is removed after they are killed.
     let stage = Stage::create(PROGRAM, SMALL_SIZE, LARGE_SIZE)?;
-    let [public, admin, nginx_addr] = process::free_ports()?;
+    let [public, admin, nginx_addr, varnish_addr, backend_addr] = process::free_ports()?;
     let fc_addrs = FleetcacheAddrs { public, admin };
 
     let mut fleetcache = tools.start_fleetcache(common, &stage, fc_addrs, None)?;
     let conf = write_nginx_conf(&stage, nginx_addr)?;
     let mut nginx = tools.start_nginx(common, &stage, &conf, nginx_addr)?;
-
-    eprintln!("checking both servers return the same bytes");
+    let mut varnish = Cached::start(tools, common, &stage, varnish_addr, backend_addr)?;
     let (small, large) = (&stage.small, &stage.large);
-    for (name, addr) in [("fleetcache", fc_addrs.public), ("nginx", nginx_addr)] {
+    varnish.fill(&[small, large])?;
+
+    eprintln!("checking every server returns the same bytes");
+    for (name, addr) in [
+        ("fleetcache", fc_addrs.public),
+        ("nginx", nginx_addr),
+        ("varnish", varnish_addr),
+    ] {
         objects::check(name, addr, small, Some(&stage.small_bytes))?;
         objects::check(name, addr, large, None)?;
     }
@@ -115,34 +136,45 @@ fn run(args: &Args, tools: &Tools) -> Result<()> {
         timeout_secs,
     };
     let scenarios = [
-        Scenario {
-            label: "4 KiB hot hits",
-            object: small.clone(),
-            wrk: wrk(64, args.small_secs(), true, 10),
-        },
-        Scenario {
-            label: "256 MiB",
-            object: large.clone(),
-            wrk: wrk(16, args.large_secs(), false, 120),
-        },
-    ];
+        (
+            small,
+            "4 KiB hot hits",
+            wrk(64, args.small_secs(), true, 10),
+        ),
+        (large, "256 MiB", wrk(4, args.large_secs(), false, 120)),
+        (large, "256 MiB", wrk(16, args.large_secs(), false, 120)),
+    ]
+    .map(|(object, what, wrk)| Scenario {
+        label: format!("{what}, {} conns", wrk.connections),
+        object: object.clone(),
+        wrk,
+    });
     let plans = scenarios.each_ref().map(|s| versus::Scenario {
-        label: s.label,
+        label: &s.label,
         object: &s.object,
         generator: &s.wrk,
         only: None,
     });
-    let mut sides = versus::sides(
-        (&mut fleetcache, format!("http://{}", fc_addrs.public)),
-        (&mut nginx, format!("http://{nginx_addr}")),
-    );
+    let mut sides = [
+        Side::new(
+            Which::Fleetcache,
+            (&mut fleetcache, format!("http://{}", fc_addrs.public)),
+        ),
+        Side::new(Which::Nginx, (&mut nginx, format!("http://{nginx_addr}"))),
+        Side::new(
+            Which::Varnish,
+            (&mut varnish.server, format!("http://{varnish_addr}")),
+        ),
+    ];
     let meter = conditions.meter(common, &stage.scratch);
     let results = versus::alternate_all(&meter, &mut sides, &plans, common)?;
+    let misses = varnish.misses_since_fill()?;
 
     conditions.finish();
-    summary::print_report(args, tools, &conditions, &scenarios, &results);
+    summary::print_report(args, tools, &conditions, &scenarios, &results, misses);
     drop(fleetcache);
     drop(nginx);
+    drop(varnish);
     stage.close()
 }
 

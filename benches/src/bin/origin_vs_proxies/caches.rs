@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, ensure};
 use fleetcache_benches::http1::{self, Head};
 use fleetcache_benches::process::{self, Server};
-use fleetcache_benches::servers::{self, FleetcacheAddrs, Nginx};
+use fleetcache_benches::servers::{self, FleetcacheAddrs, Nginx, Varnish};
 
 use fleetcache_benches::origin::READY_PATH;
 
@@ -39,7 +39,7 @@ impl Cache {
         match self {
             Cache::Fleetcache => "cache-status",
             Cache::Nginx => "x-cache-status",
-            Cache::Varnish => "x-cache",
+            Cache::Varnish => servers::VARNISH_CACHE_HEADER,
         }
     }
 
@@ -48,8 +48,8 @@ impl Cache {
     pub(crate) fn says_hit(self, value: Option<&str>) -> bool {
         match self {
             Cache::Fleetcache => servers::fleetcache_says_hit(value),
-            // Varnish's `X-Cache` is ours (the VCL below), like nginx's.
-            Cache::Nginx | Cache::Varnish => servers::nginx_says_hit(value),
+            Cache::Nginx => servers::nginx_says_hit(value),
+            Cache::Varnish => servers::varnish_says_hit(value),
         }
     }
 
@@ -80,7 +80,7 @@ impl Running {
 pub(crate) struct Binaries {
     pub(crate) fleetcache: PathBuf,
     pub(crate) nginx: Nginx,
-    pub(crate) varnishd: PathBuf,
+    pub(crate) varnish: Varnish,
 }
 
 /// Starts the three caches in front of `origin`, pinned to `cpu`, with
@@ -134,12 +134,13 @@ pub(crate) fn start_all(
     });
 
     eprintln!("starting varnishd on CPU {cpu}");
-    let server = start_varnish(
-        &bins.varnishd,
+    let server = bins.varnish.start(
         cpu,
         &dir.join("varnish"),
+        VARNISH_STORAGE,
         varnish_addr,
         origin,
+        READY_PATH,
     )?;
     running.push(Running {
         cache: Cache::Varnish,
@@ -157,61 +158,6 @@ pub(crate) fn start_all(
         );
     }
     Ok(running)
-}
-
-/// The VCL: the built-in logic (which honours `Cache-Control: max-age`,
-/// coalesces misses and streams), plus `X-Cache: HIT|MISS`.
-fn varnish_vcl(origin: SocketAddr) -> String {
-    format!(
-        r#"vcl 4.1;
-
-backend origin {{
-    .host = "{ip}";
-    .port = "{port}";
-}}
-
-sub vcl_deliver {{
-    if (obj.hits > 0) {{
-        set resp.http.X-Cache = "HIT";
-    }} else {{
-        set resp.http.X-Cache = "MISS";
-    }}
-}}
-"#,
-        ip = origin.ip(),
-        port = origin.port(),
-    )
-}
-
-/// `varnishd -F` (manager and cache process in the foreground, both in the
-/// server's process group) with no jail, so it runs as us in our temp dir,
-/// and no management port.
-fn start_varnish(
-    varnishd: &Path,
-    cpu: usize,
-    dir: &Path,
-    listen: SocketAddr,
-    origin: SocketAddr,
-) -> Result<Server> {
-    std::fs::create_dir_all(dir)?;
-    let vcl = dir.join("bench.vcl");
-    std::fs::write(&vcl, varnish_vcl(origin))
-        .with_context(|| format!("writing {}", vcl.display()))?;
-    let mut command = process::pinned(cpu, varnishd);
-    command
-        .arg("-F")
-        .args(["-j", "none"])
-        .arg("-n")
-        .arg(dir.join("work"))
-        .arg("-a")
-        .arg(listen.to_string())
-        .arg("-f")
-        .arg(&vcl)
-        .args(["-T", "none"])
-        .args(["-s", VARNISH_STORAGE]);
-    let mut server = Server::spawn("varnish", command, dir.join("varnishd.log"))?;
-    server.wait_ready(listen, READY_PATH)?;
-    Ok(server)
 }
 
 #[cfg(test)]
@@ -242,15 +188,12 @@ mod tests {
     }
 
     #[test]
-    fn configs_name_the_origin() {
+    fn nginx_config_names_the_origin() {
         let origin: SocketAddr = ([127, 0, 0, 1], 4321).into();
         let listen: SocketAddr = ([127, 0, 0, 1], 1234).into();
         let conf = servers::nginx_proxy_cache_conf(Path::new("/tmp/c"), listen, origin);
         assert!(conf.contains("server 127.0.0.1:4321;"));
         assert!(conf.contains("listen 127.0.0.1:1234;"));
         assert!(conf.contains("proxy_cache_lock on;"));
-        let vcl = varnish_vcl(origin);
-        assert!(vcl.contains(".host = \"127.0.0.1\";"));
-        assert!(vcl.contains(".port = \"4321\";"));
     }
 }

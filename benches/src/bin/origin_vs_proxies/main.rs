@@ -37,7 +37,7 @@ use fleetcache_benches::meter::Meter;
 use fleetcache_benches::origin::{Origin, OriginSpec};
 use fleetcache_benches::process::{self, SBIN_DIRS, Tool};
 use fleetcache_benches::procfs::{self, Machine};
-use fleetcache_benches::servers::{self, Nginx};
+use fleetcache_benches::servers::{self, Nginx, Varnish};
 use fleetcache_benches::stampede::Check;
 use fleetcache_benches::wrk::{self, WrkArgs};
 
@@ -138,32 +138,23 @@ fn main() -> ExitCode {
 #[derive(Debug)]
 struct Tools {
     bins: Binaries,
-    varnish_version: String,
     wrk_version: String,
 }
 
 fn find_tools(args: &Args) -> Result<Tools> {
-    let tool = |name, package, extra_dirs| Tool {
-        name,
-        package,
-        extra_dirs,
-    };
-    let found = process::require(&[
-        tool("nginx", "nginx", SBIN_DIRS),
-        tool("varnishd", "varnish", SBIN_DIRS),
-        tool("wrk", "wrk", &[]),
-        tool("taskset", "util-linux", &[]),
+    let [nginx, varnishd, wrk, _taskset] = process::require_each([
+        Tool::new("nginx", "nginx", SBIN_DIRS),
+        Varnish::TOOL,
+        Tool::new("wrk", "wrk", &[]),
+        Tool::new("taskset", "util-linux", &[]),
     ])?;
-    let [nginx, varnishd, wrk, _taskset] = <[PathBuf; 4]>::try_from(found)
-        .map_err(|_| anyhow::anyhow!("tool lookup returned the wrong count"))?;
     let fleetcache = servers::fleetcache_binary(args.fleetcache.as_deref(), BUILD)?;
     Ok(Tools {
-        varnish_version: process::version_line(&varnishd, "-V"),
         wrk_version: wrk::version(&wrk),
         bins: Binaries {
             fleetcache,
             nginx: Nginx::probe(nginx)?,
-            varnishd,
+            varnish: Varnish::probe(varnishd),
         },
     })
 }

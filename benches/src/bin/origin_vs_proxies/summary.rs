@@ -39,7 +39,7 @@ pub(crate) fn print(args: &Args, tools: &Tools, facts: &Facts, hot: &[HotRun], c
         m.cpu_model,
         m.kernel,
         tools.bins.nginx.version,
-        tools.varnish_version,
+        tools.bins.varnish.version,
         tools.wrk_version
     );
     println!(
@@ -48,7 +48,7 @@ pub(crate) fn print(args: &Args, tools: &Tools, facts: &Facts, hot: &[HotRun], c
          Server CPU is utime + stime of the cache's process group from `/proc/<pid>/stat` \
          ({} ticks/s, {}). nginx: one process (`master_process off`), `proxy_cache` on disk, \
          `proxy_cache_lock on`, lock timeout and age {} s. Varnish: `varnishd -F`, built-in VCL \
-         plus an `X-Cache` header, `-s malloc`. Origin: a separate one-process nginx, files from \
+         with objects keyed by URL alone (as nginx's), plus an `X-Cache` header, `-s malloc`. Origin: a separate one-process nginx, files from \
          a temp dir, `Cache-Control: max-age=3600`.",
         args.server_cpu,
         args.client_cpu,

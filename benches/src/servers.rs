@@ -45,6 +45,11 @@ pub struct HttpsListener<'a> {
     pub cert: &'a SelfSigned,
 }
 
+/// fleetcache's memory tier in the benchmarks: as much as Varnish's malloc
+/// storage in `http-vs-nginx`, room for the 256 MiB object (a tier admits
+/// objects up to half its size).
+pub const FLEETCACHE_MEMORY_CACHE: &str = "512MiB";
+
 /// Starts `fleetcache serve` pinned to `cpu` (in front of `origin`, if
 /// given; with an HTTPS listener too, if given) and waits for `/readyz`.
 pub fn start_fleetcache(
@@ -66,6 +71,7 @@ pub fn start_fleetcache(
         .arg("--data-dir")
         .arg(data_dir)
         .env("FLEETCACHE_STORE_CAPACITY", "4GiB")
+        .env("FLEETCACHE_STORE_MEMORY_CACHE", FLEETCACHE_MEMORY_CACHE)
         .env("FLEETCACHE_LOG_LEVEL", "warn");
     if let Some(origin) = origin {
         command.arg("--origin").arg(origin);

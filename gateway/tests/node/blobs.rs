@@ -231,3 +231,60 @@ async fn eviction_follows_recent_use_and_spares_pinned_objects() {
     assert!(metric_value(&metrics, "fleetcache_store_bytes").unwrap() <= 0.6 * 1024.0 * 1024.0);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn hot_objects_are_served_from_the_memory_tier() {
+    let node = TestNode::start_with(&[("FLEETCACHE_STORE_MEMORY_CACHE", "8MiB")]).await;
+    let data = pattern((3 << 20) + 5, 9);
+    let hash = node.put(data.clone()).await;
+    let path = format!("/blake3/{hash}");
+    assert_eq!(
+        node.metric("fleetcache_memory_cache_capacity_bytes").await,
+        8.0 * 1048576.0
+    );
+    // The first read verifies the chunks from disk into memory; the next are hits.
+    for _ in 0..3 {
+        let reply = node.get(&path).await;
+        assert_eq!(reply.body, Bytes::from(data.clone()));
+    }
+    let ranged = node
+        .get_with(&path, &[("range", "bytes=262140-262150")])
+        .await;
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&ranged.body[..], &data[262_140..=262_150]);
+    let chunks = ((3 << 20) + 5u64).div_ceil(256 * 1024) as f64;
+    assert_eq!(
+        node.metric("fleetcache_memory_cache_misses_total").await,
+        chunks
+    );
+    assert!(node.metric("fleetcache_memory_cache_hits_total").await >= 2.0 * chunks + 2.0);
+    assert_eq!(
+        node.metric("fleetcache_memory_cache_bytes").await,
+        data.len() as f64
+    );
+
+    // Deleting the object gives the memory back at once.
+    let deleted = node.admin(Method::DELETE, &format!("/blobs/{hash}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(node.metric("fleetcache_memory_cache_bytes").await, 0.0);
+    assert_eq!(node.get(&path).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn with_the_memory_tier_off_nothing_is_kept() {
+    let node = TestNode::start_with(&[("FLEETCACHE_STORE_MEMORY_CACHE", "0")]).await;
+    let data = pattern(1 << 20, 10);
+    let hash = node.put(data.clone()).await;
+    for _ in 0..2 {
+        assert_eq!(
+            node.get(&format!("/blake3/{hash}")).await.body,
+            Bytes::from(data.clone())
+        );
+    }
+    assert_eq!(node.metric("fleetcache_memory_cache_bytes").await, 0.0);
+    assert_eq!(node.metric("fleetcache_memory_cache_hits_total").await, 0.0);
+    assert_eq!(
+        node.metric("fleetcache_memory_cache_misses_total").await,
+        0.0
+    );
+}

@@ -7,6 +7,7 @@ use fleetcache_benches::versus::{
 
 use crate::varnish::VARNISH_STORAGE;
 use crate::{Args, Scenario};
+use fleetcache_benches::servers::FLEETCACHE_MEMORY_CACHE;
 
 /// A table row to build: metric, value, decimals.
 type RowSpec = (&'static str, Metric, usize);
@@ -103,7 +104,8 @@ pub(crate) fn print_report(
     println!("## HTTP: fleetcache vs nginx and Varnish on loopback\n");
     println!("{}", conditions.machine_line(&tools.versions()));
     println!(
-        "{} nginx: one process, `sendfile on`, files from disk. Varnish: `varnishd -F` (a \
+        "{} fleetcache: `store.memory_cache = {FLEETCACHE_MEMORY_CACHE}`, its other settings \
+         the defaults. nginx: one process, `sendfile on`, files from disk. Varnish: `varnishd -F` (a \
          manager and a cache process, default parameters), `-s {VARNISH_STORAGE}`, the built-in \
          VCL with objects keyed by URL plus an `X-Cache` header, in front of a backend nginx \
          (one process, the same files, `Cache-Control: max-age=3600`) pinned to the client's \

@@ -1,12 +1,10 @@
 //! The memory tier: verified chunks of file objects served from memory.
 
-use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use fleetcache_store::{Blob, Hash, ReadError, Store};
 
-use crate::support::{KIB, options, pattern};
+use crate::support::{KIB, data_file, flip_byte, options, pattern};
 
 const CHUNK: usize = 256 * KIB;
 
@@ -31,18 +29,6 @@ fn read_by_chunks(blob: &Blob) -> Result<Vec<u8>, ReadError> {
         out.extend_from_slice(&bytes);
     }
     Ok(out)
-}
-
-fn flip_byte(dir: &Path, hash: &Hash, at: u64) {
-    let path = dir.join("blobs").join(format!("{hash}.data"));
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, at).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x20], at).unwrap();
 }
 
 #[test]
@@ -70,7 +56,7 @@ fn chunks_read_once_are_served_from_memory_without_the_disk() {
 
     // The trust model: what was verified into memory is served from memory; a
     // byte flipped on disk afterwards is not read, so not served either.
-    flip_byte(dir.path(), &hash, CHUNK as u64 + 7);
+    flip_byte(&data_file(dir.path(), &hash), CHUNK as u64 + 7);
     assert!(read_by_chunks(&blob).unwrap() == data);
     assert!(store.get(&hash).unwrap().is_some());
     assert_eq!(store.stats().corrupt_detected, 0);
@@ -87,7 +73,7 @@ fn without_a_tier_every_read_verifies_the_disk() {
     let blob = store.get(&hash).unwrap().unwrap();
     assert!(read_by_chunks(&blob).unwrap() == data);
     assert!(blob.read_chunk_in_memory(0, 10).is_none());
-    flip_byte(dir.path(), &hash, 9);
+    flip_byte(&data_file(dir.path(), &hash), 9);
     assert!(matches!(
         read_by_chunks(&blob),
         Err(ReadError::Corrupt { offset: 0, .. })

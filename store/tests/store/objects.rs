@@ -1,8 +1,7 @@
 //! Objects: ingest, reads, eviction, crash safety, fsck.
 
-use crate::support::{KIB, open, options, pattern};
+use crate::support::{KIB, data_file, flip_byte, open, options, pattern};
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bao_tree::{BaoTree, BlockSize};
@@ -43,28 +42,12 @@ fn read_all(blob: &Blob) -> Vec<u8> {
     out
 }
 
-fn data_file(dir: &Path, hash: &Hash) -> PathBuf {
-    dir.join("blobs").join(format!("{hash}.data"))
-}
-
 fn outboard_file(dir: &Path, hash: &Hash) -> PathBuf {
     dir.join("blobs").join(format!("{hash}.obao"))
 }
 
 fn count_files(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
-fn flip_byte(path: &Path, offset: u64) {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, offset).unwrap();
-    byte[0] ^= 0x20;
-    file.write_all_at(&byte, offset).unwrap();
 }
 
 #[test]

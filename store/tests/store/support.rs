@@ -1,6 +1,10 @@
 //! Helpers shared by the store's integration tests.
 
-use std::path::Path;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use fleetcache_store::Hash;
 
 use fleetcache_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
@@ -28,4 +32,21 @@ pub fn options(dir: &Path, capacity: u64) -> StoreOptions {
 /// A store with room for anything the tests write.
 pub fn open(dir: &Path) -> Store {
     Store::open(options(dir, 1 << 30)).unwrap()
+}
+
+pub fn data_file(dir: &Path, hash: &Hash) -> PathBuf {
+    dir.join("blobs").join(format!("{hash}.data"))
+}
+
+/// Flips one bit of the byte at `offset` of the file at `path`.
+pub fn flip_byte(path: &Path, offset: u64) {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset).unwrap();
+    byte[0] ^= 0x20;
+    file.write_all_at(&byte, offset).unwrap();
 }

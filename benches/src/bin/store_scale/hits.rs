@@ -34,11 +34,11 @@ pub(crate) struct Series {
     pub(crate) samples: Vec<Sample>,
 }
 
-/// Writes `/blake3/<hash>` of each of `indexes`, one a line, and a wrk
+/// Writes `/blake3/<hash>` of each of `hashes`, one a line, and a wrk
 /// script cycling through them; returns the script's path.
-fn write_load(scratch: &Path, name: &str, indexes: &[u64], threads: usize) -> Result<PathBuf> {
-    let mut list = String::with_capacity(indexes.len() * 72);
-    for hash in objects::hashes_of(indexes, threads) {
+fn write_load(scratch: &Path, name: &str, hashes: &[blake3::Hash]) -> Result<PathBuf> {
+    let mut list = String::with_capacity(hashes.len() * 72);
+    for hash in hashes {
         let _ = writeln!(list, "/blake3/{}", hash.to_hex());
     }
     let list_path = scratch.join(format!("{name}.txt"));
@@ -49,38 +49,48 @@ fn write_load(scratch: &Path, name: &str, indexes: &[u64], threads: usize) -> Re
     Ok(script)
 }
 
-/// The loads: the first `hot` objects (held by both stores), and, if
-/// `spread` > 0, that many objects picked at random from all of the large
-/// store's, in random order.
-pub(crate) fn loads(
-    scratch: &Path,
-    wrk: &WrkArgs,
-    hot: u64,
-    spread: u64,
-    large: u64,
-    threads: usize,
-) -> Result<Vec<Load>> {
-    let mut loads = Vec::new();
-    let hot_indexes: Vec<u64> = (0..hot).collect();
-    loads.push(Load {
-        label: format!("hot: {hot} hashes"),
-        generator: WrkScript {
-            wrk: wrk.clone(),
-            script: write_load(scratch, "hot", &hot_indexes, threads)?,
-        },
-    });
-    if spread > 0 {
+/// The hashes the loads cycle through.
+#[derive(Debug)]
+pub(crate) struct HashSets {
+    /// The first objects, held by both stores.
+    pub(crate) hot: Vec<blake3::Hash>,
+    /// Objects picked at random from all of the large store's, in random
+    /// order; empty for no spread load.
+    pub(crate) spread: Vec<blake3::Hash>,
+}
+
+impl HashSets {
+    /// The first `hot` objects, and `spread` random ones of the first `large`.
+    pub(crate) fn pick(hot: u64, spread: u64, large: u64, threads: usize) -> Result<Self> {
+        let hot_indexes: Vec<u64> = (0..hot).collect();
         let picked = index::sample(
             &mut rand::rng(),
             usize::try_from(large)?,
             usize::try_from(spread.min(large))?,
         );
-        let indexes: Vec<u64> = picked.into_iter().map(|i| i as u64).collect();
+        let spread_indexes: Vec<u64> = picked.into_iter().map(|i| i as u64).collect();
+        Ok(HashSets {
+            hot: objects::hashes_of(&hot_indexes, threads),
+            spread: objects::hashes_of(&spread_indexes, threads),
+        })
+    }
+}
+
+/// The loads: the hot hashes, and the spread ones if there are any.
+pub(crate) fn loads(scratch: &Path, wrk: &WrkArgs, sets: &HashSets) -> Result<Vec<Load>> {
+    let mut loads = vec![Load {
+        label: format!("hot: {} hashes", sets.hot.len()),
+        generator: WrkScript {
+            wrk: wrk.clone(),
+            script: write_load(scratch, "hot", &sets.hot)?,
+        },
+    }];
+    if !sets.spread.is_empty() {
         loads.push(Load {
-            label: format!("spread: {} random hashes", indexes.len()),
+            label: format!("spread: {} random hashes", sets.spread.len()),
             generator: WrkScript {
                 wrk: wrk.clone(),
-                script: write_load(scratch, "spread", &indexes, threads)?,
+                script: write_load(scratch, "spread", &sets.spread)?,
             },
         });
     }

@@ -19,6 +19,7 @@
 //! goes to stderr, a Markdown report to stdout.
 
 mod hits;
+mod lookups;
 mod objects;
 mod report;
 mod startup;
@@ -33,6 +34,7 @@ use fleetcache_benches::servers;
 use fleetcache_benches::versus::{Common, Conditions};
 use fleetcache_benches::wrk::{self, WrkArgs};
 
+use crate::lookups::LookupSeries;
 use crate::startup::{Launch, Subject};
 
 const PROGRAM: &str = "store-scale";
@@ -131,7 +133,8 @@ fn run(args: &Args) -> Result<()> {
             timeout_secs: 10,
         };
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        for load in hits::loads(dir, &wrk_args, args.hot, args.spread, args.objects, threads)? {
+        let sets = hits::HashSets::pick(args.hot, args.spread, args.objects, threads)?;
+        for load in hits::loads(dir, &wrk_args, &sets)? {
             println!(
                 "{}: {}",
                 load.label,
@@ -180,6 +183,20 @@ fn run(args: &Args) -> Result<()> {
     ];
 
     let mut timings = startup::store_opens(&subjects, args.opens)?;
+    eprintln!("\npicking the hashes");
+    let sets = hits::HashSets::pick(args.hot, args.spread, args.objects, threads)?;
+    let mut lookups = vec![
+        LookupSeries::new(format!("{}, hot", subjects[0].label), 0, &sets.hot),
+        LookupSeries::new(format!("{}, hot", subjects[1].label), 1, &sets.hot),
+    ];
+    if !sets.spread.is_empty() {
+        lookups.push(LookupSeries::new(
+            format!("{}, spread", subjects[0].label),
+            0,
+            &sets.spread,
+        ));
+    }
+    lookups::run(&subjects, &mut lookups, common.rounds)?;
     let launch = Launch {
         binary: binary.clone(),
         cpu: common.server_cpu,
@@ -194,15 +211,7 @@ fn run(args: &Args) -> Result<()> {
         latency: true,
         timeout_secs: 10,
     };
-    eprintln!("\nwriting the hash lists");
-    let loads = hits::loads(
-        &scratch,
-        &wrk_args,
-        args.hot,
-        args.spread,
-        args.objects,
-        threads,
-    )?;
+    let loads = hits::loads(&scratch, &wrk_args, &sets)?;
     let mut nodes = Vec::new();
     for (index, subject) in subjects.iter().enumerate() {
         eprintln!("starting a node on the store of {}", subject.label);
@@ -234,6 +243,7 @@ fn run(args: &Args) -> Result<()> {
         built: [large, small],
         subjects: &subjects,
         timings: &timings,
+        lookups: &lookups,
         series: &series,
         opens: args.opens,
         rounds: common.rounds,

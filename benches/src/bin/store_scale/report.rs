@@ -4,6 +4,7 @@ use fleetcache_benches::markdown::{self, table};
 use fleetcache_benches::median;
 
 use crate::hits::{Series, cpu_us_per_request};
+use crate::lookups::LookupSeries;
 use crate::objects::Built;
 use crate::startup::{Subject, Timings};
 
@@ -21,6 +22,7 @@ pub(crate) struct Report<'a> {
     pub(crate) built: [Built; 2],
     pub(crate) subjects: &'a [Subject; 2],
     pub(crate) timings: &'a [Timings],
+    pub(crate) lookups: &'a [LookupSeries],
     pub(crate) series: &'a [Series],
     pub(crate) opens: u32,
     pub(crate) rounds: u32,
@@ -145,7 +147,41 @@ pub(crate) fn print(r: &Report<'_>) {
         )
     );
 
-    println!("\n### Hits (median of {} rounds)\n", r.rounds);
+    println!(
+        "\n### `Store::get` in process (median of {} rounds; one thread, no HTTP)\n",
+        r.rounds
+    );
+    let reference = r.lookups.iter().find(|s| s.subject == 1);
+    let ref_ns = reference.and_then(|s| median(&s.ns_per_get));
+    print!(
+        "{}",
+        table(
+            &[
+                "store, hashes",
+                "µs per get",
+                "× small store, hot",
+                "every round (µs)"
+            ],
+            "lrrl",
+            r.lookups,
+            |s| {
+                let ns = median(&s.ns_per_get);
+                let rounds: Vec<String> = s
+                    .ns_per_get
+                    .iter()
+                    .map(|v| format!("{:.2}", v / 1e3))
+                    .collect();
+                vec![
+                    s.label.clone(),
+                    markdown::value(ns.map(|v| v / 1e3), 2),
+                    markdown::value(ratio(ns, ref_ns), 2),
+                    rounds.join(", "),
+                ]
+            }
+        )
+    );
+
+    println!("\n### Hits over HTTP (median of {} rounds)\n", r.rounds);
     let reference = r.series.iter().find(|s| s.node == 1 && s.load == 0);
     let cpu =
         |s: &Series| -> Vec<f64> { s.samples.iter().filter_map(cpu_us_per_request).collect() };

@@ -171,6 +171,20 @@ impl Server {
         )
     }
 
+    /// Stops the server the way a service manager does: SIGTERM, then waits
+    /// up to `limit` for it to exit (dropping the `Server` kills it if not).
+    pub fn terminate(&mut self, limit: Duration) -> Result<ExitStatus> {
+        let kill = which("kill", &["/bin", "/usr/bin"]).context("no kill on PATH")?;
+        let status = Command::new(kill)
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed ({status})", self.pid());
+        }
+        self.wait_exit(limit)
+    }
+
     /// Fails (with the end of its log) if the server has exited.
     pub fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -189,6 +203,17 @@ impl Server {
     /// Polls `GET addr path` until it answers 200, the server dies, or
     /// [`READY_TIMEOUT`] passes.
     pub fn wait_ready(&mut self, addr: SocketAddr, path: &str) -> Result<()> {
+        self.wait_ready_polling(addr, path, Duration::from_millis(50))
+    }
+
+    /// [`Server::wait_ready`], polling every `every` (a start-up that is
+    /// timed wants a short interval).
+    pub fn wait_ready_polling(
+        &mut self,
+        addr: SocketAddr,
+        path: &str,
+        every: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("no attempt");
         while Instant::now() < deadline {
@@ -199,7 +224,7 @@ impl Server {
                 Ok((head, _)) => last = format!("status {}", head.status),
                 Err(err) => last = format!("{err:#}"),
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(every);
         }
         bail!(
             "{} not ready at http://{addr}{path} after {READY_TIMEOUT:?} (last: {last}); log:\n{}",

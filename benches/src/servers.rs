@@ -61,6 +61,22 @@ pub fn start_fleetcache(
     https: Option<HttpsListener<'_>>,
     log: PathBuf,
 ) -> Result<Server> {
+    let command = fleetcache_command(binary, cpu, addrs, data_dir, origin, https);
+    let mut server = Server::spawn("fleetcache", command, log)?;
+    server.wait_ready(addrs.admin, "/readyz")?;
+    Ok(server)
+}
+
+/// The command [`start_fleetcache`] runs: `fleetcache serve` pinned to
+/// `cpu`, a 4 GiB store, warnings only in its log.
+pub fn fleetcache_command(
+    binary: &Path,
+    cpu: usize,
+    addrs: FleetcacheAddrs,
+    data_dir: &Path,
+    origin: Option<&str>,
+    https: Option<HttpsListener<'_>>,
+) -> std::process::Command {
     let mut command = process::pinned(cpu, binary);
     command
         .arg("serve")
@@ -85,9 +101,7 @@ pub fn start_fleetcache(
             .arg("--tls-key")
             .arg(&https.cert.key_file);
     }
-    let mut server = Server::spawn("fleetcache", command, log)?;
-    server.wait_ready(addrs.admin, "/readyz")?;
-    Ok(server)
+    command
 }
 
 /// Starts `fleetcache serve --config config` pinned to `cpu` as `name`

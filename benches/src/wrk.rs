@@ -1,6 +1,6 @@
 //! `wrk` as a [`LoadGenerator`]: its command line and its report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -45,6 +45,60 @@ impl LoadGenerator for WrkArgs {
     fn parse(&self, out: &str) -> Result<LoadReport> {
         parse(out)
     }
+}
+
+/// wrk running a Lua script (`-s`) that picks each request's path, e.g.
+/// [`cycle_script`]: the URL then gives only the scheme, host and port.
+#[derive(Debug, Clone)]
+pub struct WrkScript {
+    pub wrk: WrkArgs,
+    pub script: PathBuf,
+}
+
+impl LoadGenerator for WrkScript {
+    fn program(&self) -> &'static str {
+        "wrk"
+    }
+
+    fn secs(&self) -> u64 {
+        self.wrk.secs
+    }
+
+    fn argv(&self, url: &str, secs: u64) -> Vec<String> {
+        let mut argv = self.wrk.argv(url, secs);
+        let url = argv.pop().unwrap_or_default();
+        argv.push("-s".to_owned());
+        argv.push(self.script.display().to_string());
+        argv.push(url);
+        argv
+    }
+
+    fn parse(&self, out: &str) -> Result<LoadReport> {
+        parse(out)
+    }
+}
+
+/// A wrk Lua script that requests the paths listed in `list` (one a line)
+/// in turn, round robin, each connection's requests following the same
+/// cycle. The requests are formatted once, when the script loads.
+pub fn cycle_script(list: &Path) -> String {
+    format!(
+        r#"-- Requests the paths in the list in turn (written by fleetcache-benches).
+local requests = {{}}
+for path in io.lines([==[{list}]==]) do
+  requests[#requests + 1] = wrk.format("GET", path)
+end
+if #requests == 0 then
+  error("no paths in the list")
+end
+local next_index = 0
+request = function()
+  next_index = next_index % #requests + 1
+  return requests[next_index]
+end
+"#,
+        list = list.display()
+    )
 }
 
 /// wrk's version line, without the copyright.
@@ -170,6 +224,31 @@ Transfer/sec:      2.01GB
         assert!((r.duration_secs - 10.01).abs() < 1e-9);
         assert!((r.transfer_per_sec - 2.01 * 1024.0 * 1024.0 * 1024.0).abs() < 1.0);
         Ok(())
+    }
+
+    #[test]
+    fn scripted_runs_put_the_script_before_the_url() {
+        let scripted = WrkScript {
+            wrk: WrkArgs {
+                cpu: 1,
+                connections: 64,
+                secs: 5,
+                latency: true,
+                timeout_secs: 10,
+            },
+            script: PathBuf::from("/tmp/cycle.lua"),
+        };
+        let argv = scripted.argv("http://127.0.0.1:8080/", 5).join(" ");
+        assert_eq!(
+            argv,
+            "taskset -c 1 wrk -t1 -c64 -d5s --timeout=10s --latency -s /tmp/cycle.lua \
+             http://127.0.0.1:8080/"
+        );
+        let script = cycle_script(Path::new("/tmp/hashes.txt"));
+        assert!(
+            script.contains("io.lines([==[/tmp/hashes.txt]==])"),
+            "{script}"
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@
 //!   [`Swarm::purge`] and [`Swarm::purge_log`] carry purges; the gateway answers
 //!   peers' URL requests and purges through the [`FleetService`] it installs;
 //! - the fleet PKI ([`FleetCa`], [`NodeCert`], [`NodeIdentity`]);
-//! - the version 2 wire protocol (`swarm/PROTOCOL.md`) as a sans-IO codec.
+//! - the version 2 wire protocol (`swarm/PROTOCOL.md`) as a sans-IO codec;
+//! - [`quic_server_endpoint`]: a quinn server endpoint on a UDP socket with receive and
+//!   send buffers of [`UDP_BUFFER_BYTES`] (the kernel's default drops bursts), used by
+//!   the swarm and by the gateway's HTTP/3 endpoint.
 //!
 //! Single-flight, teeing into the store and HTTP live in the gateway.
 
@@ -43,6 +46,7 @@ mod schedule;
 mod serve;
 mod service;
 mod swarm;
+mod udp;
 mod url;
 mod wire;
 
@@ -54,6 +58,7 @@ pub use peers::{PeerHandle, PeerInfo, PeerState};
 pub use rendezvous::{Owner, rendezvous_rank};
 pub use service::{BodyChunk, FleetService, ServiceFuture, UrlReply};
 pub use swarm::{Swarm, SwarmError, SwarmOptions, SwarmStats};
+pub use udp::{UDP_BUFFER_BYTES, UdpBuffers, bind_udp, quic_server_endpoint};
 pub use url::OwnerFetch;
 pub use wire::{
     BodyFrame, Decoded, ErrorCode, MAX_BODY_FRAME, MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_RANGES_LEN,

@@ -142,8 +142,8 @@ impl Swarm {
         server.transport_config(transport.clone());
         let mut client = options.identity.quic_client_config()?;
         client.transport_config(transport);
-        let mut endpoint =
-            quinn::Endpoint::server(server, options.listen).map_err(|source| SwarmError::Bind {
+        let mut endpoint = crate::udp::quic_server_endpoint(server, options.listen, "swarm")
+            .map_err(|source| SwarmError::Bind {
                 addr: options.listen,
                 source,
             })?;

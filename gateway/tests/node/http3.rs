@@ -485,6 +485,73 @@ async fn h3_and_the_swarm_do_not_reach_each_other() {
     drop(peer);
 }
 
+/// The HTTP/3 and swarm UDP sockets get receive and send buffers of
+/// `UDP_BUFFER_BYTES` (as far as `net.core.rmem_max` / `wmem_max` allow),
+/// not the kernel's default of about 208 KiB, which drops bursts under load.
+#[tokio::test(flavor = "multi_thread")]
+async fn quic_sockets_get_large_buffers() {
+    let mut ca = TestCa::new();
+    let mut fleet = Fleet::new();
+    let (cert, key) = cert_env(&mut ca);
+    let node = TestNode::start_in_fleet_with(
+        &mut fleet,
+        &[],
+        &[
+            ("FLEETCACHE_HTTP_TLS_CERT_FILE", cert.as_str()),
+            ("FLEETCACHE_HTTP_TLS_KEY_FILE", key.as_str()),
+        ],
+    )
+    .await;
+    let asked = fleetcache_swarm::UDP_BUFFER_BYTES;
+    for (what, addr) in [
+        ("http3", node.https.expect("https")),
+        ("swarm", node.swarm.expect("swarm")),
+    ] {
+        let (recv, send) = udp_buffers(addr);
+        // Linux reports twice what it grants, and grants at most *mem_max.
+        assert!(
+            recv >= 2 * asked.min(core_sysctl("rmem_max")),
+            "{what}: SO_RCVBUF {recv}"
+        );
+        assert!(
+            send >= 2 * asked.min(core_sysctl("wmem_max")),
+            "{what}: SO_SNDBUF {send}"
+        );
+    }
+}
+
+fn core_sysctl(name: &str) -> usize {
+    let path = format!("/proc/sys/net/core/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+/// The receive and send buffers (`rb`, `tb` of `ss -m`'s skmem, which is
+/// what `getsockopt` reports) of the UDP socket bound to `addr`.
+fn udp_buffers(addr: SocketAddr) -> (usize, usize) {
+    let filter = format!("sport = :{}", addr.port());
+    let out = std::process::Command::new("ss")
+        .args(["-u", "-a", "-n", "-m", "-H", &filter])
+        .output()
+        .expect("running ss (iproute2)");
+    assert!(out.status.success(), "ss failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> usize {
+        let start = text
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} for {addr} in ss output: {text}"))
+            + name.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().expect("a number after rb/tb")
+    };
+    (field(",rb"), field(",tb"))
+}
+
 /// With http.max_connections = 2 a third HTTP/3 connection is refused and
 /// counted; the two keep working.
 #[tokio::test(flavor = "multi_thread")]

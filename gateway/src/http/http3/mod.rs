@@ -127,7 +127,9 @@ pub(crate) fn bind(
         .datagram_receive_buffer_size(None);
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
-    Ok(quinn::Endpoint::server(config, addr)?)
+    // Buffers larger than the kernel's default: under load the node does not
+    // always drain the socket before a burst of requests and ACKs fills it.
+    fleetcache_swarm::quic_server_endpoint(config, addr, "http3").map_err(Http3Error::Bind)
 }
 
 /// What the endpoint's connections share.

@@ -9,10 +9,10 @@ use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 
 use crate::error::{IngestError, WriteError};
 use crate::hash::Hash;
@@ -28,6 +28,10 @@ use crate::store::{Shared, lock};
 
 /// Idle time after which recorded touches and finished deletes are written anyway.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Transactions that only record reads are committed without an fsync (a crash
+/// loses recency hints, nothing else), but at least this often one is durable:
+/// redb frees the pages a non-durable commit replaced only at a durable one.
+const DURABLE_AT_LEAST_EVERY: Duration = Duration::from_secs(30);
 /// Most commands in one transaction.
 const MAX_BATCH: usize = 256;
 
@@ -119,6 +123,8 @@ pub(crate) fn spawn(
         // Capacity may have shrunk since the last run.
         evict_check: totals.bytes > limits.high_bytes,
         record_writes: 0,
+        last_durable: Instant::now(),
+        stopping: false,
     };
     let handle = std::thread::Builder::new()
         .name("fleetcache-store-writer".into())
@@ -139,6 +145,9 @@ struct Writer {
     evict_check: bool,
     /// Record rows put or removed so far: a commit that moved it changed records.
     record_writes: u64,
+    last_durable: Instant,
+    /// Shutting down: the last commits must be durable.
+    stopping: bool,
 }
 
 struct Tables<'t> {
@@ -254,6 +263,7 @@ impl Writer {
                 && !self.shared.has_touches();
             let mut result = Ok(());
             if !idle {
+                self.stopping = stopping;
                 let (later, outcome) = self.run_batch(commands);
                 deferred = later;
                 result = outcome;
@@ -337,6 +347,7 @@ impl Writer {
         cleared: &[Hash],
         batch: &mut Batch,
     ) -> Result<(), redb::Error> {
+        let reads_only = commands.is_empty() && cleared.is_empty() && !self.stopping;
         let mut txn = self.db.begin_write()?;
         // Commits cost a little more; reopening after a crash no longer walks the file.
         txn.set_quick_repair(true);
@@ -364,7 +375,14 @@ impl Writer {
                 return Err(redb::Error::Io(err));
             }
         }
+        let hints_only = reads_only && batch.file_ops.is_empty() && batch.linked.is_empty();
+        let durable = !hints_only
+            || self.last_durable.elapsed() >= DURABLE_AT_LEAST_EVERY
+            || txn.set_durability(Durability::None).is_err();
         txn.commit()?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
         Ok(())
     }
 

@@ -1018,3 +1018,86 @@ fn the_records_version_moves_with_every_record_write_and_only_then() {
     moved(&store, "deleting a blob that had a record");
     assert!(store.records("k".as_bytes()).unwrap().is_empty());
 }
+
+const READS_CHILD_ENV: &str = "FLEETCACHE_READS_CRASH_CHILD";
+
+/// Not a test on its own: a child that stores objects with records, then only reads
+/// them, so its writer commits nothing but read hints (without an fsync) until killed.
+#[test]
+fn reads_crash_child() {
+    let Some(dir) = std::env::var_os(READS_CHILD_ENV) else {
+        return;
+    };
+    let store = Store::open(options(Path::new(&dir), 64 << 20)).unwrap();
+    let hashes: Vec<Hash> = (0..20u64)
+        .map(|i| {
+            let mut ingest = store.ingest(None).unwrap();
+            ingest
+                .write(&pattern(if i % 2 == 0 { 100 } else { 40 * KIB }, i))
+                .unwrap();
+            let key = format!("r{i}");
+            ingest
+                .attach_record(new_record(&key, "", &["read"], &key))
+                .unwrap();
+            ingest.finish().unwrap().hash
+        })
+        .collect();
+    println!("stored");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut flushed = 0;
+    while Instant::now() < deadline {
+        // One object per pass: every flush of read hints has something to write.
+        let hash = &hashes[flushed % hashes.len()];
+        drop(store.get(hash).unwrap().unwrap());
+        std::thread::sleep(Duration::from_millis(1100));
+        flushed += 1;
+        println!("read {flushed}");
+    }
+}
+
+#[test]
+fn a_store_killed_while_only_reading_reopens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..2 {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "records::reads_crash_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(READS_CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        // A few read-hint commits after the last durable one.
+        let mut reads = 0;
+        for line in stdout.lines() {
+            if line.unwrap().starts_with("read ") {
+                reads += 1;
+                if reads == 3 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(reads, 3, "round {round}: the child stopped early");
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let store = Store::open(options(dir.path(), 64 << 20)).unwrap();
+        assert_eq!(store.stats().objects, 20, "round {round}");
+        assert_eq!(store.stats().records, 20, "round {round}");
+        for i in 0..20 {
+            let records = store.records(format!("r{i}").as_bytes()).unwrap();
+            let blob = store.get(&records[0].blob).unwrap().expect("stored");
+            assert_eq!(Hash::from(blake3::hash(&read_all(&blob))), records[0].blob);
+        }
+        store.close().unwrap();
+        let report = fsck(dir.path(), false).unwrap();
+        assert!(report.is_clean(), "round {round}: {report:?}");
+    }
+}

@@ -163,53 +163,38 @@ impl Blob {
     /// read from disk is verified and, if the object fits the tier, kept there. Returns
     /// at least one byte unless `offset` is the end.
     pub fn read_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, ReadError> {
-        let len = self.clamp(offset, max_len)?;
-        let file = match &self.inner.loaded.body {
-            Body::Inline(bytes) => {
-                return Ok(bytes.slice(offset as usize..(offset + len) as usize));
-            }
-            Body::File(file) => file,
-        };
-        let tier = &self.inner.protection.shared.memory;
-        if len == 0 || !tier.admits(self.size()) {
-            return self.read_file(file, offset, len as usize);
+        if let Some(bytes) = self.read_chunk_in_memory(offset, max_len) {
+            return Ok(bytes);
         }
-        let index = offset / CHUNK;
-        let found = tier.get(self.hash(), index);
-        tier.count(found.is_some());
-        let chunk = match found {
-            Some(chunk) => chunk,
-            None => {
+        let len = self.clamp(offset, max_len)?;
+        let tier = &self.inner.protection.shared.memory;
+        match &self.inner.loaded.body {
+            Body::File(file) if len > 0 && tier.admits(self.size()) => {
+                tier.count(false);
+                let index = offset / CHUNK;
                 let start = index * CHUNK;
-                let chunk_len = CHUNK.min(self.size() - start) as usize;
-                let chunk = self.read_file(file, start, chunk_len)?;
+                let chunk = self.read_file(file, start, CHUNK.min(self.size() - start) as usize)?;
                 tier.insert(self.hash(), index, chunk.clone());
-                chunk
+                Ok(part_of_chunk(&chunk, offset - start, len))
             }
-        };
-        let from = (offset - index * CHUNK) as usize;
-        Ok(chunk.slice(from..chunk.len().min(from + len as usize)))
+            _ => self.read_verified(offset, max_len),
+        }
     }
 
     /// What [`Blob::read_chunk`] would return, if it needs neither the disk nor the
     /// hash: inline bytes, or a chunk in the memory tier. Never blocks.
     pub fn read_chunk_in_memory(&self, offset: u64, max_len: usize) -> Option<Bytes> {
         let len = self.clamp(offset, max_len).ok()?;
+        let tier = &self.inner.protection.shared.memory;
         match &self.inner.loaded.body {
             Body::Inline(bytes) => Some(bytes.slice(offset as usize..(offset + len) as usize)),
-            Body::File(_)
-                if len == 0 || !self.inner.protection.shared.memory.admits(self.size()) =>
-            {
-                None
-            }
-            Body::File(_) => {
+            Body::File(_) if len > 0 && tier.admits(self.size()) => {
                 let index = offset / CHUNK;
-                let tier = &self.inner.protection.shared.memory;
                 let chunk = tier.get(self.hash(), index)?;
                 tier.count(true);
-                let from = (offset - index * CHUNK) as usize;
-                Some(chunk.slice(from..chunk.len().min(from + len as usize)))
+                Some(part_of_chunk(&chunk, offset - index * CHUNK, len))
             }
+            Body::File(_) => None,
         }
     }
 
@@ -335,6 +320,12 @@ impl<W: io::Write> io::Write for OutputErrors<W> {
         let result = self.out.flush();
         self.record(result)
     }
+}
+
+/// `len` bytes of `chunk` from `from`, fewer at its end.
+fn part_of_chunk(chunk: &Bytes, from: u64, len: u64) -> Bytes {
+    let from = from as usize;
+    chunk.slice(from..chunk.len().min(from + len as usize))
 }
 
 fn corrupt(shared: &Shared, hash: Hash, offset: u64, reason: &str) -> ReadError {

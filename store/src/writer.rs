@@ -638,11 +638,22 @@ impl Writer {
             if last.get(hash) != Some(&i) {
                 continue;
             }
-            if let Some(Ok(entry)) = t.entry(hash)? {
+            if let Some(Ok(entry)) = t.entry(hash)?
+                && !self.among_the_youngest(&entry)
+            {
                 self.touch(t, hash, entry)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether a blob is among the most recently used quarter already: at most
+    /// `next_tick - tick` objects can be younger, and eviction starts from the
+    /// oldest, so moving it again changes nothing eviction would see. Skipping
+    /// those spares a hot object one index rewrite per flush (two B-tree updates,
+    /// deep ones in a large store).
+    fn among_the_youngest(&self, entry: &Entry) -> bool {
+        self.totals.next_tick.saturating_sub(entry.tick) <= self.totals.objects / 4
     }
 
     /// Drops a blob from the index; its files are handled after the commit.

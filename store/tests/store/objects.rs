@@ -410,6 +410,37 @@ fn blobs_kept_loaded_follow_deletes_pins_and_evictions() {
     assert!(fsck(dir.path(), false).unwrap().is_clean());
 }
 
+/// Reads of objects already among the most recently used are not written to the LRU
+/// order again; objects read all along must still outlive everything streaming past.
+#[test]
+fn objects_read_all_along_survive_a_stream_of_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for 40 objects of 100 KiB; eviction from 36 down to 24.
+    let store = Store::open(options(dir.path(), 4000 * KIB as u64)).unwrap();
+    let hot: Vec<(Hash, Vec<u8>)> = (0..2)
+        .map(|i| {
+            let data = pattern(100 * KIB, 900 + i);
+            (put(&store, &data), data)
+        })
+        .collect();
+    let mut passing = Vec::new();
+    for i in 0..200 {
+        for (hash, _) in &hot {
+            drop(store.get(hash).unwrap().expect("a hot object was evicted"));
+        }
+        passing.push(put(&store, &pattern(100 * KIB, 1000 + i)));
+    }
+    assert!(store.stats().evictions >= 150, "{:?}", store.stats());
+    for (hash, data) in &hot {
+        assert!(read_all(&store.get(hash).unwrap().unwrap()) == *data);
+    }
+    let kept = passing
+        .iter()
+        .filter(|h| store.get(h).unwrap().is_some())
+        .count();
+    assert!(kept < 40, "{kept}");
+}
+
 /// Keeping files open for hot blobs must not run a process out of descriptors.
 #[test]
 fn reading_many_file_blobs_keeps_a_bounded_number_of_files_open() {

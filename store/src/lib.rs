@@ -108,7 +108,11 @@
 //!
 //! [`Store::get`] does one read transaction and opens the blob's files; the handle keeps
 //! them open, so a blob deleted or evicted meanwhile stays readable through it, and the
-//! live handle keeps the hash out of eviction. [`Blob::read_verified`] reads whole chunk
+//! live handle keeps the hash out of eviction. Recently read blobs stay loaded (a
+//! bounded set, forgotten by the writer whenever their entry changes), so a hot `get`
+//! is a map lookup. With `memory_cache` set, [`Blob::read_chunk`] keeps verified
+//! 256 KiB chunks of file objects in memory and serves them without reading or hashing
+//! again. [`Blob::read_verified`] reads whole chunk
 //! groups with `pread`, checks them against the outboard up to the root hash and returns
 //! only verified bytes; a mismatch returns [`ReadError::Corrupt`] and quarantines the
 //! object. Inline objects are verified when loaded.

@@ -378,7 +378,8 @@ impl Store {
         })
     }
 
-    /// Looks a blob up (one read transaction) and records the read for LRU order. The
+    /// Looks a blob up and records the read for LRU order: from the recently read blobs
+    /// kept loaded, else with one read transaction (and the blob is then kept). The
     /// returned handle keeps the blob's files open and protects it from eviction.
     pub fn get(&self, hash: &Hash) -> Result<Option<Blob>, ReadError> {
         let shared = &self.inner.shared;

@@ -53,8 +53,9 @@ where
     let span = tracing::info_span!("request", method = %req.method(), path = %path);
     let result = match route {
         "blob" => serve_blob(&state, &req).instrument(span.clone()).await,
-        "url" => crate::proxy::handle(&state, req, peer)
-            .instrument(span.clone())
+        // Boxed: the URL route's future is large, and hyper moves the whole
+        // request future into place for every request, hash hits included.
+        "url" => Box::pin(crate::proxy::handle(&state, req, peer).instrument(span.clone()))
             .await
             .map(|(response, served)| (response, Served::Url(served))),
         _ => Err(RequestError::NotFound),

@@ -418,6 +418,20 @@ fn trusting_both(ca: &TestCa, fleet: &Fleet, alpn: &[u8]) -> Arc<rustls::ClientC
     Arc::new(config)
 }
 
+/// A fleet node with HTTPS (and so HTTP/3) and a swarm endpoint.
+async fn https_node_in_fleet(ca: &mut TestCa, fleet: &mut Fleet) -> TestNode {
+    let (cert, key) = cert_env(ca);
+    TestNode::start_in_fleet_with(
+        fleet,
+        &[],
+        &[
+            ("FLEETCACHE_HTTP_TLS_CERT_FILE", cert.as_str()),
+            ("FLEETCACHE_HTTP_TLS_KEY_FILE", key.as_str()),
+        ],
+    )
+    .await
+}
+
 /// The public HTTP/3 endpoint and the swarm's are apart: an h3 client cannot
 /// reach the swarm, a fleet peer's handshake (ALPN fleetcache/2, even with a
 /// fleet certificate) fails at the HTTP/3 port, and both keep serving their own.
@@ -425,16 +439,7 @@ fn trusting_both(ca: &TestCa, fleet: &Fleet, alpn: &[u8]) -> Arc<rustls::ClientC
 async fn h3_and_the_swarm_do_not_reach_each_other() {
     let mut ca = TestCa::new();
     let mut fleet = Fleet::new();
-    let (cert, key) = cert_env(&mut ca);
-    let node = TestNode::start_in_fleet_with(
-        &mut fleet,
-        &[],
-        &[
-            ("FLEETCACHE_HTTP_TLS_CERT_FILE", cert.as_str()),
-            ("FLEETCACHE_HTTP_TLS_KEY_FILE", key.as_str()),
-        ],
-    )
-    .await;
+    let node = https_node_in_fleet(&mut ca, &mut fleet).await;
     let https = node.https.expect("https");
     let swarm = node.swarm.expect("swarm");
     assert_ne!(https.port(), swarm.port());
@@ -492,16 +497,7 @@ async fn h3_and_the_swarm_do_not_reach_each_other() {
 async fn quic_sockets_get_large_buffers() {
     let mut ca = TestCa::new();
     let mut fleet = Fleet::new();
-    let (cert, key) = cert_env(&mut ca);
-    let node = TestNode::start_in_fleet_with(
-        &mut fleet,
-        &[],
-        &[
-            ("FLEETCACHE_HTTP_TLS_CERT_FILE", cert.as_str()),
-            ("FLEETCACHE_HTTP_TLS_KEY_FILE", key.as_str()),
-        ],
-    )
-    .await;
+    let node = https_node_in_fleet(&mut ca, &mut fleet).await;
     let asked = fleetcache_swarm::UDP_BUFFER_BYTES;
     for (what, addr) in [
         ("http3", node.https.expect("https")),

@@ -123,15 +123,15 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let common = &args.common;
+    let wrk_args = WrkArgs {
+        cpu: common.client_cpu,
+        connections: args.connections,
+        secs: args.secs.max(1),
+        latency: true,
+        timeout_secs: 10,
+    };
     if let Some(dir) = &args.scripts_only {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let wrk_args = WrkArgs {
-            cpu: common.client_cpu,
-            connections: args.connections,
-            secs: args.secs.max(1),
-            latency: true,
-            timeout_secs: 10,
-        };
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
         let sets = hits::HashSets::pick(args.hot, args.spread, args.objects, threads)?;
         for load in hits::loads(dir, &wrk_args, &sets)? {
@@ -204,13 +204,6 @@ fn run(args: &Args) -> Result<()> {
     };
     startup::serve_starts(&launch, &subjects, args.opens, &mut timings)?;
 
-    let wrk_args = WrkArgs {
-        cpu: common.client_cpu,
-        connections: args.connections,
-        secs: args.secs.max(1),
-        latency: true,
-        timeout_secs: 10,
-    };
     let loads = hits::loads(&scratch, &wrk_args, &sets)?;
     let mut nodes = Vec::new();
     for (index, subject) in subjects.iter().enumerate() {

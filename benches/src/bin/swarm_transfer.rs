@@ -307,8 +307,12 @@ async fn fill(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u6
         if metrics.contains("fleetcache_fills_total{result=\"ok\",source=\"peer\"} 1") {
             break;
         }
-        if metrics.contains("result=\"failed\"") || start.elapsed() > Duration::from_secs(600) {
-            bail!("the fill failed or did not finish");
+        let failed: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("fleetcache_fills_total") && !l.contains("result=\"ok\""))
+            .collect();
+        if !failed.is_empty() || start.elapsed() > Duration::from_secs(600) {
+            bail!("the fill failed or did not finish: {failed:?}");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

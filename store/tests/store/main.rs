@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod crashes;
 mod memory;
 mod objects;
 mod records;

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use fleetcache_store::{Blob, Hash, ReadError, Store};
+use fleetcache_store::{Blob, ReadError, Store};
 
-use crate::support::{KIB, data_file, flip_byte, options, pattern};
+use crate::support::{KIB, data_file, flip_byte, options, pattern, put};
 
 const CHUNK: usize = 256 * KIB;
 
@@ -12,12 +12,6 @@ fn open_with_tier(dir: &Path, memory_cache: u64) -> Store {
     let mut opts = options(dir, 1 << 30);
     opts.memory_cache = memory_cache;
     Store::open(opts).unwrap()
-}
-
-fn put(store: &Store, data: &[u8]) -> Hash {
-    let mut ingest = store.ingest(None).unwrap();
-    ingest.write(data).unwrap();
-    ingest.finish().unwrap().hash
 }
 
 /// Reads the whole blob the way a response does: chunk by chunk.

@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use fleetcache_store::Hash;
+use fleetcache_store::{Blob, Hash, NewRecord};
 
 use fleetcache_store::{Store, StoreOptions};
 use rand::rngs::StdRng;
@@ -49,4 +49,24 @@ pub fn flip_byte(path: &Path, offset: u64) {
     file.read_exact_at(&mut byte, offset).unwrap();
     byte[0] ^= 0x20;
     file.write_all_at(&byte, offset).unwrap();
+}
+
+/// Ingests `data` in one write.
+pub fn put(store: &Store, data: &[u8]) -> Hash {
+    let mut ingest = store.ingest(None).unwrap();
+    ingest.write(data).unwrap();
+    ingest.finish().unwrap().hash
+}
+
+pub fn read_all(blob: &Blob) -> Vec<u8> {
+    blob.read_verified(0, usize::MAX).unwrap().to_vec()
+}
+
+pub fn new_record(key: &str, variant: &str, tags: &[&str], value: &str) -> NewRecord {
+    NewRecord {
+        key: key.into(),
+        variant: variant.into(),
+        tags: tags.iter().map(|t| t.as_bytes().to_vec()).collect(),
+        value: value.into(),
+    }
 }

@@ -4,7 +4,7 @@
 //! blobs, `hot.rs`; verified chunks, `memory.rs`); callers hold it under
 //! their own lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 /// What a cache may hold, tracked as entries come and go.
@@ -47,6 +47,12 @@ impl<K: Hash + Eq + Clone, V: Clone, B: Budget<V>> Clock<K, V, B> {
         self.map.insert(key.clone(), (value, false));
         self.ring.push_back(key);
         self.make_room();
+    }
+
+    /// Drops the entries of `keys`.
+    pub(crate) fn remove_keys(&mut self, keys: &[K]) {
+        let doomed: HashSet<&K> = keys.iter().collect();
+        self.remove_where(|key| doomed.contains(key));
     }
 
     /// Drops every entry whose key `doomed` selects.

@@ -126,11 +126,8 @@ impl HotBlobs {
     }
 
     /// Keeps `loaded`, unless a forgetting happened after `generation` was read (the
-    /// load may predate it) or it alone would take a large part of the budget.
+    /// load may predate it).
     pub(crate) fn insert(&self, hash: Hash, loaded: Arc<Loaded>, generation: u64) {
-        if loaded.inline_len() > MAX_INLINE_BYTES / 4 {
-            return;
-        }
         let mut state = lock(&self.state);
         if state.generation == generation {
             state.blobs.insert(hash, loaded);
@@ -144,12 +141,7 @@ impl HotBlobs {
         }
         let mut state = lock(&self.state);
         state.generation += 1;
-        if hashes.len() == 1 {
-            state.blobs.remove_where(|hash| *hash == hashes[0]);
-        } else {
-            let doomed: std::collections::HashSet<&Hash> = hashes.iter().collect();
-            state.blobs.remove_where(|hash| doomed.contains(hash));
-        }
+        state.blobs.remove_keys(hashes);
     }
 
     #[cfg(test)]

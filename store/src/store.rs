@@ -274,6 +274,13 @@ impl Shared {
         }
     }
 
+    /// Drops what is kept in memory of `hashes` (loaded blobs, memory-tier chunks):
+    /// their index entries changed or went.
+    pub(crate) fn forget_loaded(&self, hashes: &[Hash]) {
+        self.hot.forget(hashes);
+        self.memory.forget(hashes);
+    }
+
     pub(crate) fn records_changed(&self) {
         self.records_version.fetch_add(1, Ordering::Release);
     }

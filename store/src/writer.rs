@@ -293,8 +293,7 @@ impl Writer {
             Ok(()) => {
                 // Before any answer: a get after a delete's reply must not find it hot,
                 // nor a lookup after a purge's reply a remembered record.
-                self.shared.hot.forget(&batch.changed);
-                self.shared.memory.forget(&batch.changed);
+                self.shared.forget_loaded(&batch.changed);
                 if self.record_writes != record_writes {
                     self.shared.records_changed();
                 }

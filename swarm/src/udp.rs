@@ -60,23 +60,19 @@ pub fn bind_udp(
         send: socket.send_buffer_size()?,
     };
     let full = reported_when_granted(bytes);
-    if buffers.recv < full {
-        tracing::warn!(
-            socket = what,
-            asked = bytes,
-            granted = buffers.recv,
-            "the kernel capped this UDP socket's receive buffer; raise net.core.rmem_max \
-             to at least {bytes} to avoid dropped datagrams under load"
-        );
-    }
-    if buffers.send < full {
-        tracing::warn!(
-            socket = what,
-            asked = bytes,
-            granted = buffers.send,
-            "the kernel capped this UDP socket's send buffer; raise net.core.wmem_max \
-             to at least {bytes}"
-        );
+    for (granted, which, sysctl) in [
+        (buffers.recv, "receive", "net.core.rmem_max"),
+        (buffers.send, "send", "net.core.wmem_max"),
+    ] {
+        if granted < full {
+            tracing::warn!(
+                socket = what,
+                asked = bytes,
+                granted,
+                "the kernel capped this UDP socket's {which} buffer; raise {sysctl} to at \
+                 least {bytes} to avoid dropped datagrams under load"
+            );
+        }
     }
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;

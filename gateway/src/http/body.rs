@@ -70,9 +70,9 @@ impl Source {
     /// Up to one read chunk from `start`, at most to `end`; empty at the end of
     /// a fill whose size was not known.
     pub(crate) async fn read(&self, start: u64, end: u64) -> Result<Bytes, BodyError> {
-        match self.read_in_memory(start, end) {
-            Some(bytes) => Ok(bytes),
-            None => self.spawn_read(start, end).await?,
+        match Next::start(self, start, end) {
+            Next::Ready(bytes) => Ok(bytes),
+            Next::Reading(handle) => handle.await?,
         }
     }
 

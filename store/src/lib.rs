@@ -75,7 +75,11 @@
 //! one transaction, so concurrent ingests share one commit. Reads run their own read
 //! transactions on any thread. Reads are recorded in memory and applied to `lru-1` by the
 //! writer in its next transaction (at least every second, before any eviction, and at
-//! close), never one write per read. `totals` is rewritten in every transaction.
+//! close), never one write per read; a read of an object already among the youngest
+//! quarter of the LRU order is not applied (eviction would not see the difference).
+//! A transaction that only applies reads commits without an fsync (a crash loses
+//! recency hints only); one is durable at least every 30 s. `totals` is rewritten in
+//! every transaction.
 //!
 //! # Crash safety
 //!

@@ -55,6 +55,14 @@ fn received(swarm: &Swarm, addr: SocketAddr) -> u64 {
     info(swarm, addr).bytes_received
 }
 
+/// Verified bytes the requester took from each holder, in order.
+fn received_from_each(requester: &TestSwarm, holders: &[TestSwarm]) -> Vec<u64> {
+    holders
+        .iter()
+        .map(|h| received(&requester.swarm, h.addr))
+        .collect()
+}
+
 /// Runs a whole-object fetch into a verified ingest, as a fill does: the bytes in
 /// order, the pairs where they go. The store commits only with every pair present
 /// and the root matching, so a commit proves the pieces carried the whole tree.
@@ -97,10 +105,7 @@ async fn three_holders_each_send_part_of_one_object() {
     let got = fill_whole(&requester, &data).await;
     assert!(got == data, "bytes differ");
 
-    let from: Vec<u64> = holders
-        .iter()
-        .map(|h| received(&requester.swarm, h.addr))
-        .collect();
+    let from = received_from_each(&requester, &holders);
     assert_eq!(
         from.iter().sum::<u64>(),
         data.len() as u64,
@@ -128,10 +133,7 @@ async fn a_range_in_the_middle_comes_from_several_holders() {
         got.extend_from_slice(&bytes);
     }
     assert!(got[..] == data[range.start as usize..range.end as usize]);
-    let from: Vec<u64> = holders
-        .iter()
-        .map(|h| received(&requester.swarm, h.addr))
-        .collect();
+    let from = received_from_each(&requester, &holders);
     assert_eq!(
         from.iter().sum::<u64>(),
         range.end - range.start,
@@ -164,10 +166,7 @@ async fn a_holder_shut_down_mid_fetch_leaves_its_pieces_to_the_others() {
     }
     assert!(got == data, "bytes differ across the failover");
     let victim = victim.expect("somebody sent bytes");
-    let from: Vec<u64> = holders
-        .iter()
-        .map(|h| received(&requester.swarm, h.addr))
-        .collect();
+    let from = received_from_each(&requester, &holders);
     assert_eq!(from.iter().sum::<u64>(), data.len() as u64, "{from:?}");
     assert!(from[victim] < data.len() as u64, "{from:?}");
     let others: u64 = (0..3).filter(|&i| i != victim).map(|i| from[i]).sum();

@@ -129,7 +129,7 @@ async fn serve_blob<B>(
     // carries on.
     let far = ranged
         && range_start(req, size)
-            .is_some_and(|start| start > flight.written().saturating_add(DIRECT_AHEAD));
+            .is_some_and(|start| start > flight.available().saturating_add(DIRECT_AHEAD));
     if far {
         return direct(state, hash, req).await;
     }

@@ -13,6 +13,8 @@
 //!   it with every 16 KiB group verified, A reading and checking its store files;
 //! - **fill**: B's gateway fills the object into its store (triggered by HEAD), i.e. the
 //!   fetch plus writing and hashing it into the store;
+//! - **pull**: curl GETs the object from a fresh node B, which fills it from A and
+//!   streams it to curl as it arrives: the whole miss path a user sees;
 //! - **blake3**: one core hashing `size` bytes in memory.
 //!
 //! Then a fan-out: four nodes fetch the object from A at once.
@@ -46,7 +48,7 @@ struct Args {
     /// Rounds; medians are reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Run only this path (quinn, fetch, fill, blake3), e.g. under a profiler.
+    /// Run only this path (quinn, fetch, fill, pull, blake3), e.g. under a profiler.
     #[arg(long)]
     only: Option<String>,
     /// Nodes fetching at once in the fan-out scenario (0 skips it).
@@ -147,14 +149,15 @@ async fn run(args: &Args) -> Result<()> {
     let mut quinn_rates = Vec::new();
     let mut fetch_rates = Vec::new();
     let mut fill_rates = Vec::new();
+    let mut pull_rates = Vec::new();
     let mut hash_rates = Vec::new();
     for round in 0..args.rounds {
-        let mut order: Vec<u8> = vec![0, 1, 2, 3];
+        let mut order: Vec<u8> = vec![0, 1, 2, 3, 4];
         if round % 2 == 1 {
             order.reverse();
         }
         for which in order {
-            let name = ["quinn", "fetch", "fill", "blake3"][usize::from(which)];
+            let name = ["quinn", "fetch", "fill", "pull", "blake3"][usize::from(which)];
             if args.only.as_deref().is_some_and(|only| only != name) {
                 continue;
             }
@@ -171,21 +174,33 @@ async fn run(args: &Args) -> Result<()> {
                     )
                     .await?,
                 ),
+                3 => pull_rates.push(
+                    pull(
+                        &mut fleet,
+                        &dir.path().join(format!("pull-{round}")),
+                        a_addr,
+                        hash,
+                        args.size,
+                    )
+                    .await?,
+                ),
                 _ => hash_rates.push(hash_rate(args.size)),
             }
         }
         eprintln!(
-            "round {}: quinn {:.0} MB/s, swarm fetch {:.0} MB/s, fill {:.0} MB/s, blake3 {:.0} MB/s",
+            "round {}: quinn {:.0} MB/s, swarm fetch {:.0} MB/s, fill {:.0} MB/s, pull {:.0} MB/s, blake3 {:.0} MB/s",
             round + 1,
             last(&quinn_rates),
             last(&fetch_rates),
             last(&fill_rates),
+            last(&pull_rates),
             last(&hash_rates)
         );
     }
     let quinn = median(&quinn_rates).unwrap_or(0.0);
     let fetched = median(&fetch_rates).unwrap_or(0.0);
     let filled = median(&fill_rates).unwrap_or(0.0);
+    let pulled = median(&pull_rates).unwrap_or(0.0);
     let hashed = median(&hash_rates).unwrap_or(0.0);
 
     println!(
@@ -210,6 +225,10 @@ async fn run(args: &Args) -> Result<()> {
     println!(
         "| fill into B's store (fetch + write + index) | {filled:.0} | {:.2} |",
         filled / quinn
+    );
+    println!(
+        "| curl through B (fill from A + store + HTTP to curl) | {pulled:.0} | {:.2} |",
+        pulled / quinn
     );
     println!(
         "| raw blake3, one core, in memory | {hashed:.0} | {:.2} |",
@@ -260,66 +279,129 @@ async fn fetch(b: &Swarm, hash: Hash, size: u64) -> Result<f64> {
     Ok(mb_per_s(size, start.elapsed()))
 }
 
+/// A fresh gateway node whose only peer is A.
+struct FillNode {
+    node: Node,
+    http: SocketAddr,
+    admin: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl FillNode {
+    async fn start(fleet: &mut Fleet, dir: &Path, a: SocketAddr, size: u64) -> Result<FillNode> {
+        let certs = dir.join("certs");
+        fleet.issue()?.save(&certs)?;
+        let config = fleetcache_config::load(Sources {
+            file: None,
+            env: Vec::new(),
+            flags: vec![
+                ("http.listen", "127.0.0.1:0".into()),
+                ("admin.listen", "127.0.0.1:0".into()),
+                ("swarm.listen", "127.0.0.1:0".into()),
+                ("store.data_dir", dir.join("data").display().to_string()),
+                ("store.capacity", (size * 2 + (1 << 30)).to_string()),
+                ("swarm.cert_dir", certs.display().to_string()),
+                ("swarm.peers", a.to_string()),
+                ("swarm.ping_interval", "50ms".into()),
+                ("log.level", "warn".into()),
+            ],
+        })?;
+        let node = Node::start(&config).await?;
+        let http = node.public_addr().context("plaintext listener")?;
+        let admin = node.admin_addr();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !http_get(admin, "/peers")
+            .await?
+            .contains("\"state\": \"up\"")
+        {
+            if Instant::now() > deadline {
+                bail!("fill node never saw A");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(FillNode {
+            node,
+            http,
+            admin,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Waits until the node has committed its one peer fill.
+    async fn filled(&self, since: Instant) -> Result<()> {
+        loop {
+            let metrics = http_get(self.admin, "/metrics").await?;
+            if metrics.contains("fleetcache_fills_total{result=\"ok\",source=\"peer\"} 1") {
+                return Ok(());
+            }
+            let failed: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("fleetcache_fills_total") && !l.contains("result=\"ok\""))
+                .collect();
+            if !failed.is_empty() || since.elapsed() > Duration::from_secs(600) {
+                bail!("the fill failed or did not finish: {failed:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.node.shutdown().await;
+        std::fs::remove_dir_all(&self.dir)?;
+        Ok(())
+    }
+}
+
 /// A fresh gateway node fills the object into its store; the clock stops when it is
 /// committed.
 async fn fill(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u64) -> Result<f64> {
-    let certs = dir.join("certs");
-    fleet.issue()?.save(&certs)?;
-    let config = fleetcache_config::load(Sources {
-        file: None,
-        env: Vec::new(),
-        flags: vec![
-            ("http.listen", "127.0.0.1:0".into()),
-            ("admin.listen", "127.0.0.1:0".into()),
-            ("swarm.listen", "127.0.0.1:0".into()),
-            ("store.data_dir", dir.join("data").display().to_string()),
-            ("store.capacity", (size * 2 + (1 << 30)).to_string()),
-            ("swarm.cert_dir", certs.display().to_string()),
-            ("swarm.peers", a.to_string()),
-            ("swarm.ping_interval", "50ms".into()),
-            ("log.level", "warn".into()),
-        ],
-    })?;
-    let node = Node::start(&config).await?;
-    let http = node.public_addr().context("plaintext listener")?;
-    let admin = node.admin_addr();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !http_get(admin, "/peers")
-        .await?
-        .contains("\"state\": \"up\"")
-    {
-        if Instant::now() > deadline {
-            bail!("fill node never saw A");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let b = FillNode::start(fleet, dir, a, size).await?;
     let start = Instant::now();
     let head = http_request(
-        http,
+        b.http,
         &format!("HEAD /blake3/{hash} HTTP/1.1\r\nHost: b\r\n\r\n"),
     )
     .await?;
     if !head.starts_with("HTTP/1.1 200") {
         bail!("HEAD on the fill node: {head}");
     }
-    loop {
-        let metrics = http_get(admin, "/metrics").await?;
-        if metrics.contains("fleetcache_fills_total{result=\"ok\",source=\"peer\"} 1") {
-            break;
-        }
-        let failed: Vec<&str> = metrics
-            .lines()
-            .filter(|l| l.starts_with("fleetcache_fills_total") && !l.contains("result=\"ok\""))
-            .collect();
-        if !failed.is_empty() || start.elapsed() > Duration::from_secs(600) {
-            bail!("the fill failed or did not finish: {failed:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    b.filled(start).await?;
     let rate = mb_per_s(size, start.elapsed());
-    node.shutdown().await;
-    std::fs::remove_dir_all(dir)?;
+    b.stop().await?;
     Ok(rate)
+}
+
+/// curl pulls the object through a fresh gateway node, which fills it from A while it
+/// answers; the clock stops at curl's last byte (the fill's commit is awaited after).
+async fn pull(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u64) -> Result<f64> {
+    let b = FillNode::start(fleet, dir, a, size).await?;
+    let url = format!("http://{}/blake3/{hash}", b.http);
+    let start = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download}",
+                &url,
+            ])
+            .output()
+    })
+    .await?
+    .context("running curl")?;
+    let elapsed = start.elapsed();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || report != format!("200 {size}") {
+        bail!(
+            "curl through B: {report} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    b.filled(start).await?;
+    b.stop().await?;
+    Ok(mb_per_s(size, elapsed))
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {

@@ -2,8 +2,9 @@
 //! (a BLAKE3 hash, or a URL and its variant) and whatever the source (peers, or the
 //! origin). Bytes are teed into the store and to every waiting client as they arrive.
 //!
-//! A fill writes into a store ingest; waiters read back what has been written and
-//! wait for more. Once the ingest is committed, waiters move to the stored blob. A
+//! A fill writes into a store ingest; waiters take the newest bytes from memory
+//! (`recent.rs`), read older ones back from the ingest, and wait for more. Once the
+//! ingest is committed, waiters move to the stored blob. A
 //! client that goes away never stops the fill: the other waiters and the store still
 //! want the object.
 //!
@@ -16,6 +17,7 @@
 mod origin;
 mod owner;
 mod peer;
+mod recent;
 mod remembered;
 
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ use tracing::Instrument;
 use crate::error::RequestError;
 use crate::metrics::Metrics;
 use crate::sync::lock;
+use recent::Recent;
 use remembered::Remembered;
 
 pub(crate) use origin::{Handoff, OriginJob, OwnerAsk, StaleEntry};
@@ -114,8 +117,9 @@ impl std::fmt::Display for Declined {
 pub(crate) enum Progress {
     /// Asking peers, or waiting for the origin's response head.
     Starting,
-    /// The head is known; `written` bytes can be read back.
-    Streaming { head: Arc<FillHead>, written: u64 },
+    /// The head is known; the first `available` bytes can be read (the newest from
+    /// memory, the others from the ingest).
+    Streaming { head: Arc<FillHead>, available: u64 },
     /// Stored and committed (or, for a revalidation, the stored object confirmed).
     Done { head: Arc<FillHead>, blob: Blob },
     /// Every byte arrived but the object is not kept (too large for the store
@@ -244,6 +248,8 @@ pub(crate) struct Flight {
     progress: watch::Sender<Progress>,
     /// Shared with blocking tasks: the fill writes, waiters read back.
     ingest: Arc<Mutex<Option<Ingest>>>,
+    /// The newest bytes, for waiters at the live edge.
+    recent: Mutex<Recent>,
     /// A declined URL answer, kept for the request that started the fill.
     handoff: Mutex<Option<Handoff>>,
     /// Waiting for the URL's owner to answer (see [`Flight::asking_owner`]).
@@ -330,6 +336,7 @@ impl Fills {
             key: key.clone(),
             progress: watch::Sender::new(Progress::Starting),
             ingest: Arc::new(Mutex::new(None)),
+            recent: Mutex::new(Recent::default()),
             handoff: Mutex::new(None),
             asking_owner: AtomicBool::new(asking_owner),
         });
@@ -413,6 +420,10 @@ impl Fills {
                 Progress::Failed(failure)
             }
         };
+        if !matches!(progress, Progress::Unstored { .. }) {
+            // Waiters read the stored object now, or nothing.
+            lock(&flight.recent).clear();
+        }
         flight.progress.send_replace(progress);
     }
 
@@ -434,6 +445,7 @@ impl Fills {
             batch: Vec::new(),
             batch_len: 0,
             writing: None,
+            available: 0,
             written: 0,
         };
         loop {
@@ -487,11 +499,15 @@ struct Batches<'a> {
     batch: Vec<FetchItem>,
     batch_len: usize,
     writing: Option<JoinHandle<Result<u64, FillFailure>>>,
+    /// Bytes handed to the waiters (in the recent window or the ingest).
+    available: u64,
+    /// Bytes the ingest holds.
     written: u64,
 }
 
 impl Batches<'_> {
-    /// Starts writing the gathered batch, if any, once the previous write is done.
+    /// Hands the gathered batch, if any, to the waiters and starts writing it once
+    /// the previous write is done.
     async fn write(&mut self) -> Result<(), FillFailure> {
         if self.batch_len == 0 {
             return Ok(());
@@ -499,18 +515,33 @@ impl Batches<'_> {
         if let Some(previous) = self.writing.take() {
             self.finished(joined(previous).await?);
         }
+        let end = self.available + self.batch_len as u64;
+        // The bytes that complete an object of known size are published with its
+        // commit: a client holding every byte then finds the object stored, as a
+        // request made right after expects (and so do the store's counters).
+        if self.head.size != Some(end) {
+            let mut recent = lock(&self.flight.recent);
+            for item in &self.batch {
+                if let FetchItem::Bytes(bytes) = item {
+                    recent.push(bytes.clone());
+                }
+            }
+            drop(recent);
+            self.available = end;
+            self.flight.progress.send_replace(Progress::Streaming {
+                head: self.head.clone(),
+                available: self.available,
+            });
+        }
         self.writing = Some(self.flight.start_write(std::mem::take(&mut self.batch)));
         self.batch_len = 0;
         Ok(())
     }
 
-    /// Counts a completed write and tells the waiters.
+    /// Counts a completed write: the window may let go of those bytes.
     fn finished(&mut self, bytes: u64) {
         self.written += bytes;
-        self.flight.progress.send_replace(Progress::Streaming {
-            head: self.head.clone(),
-            written: self.written,
-        });
+        lock(&self.flight.recent).trim(self.written);
     }
 }
 
@@ -556,10 +587,16 @@ impl Flight {
         }
     }
 
-    /// Bytes written so far (all of them once the fill has ended with an object).
-    pub(crate) fn written(&self) -> u64 {
+    /// Whether the source has answered (the head is known, or the fill ended).
+    pub(crate) fn head_known(&self) -> bool {
+        !matches!(*self.progress.borrow(), Progress::Starting)
+    }
+
+    /// Bytes waiters can read so far (all of them once the fill has ended with an
+    /// object).
+    pub(crate) fn available(&self) -> u64 {
         match &*self.progress.borrow() {
-            Progress::Streaming { written, .. } => *written,
+            Progress::Streaming { available, .. } => *available,
             Progress::Unstored { size, .. } => *size,
             Progress::Done { blob, .. } => blob.size(),
             Progress::Starting | Progress::Declined(_) | Progress::Failed(_) => 0,
@@ -588,17 +625,25 @@ impl Flight {
             let mut guard = lock(&ingest);
             let ingest = guard.as_mut().ok_or_else(|| lost("ingest"))?;
             let mut n = 0;
+            // The bytes go in one vectored write; pairs have their own places.
+            let mut run: Vec<&[u8]> = Vec::with_capacity(batch.len());
             for item in &batch {
                 match item {
                     FetchItem::Bytes(bytes) => {
-                        ingest.write(bytes)?;
+                        run.push(bytes);
                         n += bytes.len() as u64;
                     }
                     FetchItem::Pair(parent) => ingest.save_pair(parent.node, &parent.pair)?,
                 }
             }
+            ingest.write_vectored(&run)?;
             Ok(n)
         })
+    }
+
+    /// Up to `len` bytes from `start` if they are among the newest, in memory.
+    pub(crate) fn read_in_memory(&self, start: u64, len: usize) -> Option<Bytes> {
+        lock(&self.recent).read(start, len)
     }
 
     /// Up to `len` bytes from `start`, waiting until the fill has them. Empty once
@@ -607,7 +652,7 @@ impl Flight {
         let mut rx = self.progress.subscribe();
         loop {
             let progress = rx.borrow_and_update().clone();
-            let (written, complete) = match progress {
+            let (available, complete) = match progress {
                 Progress::Done { blob, .. } => {
                     if start >= blob.size() {
                         return Ok(Bytes::new());
@@ -619,16 +664,20 @@ impl Flight {
                 Progress::Failed(failure) => return Err(failure.to_string()),
                 Progress::Declined(reason) => return Err(format!("fill declined: {reason}")),
                 Progress::Unstored { size, .. } => (size, true),
-                Progress::Streaming { written, .. } => (written, false),
+                Progress::Streaming { available, .. } => (available, false),
                 Progress::Starting => (0, false),
             };
-            if written > start {
+            if available > start {
+                if let Some(bytes) = self.read_in_memory(start, len) {
+                    return Ok(bytes);
+                }
+                // Older than the window: the ingest has them.
                 let ingest = self.ingest.clone();
                 let read = blocking(move || {
                     let guard = lock(&ingest);
                     match guard.as_ref() {
                         Some(ingest) => Ok(Some(
-                            ingest.read_written(start, len.min((written - start) as usize))?,
+                            ingest.read_written(start, len.min((available - start) as usize))?,
                         )),
                         // Being committed: wait for Done.
                         None => Ok(None),

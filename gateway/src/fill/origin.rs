@@ -306,7 +306,7 @@ impl Fills {
         let head = Arc::new(head);
         flight.progress.send_replace(Progress::Streaming {
             head: head.clone(),
-            written: 0,
+            available: 0,
         });
         let written = self.stream_into(flight, &head, items).await?;
         if written > max_object_size {

@@ -44,7 +44,7 @@ impl Fills {
         });
         flight.progress.send_replace(super::Progress::Streaming {
             head: head.clone(),
-            written: 0,
+            available: 0,
         });
         self.stream_into(flight, &head, located.fetch(0..size))
             .await?;

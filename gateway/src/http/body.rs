@@ -76,12 +76,13 @@ impl Source {
         }
     }
 
-    /// The read, when it needs no disk and no waiting: inline bytes or a chunk
-    /// in the store's memory tier.
+    /// The read, when it needs no disk and no waiting: inline bytes, a chunk in
+    /// the store's memory tier, or the newest bytes of a fill.
     fn read_in_memory(&self, start: u64, end: u64) -> Option<Bytes> {
         match self {
             Source::Stored(blob) => blob.read_chunk_in_memory(start, read_len(start, end)),
-            Source::Filling(_) | Source::Direct(_) => None,
+            Source::Filling(flight) => flight.read_in_memory(start, read_len(start, end)),
+            Source::Direct(_) => None,
         }
     }
 

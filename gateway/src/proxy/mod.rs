@@ -348,6 +348,10 @@ impl Exchange<'_> {
         again: bool,
         stale_ok: bool,
     ) -> Result<(Response<ResponseBody>, Served), RequestError> {
+        // A request that joins after the origin answered reads that answer
+        // like a stored response (RFC 9111 §4); earlier ones were forwarded
+        // with it and take it as it is.
+        let late = !started && flight.head_known();
         let state = match flight.head().await {
             Ok(state) => state,
             Err(failure) => return Err(failure.into()),
@@ -404,6 +408,10 @@ impl Exchange<'_> {
             self.now,
             self.origin.settings.defaults,
         );
+        if late && matches!(fresh.decision, Decision::Revalidate { .. }) {
+            // Stale on arrival, or to be validated on every use.
+            return self.pass(req, fwd).await;
+        }
         let status = status.with_ttl(fresh.ttl);
         if req.headers().contains_key(http::header::RANGE) && size.is_none() {
             // A range of a chunked answer needs its length: wait for the end.

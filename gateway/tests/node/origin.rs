@@ -1,6 +1,7 @@
 //! Origin mode against a real origin: RFC 9111 storage, freshness, validation,
 //! Vary, stale answers, invalidation and purge, counted at the origin.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -900,6 +901,80 @@ async fn a_purge_during_a_fill_wins_over_the_fill() {
     assert!(next.body == body);
     assert!(!cache_status(&next).contains("hit"), "{next:?}");
     assert_eq!(origin.hits("/long"), 2);
+}
+
+/// A request that arrives while the origin's answer is still streaming in reads
+/// that answer like a stored one: it shares it while fresh, and asks the origin
+/// itself when the answer was stale on arrival.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_joining_a_fill_late_takes_the_answer_only_while_fresh() {
+    let origin = TestOrigin::start().await;
+    let body = Bytes::from(pattern(1 << 20, 22));
+    let mut gates = Vec::new();
+    for (path, age) in [("/aged", "150"), ("/young", "30")] {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let held = gate.clone();
+        let served = body.clone();
+        origin.route(path, move |seen| {
+            let scripted = Scripted::ok(served.clone())
+                .header("cache-control", "max-age=100")
+                .header("age", age);
+            if seen.n > 0 {
+                return scripted;
+            }
+            scripted
+                .header("content-length", &served.len().to_string())
+                .body(ScriptBody::Gated {
+                    first: served.slice(..1000),
+                    gate: held.clone(),
+                    rest: served.slice(1000..),
+                })
+        });
+        gates.push(gate);
+    }
+    let node = node_for(&origin, &[]).await;
+    let started = |path: &str| {
+        let request = http::Request::get(node.url(path))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        node.client.request(request)
+    };
+
+    // Stale on arrival: the late request goes to the origin while the first
+    // answer is still held at the gate.
+    let first = started("/aged").await.unwrap();
+    let late = node.get("/aged").await;
+    assert!(late.body == body);
+    assert_eq!(origin.hits("/aged"), 2);
+    gates[0].notify_one();
+    let first = http_body_util::BodyExt::collect(first.into_body()).await;
+    assert!(first.unwrap().to_bytes() == body);
+
+    // Fresh: the late request waits for the running answer and shares it.
+    let first = started("/young").await.unwrap();
+    let waiters = node.metric("fleetcache_fill_waiters_total").await;
+    let late = tokio::spawn({
+        let url = node.url("/young");
+        let client = node.client.clone();
+        async move {
+            let request = http::Request::get(url)
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            http_body_util::BodyExt::collect(response.into_body()).await
+        }
+    });
+    eventually(
+        "the late request joins",
+        Duration::from_secs(10),
+        async || node.metric("fleetcache_fill_waiters_total").await > waiters,
+    )
+    .await;
+    gates[1].notify_one();
+    let first = http_body_util::BodyExt::collect(first.into_body()).await;
+    assert!(first.unwrap().to_bytes() == body);
+    assert!(late.await.unwrap().unwrap().to_bytes() == body);
+    assert_eq!(origin.hits("/young"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

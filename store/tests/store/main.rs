@@ -7,3 +7,4 @@ mod memory;
 mod objects;
 mod records;
 mod support;
+mod transfer;

@@ -70,3 +70,11 @@ pub fn new_record(key: &str, variant: &str, tags: &[&str], value: &str) -> NewRe
         value: value.into(),
     }
 }
+
+pub fn outboard_file(dir: &Path, hash: &Hash) -> PathBuf {
+    dir.join("blobs").join(format!("{hash}.obao"))
+}
+
+pub fn count_files(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}

@@ -1,0 +1,292 @@
+//! Moving objects between nodes: the pre-order encoding a node sends, and the
+//! verified ingest that stores what a peer sent without hashing it again.
+
+use std::fs;
+
+use bao_tree::BaoTree;
+use fleetcache_store::{Hash, IngestError, ReadError};
+
+use crate::support::{
+    KIB, count_files, data_file, flip_byte, open, outboard_file, pattern, put, read_all,
+};
+
+const GROUP: usize = 16 * KIB;
+
+/// Every item bao-tree's decoder yields for an encoding of `ranges`, each verified.
+fn decoded(
+    hash: &Hash,
+    size: u64,
+    ranges: &bao_tree::ChunkRanges,
+    encoded: &[u8],
+) -> Vec<bao_tree::io::BaoContentItem> {
+    let tree = BaoTree::new(size, fleetcache_store::BLOCK_SIZE);
+    let root = bao_tree::blake3::Hash::from_bytes(*hash.as_bytes());
+    bao_tree::io::sync::DecodeResponseIter::new(root, tree, encoded, ranges)
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The verified leaves of an encoding, by offset.
+fn decode(
+    hash: &Hash,
+    size: u64,
+    ranges: &bao_tree::ChunkRanges,
+    encoded: &[u8],
+) -> Vec<(u64, Vec<u8>)> {
+    decoded(hash, size, ranges, encoded)
+        .into_iter()
+        .filter_map(|item| match item {
+            bao_tree::io::BaoContentItem::Leaf(leaf) => Some((leaf.offset, leaf.data.to_vec())),
+            bao_tree::io::BaoContentItem::Parent(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn encoded_ranges_decode_against_the_hash() {
+    use bao_tree::{ChunkNum, ChunkRanges};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for len in [0, 1, 1000, GROUP, GROUP + 1, 5 * GROUP + 77, 1 << 20] {
+        let data = pattern(len, len as u64);
+        let hash = put(&store, &data);
+        let blob = store.get(&hash).unwrap().unwrap();
+        let cases = [
+            ChunkRanges::all(),
+            ChunkRanges::from(ChunkNum(u64::MAX)..),
+            ChunkRanges::from(ChunkNum(17)..ChunkNum(40)),
+        ];
+        for ranges in cases {
+            let mut encoded = Vec::new();
+            blob.encode_ranges(&ranges, &mut encoded).unwrap();
+            let leaves = decode(&hash, data.len() as u64, &ranges, &encoded);
+            assert!(!leaves.is_empty(), "len {len}: nothing decoded");
+            for (offset, bytes) in leaves {
+                let at = offset as usize;
+                assert_eq!(
+                    bytes,
+                    data[at..at + bytes.len()],
+                    "len {len} offset {offset}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn encoding_a_corrupt_file_fails_and_quarantines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = pattern(300 * KIB, 9);
+    let hash = put(&store, &data);
+    flip_byte(&data_file(dir.path(), &hash), 200 * KIB as u64);
+    let blob = store.get(&hash).unwrap().unwrap();
+    let mut encoded = Vec::new();
+    let err = blob
+        .encode_ranges(&bao_tree::ChunkRanges::all(), &mut encoded)
+        .unwrap_err();
+    assert!(
+        matches!(err, ReadError::Corrupt { offset, .. } if offset == 192 * KIB as u64),
+        "{err}"
+    );
+    assert!(encoded.len() < 200 * KIB, "bytes past the damage were sent");
+    assert!(store.get(&hash).unwrap().is_none(), "not quarantined");
+}
+
+#[test]
+fn encoding_reports_a_failing_output_as_output() {
+    struct Broken;
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("peer went away"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hash = put(&store, &pattern(100 * KIB, 3));
+    let blob = store.get(&hash).unwrap().unwrap();
+    let err = blob
+        .encode_ranges(&bao_tree::ChunkRanges::all(), Broken)
+        .unwrap_err();
+    assert!(matches!(err, ReadError::Output(_)), "{err}");
+    assert!(
+        store.get(&hash).unwrap().is_some(),
+        "a failing output must not quarantine"
+    );
+}
+
+#[test]
+fn an_ingest_reads_back_what_it_has_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = pattern(700 * KIB + 5, 4);
+    let mut ingest = store.ingest(None).unwrap();
+    for piece in data.chunks(50_000) {
+        ingest.write(piece).unwrap();
+        let written = ingest.bytes_written();
+        for offset in [0, written / 3, written.saturating_sub(70_000), written] {
+            let got = ingest.read_written(offset, 100_000).unwrap();
+            let end = (offset as usize + 100_000).min(written as usize);
+            assert_eq!(got[..], data[offset as usize..end]);
+        }
+    }
+    assert!(ingest.read_written(data.len() as u64 + 1, 1).is_err());
+    ingest.finish().unwrap();
+}
+
+/// Feeds a verified ingest what bao-tree's decoder yields for the whole object.
+fn feed_decoded(ingest: &mut fleetcache_store::Ingest, hash: &Hash, data: &[u8], encoded: &[u8]) {
+    let all = bao_tree::ChunkRanges::all();
+    for item in decoded(hash, data.len() as u64, &all, encoded) {
+        match item {
+            bao_tree::io::BaoContentItem::Parent(parent) => {
+                ingest.save_pair(parent.node, &parent.pair).unwrap();
+            }
+            bao_tree::io::BaoContentItem::Leaf(leaf) => ingest.write(&leaf.data).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn a_verified_ingest_stores_the_given_tree_without_rehashing() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open(source_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for len in [0, 5000, GROUP, GROUP + 1, 300 * KIB + 7, 3 << 20] {
+        let data = pattern(len, 40 + len as u64);
+        let hash = put(&source, &data);
+        let mut encoded = Vec::new();
+        let blob = source.get(&hash).unwrap().unwrap();
+        blob.encode_ranges(&bao_tree::ChunkRanges::all(), &mut encoded)
+            .unwrap();
+        let mut ingest = store.ingest_verified(hash, len as u64).unwrap();
+        feed_decoded(&mut ingest, &hash, &data, &encoded);
+        let outcome = ingest.finish().unwrap();
+        assert_eq!(outcome.hash, hash);
+        let stored = store.get(&hash).unwrap().unwrap();
+        assert_eq!(read_all(&stored), data, "len {len}");
+        if len > 16 * KIB {
+            let given = fs::read(outboard_file(dir.path(), &hash)).unwrap();
+            let hashed = fs::read(outboard_file(source_dir.path(), &hash)).unwrap();
+            assert!(
+                given == hashed,
+                "len {len}: outboard differs from a hashing ingest"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_verified_ingest_refuses_what_does_not_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = pattern(200 * KIB, 41);
+    let hash = put(&open(tempfile::tempdir().unwrap().path()), &data);
+
+    // All bytes, no pairs.
+    let mut ingest = store.ingest_verified(hash, data.len() as u64).unwrap();
+    ingest.write(&data).unwrap();
+    let err = ingest.finish().unwrap_err();
+    assert!(
+        matches!(err, IngestError::Inconsistent(ref m) if m.contains("never arrived")),
+        "{err}"
+    );
+
+    // More bytes than promised.
+    let mut ingest = store.ingest_verified(hash, 10).unwrap();
+    assert!(matches!(
+        ingest.write(&data[..11]),
+        Err(IngestError::Inconsistent(_))
+    ));
+
+    // A small object that hashes to something else.
+    let mut ingest = store.ingest_verified(hash, 5).unwrap();
+    ingest.write(b"hello").unwrap();
+    assert!(matches!(ingest.finish(), Err(IngestError::Inconsistent(_))));
+
+    // Fewer bytes than promised.
+    let mut ingest = store.ingest_verified(hash, data.len() as u64 + 1).unwrap();
+    ingest.write(&data).unwrap();
+    assert!(matches!(ingest.finish(), Err(IngestError::Inconsistent(_))));
+    assert_eq!(
+        store.stats().objects,
+        0,
+        "nothing inconsistent was committed"
+    );
+    assert_eq!(
+        count_files(&dir.path().join("tmp")),
+        0,
+        "temp files left behind"
+    );
+}
+
+#[test]
+fn vectored_writes_store_what_plain_writes_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Small enough to stay inline, past the gathering buffer, and with more parts
+    // than one `writev` takes.
+    for (len, part) in [(5000, 700), (3 << 20, 16 * KIB + 3), (2 << 20, 1000)] {
+        let data = pattern(len, 60 + len as u64);
+        let mut ingest = store.ingest(None).unwrap();
+        let parts: Vec<&[u8]> = data
+            .chunks(part)
+            .flat_map(|chunk| [chunk, &[][..]])
+            .collect();
+        for run in parts.chunks(1500) {
+            ingest.write_vectored(run).unwrap();
+        }
+        assert_eq!(ingest.bytes_written(), len as u64);
+        let hash = ingest.finish().unwrap().hash;
+        assert_eq!(hash, put(&open(tempfile::tempdir().unwrap().path()), &data));
+        assert_eq!(read_all(&store.get(&hash).unwrap().unwrap()), data);
+    }
+}
+
+#[test]
+fn a_verified_ingest_of_thousands_of_pairs_writes_them_all_in_place() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open(source_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // 2,559 pairs: written in several batches, each sorted into runs.
+    let data = pattern(2560 * GROUP - 100, 61);
+    let hash = put(&source, &data);
+    let mut encoded = Vec::new();
+    let blob = source.get(&hash).unwrap().unwrap();
+    blob.encode_ranges(&bao_tree::ChunkRanges::all(), &mut encoded)
+        .unwrap();
+    let mut ingest = store.ingest_verified(hash, data.len() as u64).unwrap();
+    let mut leaves = Vec::new();
+    for item in decoded(
+        &hash,
+        data.len() as u64,
+        &bao_tree::ChunkRanges::all(),
+        &encoded,
+    ) {
+        match item {
+            bao_tree::io::BaoContentItem::Parent(parent) => {
+                ingest.save_pair(parent.node, &parent.pair).unwrap();
+            }
+            bao_tree::io::BaoContentItem::Leaf(leaf) => leaves.push(leaf.data),
+        }
+        if leaves.len() == 16 {
+            let run: Vec<&[u8]> = leaves.iter().map(|leaf| &leaf[..]).collect();
+            ingest.write_vectored(&run).unwrap();
+            leaves.clear();
+        }
+    }
+    let run: Vec<&[u8]> = leaves.iter().map(|leaf| &leaf[..]).collect();
+    ingest.write_vectored(&run).unwrap();
+    assert_eq!(ingest.finish().unwrap().hash, hash);
+    assert_eq!(
+        fs::read(outboard_file(dir.path(), &hash)).unwrap(),
+        fs::read(outboard_file(source_dir.path(), &hash)).unwrap(),
+        "the outboard differs from a hashing ingest's"
+    );
+    assert_eq!(read_all(&store.get(&hash).unwrap().unwrap()), data);
+}

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Per round, alternating the order:
-//! - **raw quinn**: one bidirectional stream, the server writes `size` bytes from memory,
-//!   the client reads and drops them (same TLS, same transport settings as the swarm);
+//! - **raw quinn**: one bidirectional stream, the server writes the object's bytes from
+//!   memory, the client reads and drops them (the fleet's TLS, quinn's default transport
+//!   settings);
 //! - **swarm fetch**: node B locates the object on node A (HAVE, size proof) and fetches
 //!   it with every 16 KiB group verified, A reading and checking its store files;
 //! - **fill**: B's gateway fills the object into its store (triggered by HEAD), i.e. the
@@ -136,6 +137,9 @@ async fn run(args: &Args) -> Result<()> {
     eprintln!("ingesting {} bytes into node A…", args.size);
     let store_a = open_store(&dir.path().join("a"), capacity)?;
     let hash = ingest_random(&store_a, args.size)?;
+    // Raw quinn sends the object's own bytes from memory: a recycled buffer would
+    // sit in the CPU's caches, which no real transfer of a large object does.
+    let object = Bytes::from(object_bytes(&store_a, hash, args.size)?);
     let a = swarm(&mut fleet, store_a, &[])?;
     let a_addr = a.local_addr().context("A has no address")?;
     let b = swarm(
@@ -144,7 +148,7 @@ async fn run(args: &Args) -> Result<()> {
         &[a_addr],
     )?;
     wait_up(&b, 1).await?;
-    let raw = RawQuinn::start(&mut fleet, args.size)?;
+    let raw = RawQuinn::start(&mut fleet, object)?;
 
     let mut quinn_rates = Vec::new();
     let mut fetch_rates = Vec::new();
@@ -247,6 +251,15 @@ fn last(rates: &[f64]) -> f64 {
 
 fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / elapsed.as_secs_f64() / 1e6
+}
+
+fn object_bytes(store: &Store, hash: Hash, size: u64) -> Result<Vec<u8>> {
+    let blob = store.get(&hash)?.context("A lost the object")?;
+    let mut out = Vec::with_capacity(size as usize);
+    while (out.len() as u64) < size {
+        out.extend_from_slice(&blob.read_verified(out.len() as u64, 64 << 20)?);
+    }
+    Ok(out)
 }
 
 fn ingest_random(store: &Store, size: u64) -> Result<Hash> {
@@ -453,11 +466,10 @@ struct RawQuinn {
 }
 
 impl RawQuinn {
-    fn start(fleet: &mut Fleet, size: u64) -> Result<RawQuinn> {
+    fn start(fleet: &mut Fleet, payload: Bytes) -> Result<RawQuinn> {
         let server_config = fleet.identity()?.quic_server_config()?;
         let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse()?)?;
         let server_addr = server.local_addr()?;
-        let payload = Bytes::from(vec![0xa5u8; 1 << 20]);
         tokio::spawn(async move {
             while let Some(incoming) = server.accept().await {
                 let payload = payload.clone();
@@ -466,13 +478,11 @@ impl RawQuinn {
                         return;
                     };
                     while let Ok((mut send, _recv)) = connection.accept_bi().await {
-                        let mut left = size;
-                        while left > 0 {
-                            let n = (payload.len() as u64).min(left) as usize;
-                            if send.write_chunk(payload.slice(..n)).await.is_err() {
+                        for start in (0..payload.len()).step_by(1 << 20) {
+                            let end = payload.len().min(start + (1 << 20));
+                            if send.write_chunk(payload.slice(start..end)).await.is_err() {
                                 return;
                             }
-                            left -= n as u64;
                         }
                         let _ = send.finish();
                         let _ = send.stopped().await;

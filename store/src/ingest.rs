@@ -27,6 +27,10 @@ const PAIRS_BUF: usize = 64 * 1024;
 /// Given pairs gathered before they are written, in runs of neighbours: one
 /// `pwrite` of 64 bytes per pair would be a system call per 32 KiB of object.
 const PENDING_PAIRS: usize = 1024;
+/// Data written between syncs while an object arrives: the commit's own sync then
+/// has little left to wait for, instead of writing a whole large object to disk
+/// after its last byte arrived.
+const EARLY_SYNC: u64 = 16 << 20;
 /// `writev` takes at most this many buffers (Linux's `IOV_MAX`).
 const MAX_IOVECS: usize = 1024;
 
@@ -44,6 +48,8 @@ pub struct Ingest {
     buf: Vec<u8>,
     files: Option<TempFiles>,
     written: u64,
+    /// Data bytes written to the temp file since its last sync.
+    unsynced: u64,
     failed: bool,
     /// Committed with the object, in the same transaction.
     record: Option<NewRecord>,
@@ -104,6 +110,7 @@ impl Ingest {
             buf: Vec::new(),
             files: None,
             written: 0,
+            unsynced: 0,
             failed: false,
             record: None,
             attachment: None,
@@ -492,8 +499,14 @@ impl Ingest {
         } else {
             None
         };
+        let unsynced = self.unsynced + parts.iter().map(|part| part.len() as u64).sum::<u64>();
+        let early_sync = unsynced >= EARLY_SYNC;
+        self.unsynced = if early_sync { 0 } else { unsynced };
         let files = self.temp_files()?;
         write_parts(&mut files.data, parts, &files.guard.paths[0])?;
+        if early_sync {
+            sync(&files.data, &files.guard.paths[0])?;
+        }
         if let Some(pairs) = pairs {
             write_file(&mut files.outboard, &pairs, &files.guard.paths[1])?;
         }

@@ -3,14 +3,15 @@
 //! `wrk` and `h2load`, a stampede of concurrent clients, small blocking
 //! HTTP and HTTPS clients, a self-signed certificate, the objects both
 //! fleetcache and nginx serve, fleetcache-vs-nginx rounds and their tables,
-//! what `/proc` says about CPU and memory, Ctrl-C handling, medians and
-//! percentiles.
+//! the iroh-blobs reference process, what `/proc` says about CPU and memory,
+//! Ctrl-C handling, medians and percentiles.
 
 pub mod h2load;
 pub mod h3load;
 pub mod http1;
 pub mod https;
 pub mod interrupt;
+pub mod iroh;
 pub mod load;
 pub mod markdown;
 pub mod meter;

@@ -1,8 +1,9 @@
-//! `swarm-transfer`: node→node verified transfer over loopback QUIC, against raw quinn
-//! and raw BLAKE3 measured in the same run.
+//! `swarm-transfer`: node→node verified transfer over loopback QUIC, against raw quinn,
+//! iroh-blobs and raw BLAKE3 measured in the same run.
 //!
 //! ```sh
 //! cargo build --release -p fleetcache-benches
+//! cargo build --release --manifest-path benches/iroh-reference/Cargo.toml --target-dir target
 //! target/release/swarm-transfer --size 1GiB --rounds 5
 //! ```
 //!
@@ -13,13 +14,18 @@
 //! - **swarm fetch**: node B locates the object on node A (HAVE, size proof) and fetches
 //!   it with every 16 KiB group verified, A reading and checking its store files;
 //! - **fill**: B's gateway fills the object into its store (triggered by HEAD), i.e. the
-//!   fetch plus writing and hashing it into the store;
+//!   fetch plus writing it into the store, syncing it and indexing it;
 //! - **pull**: curl GETs the object from a fresh node B, which fills it from A and
 //!   streams it to curl as it arrives: the whole miss path a user sees;
+//! - **iroh-fs / iroh-mem**: iroh-blobs 0.104 fetching the same size between two
+//!   endpoints on loopback into a fresh file store / memory store (the
+//!   `iroh-reference` child process, see `fleetcache_benches::iroh`; skipped with a
+//!   note when it is not built);
 //! - **blake3**: one core hashing `size` bytes in memory.
 //!
 //! Then a fan-out: four nodes fetch the object from A at once.
-//! Reports medians and ratios against raw quinn; progress on stderr, report on stdout.
+//! Reports medians and ratios against raw quinn and iroh-blobs' file store; progress on
+//! stderr, report on stdout.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -29,6 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
+use fleetcache_benches::iroh::{IROH_BUILD, IrohReference, IrohStore};
 use fleetcache_benches::median;
 use fleetcache_config::Sources;
 use fleetcache_gateway::Node;
@@ -39,7 +46,22 @@ use rand::RngCore;
 const COMMAND: &str = "cargo build --release -p fleetcache-benches && \
                        target/release/swarm-transfer";
 
-/// Node→node transfer against raw quinn and raw BLAKE3.
+/// The paths measured each round, in order (`--only` takes these names).
+const PATHS: [&str; 7] = [
+    "quinn", "fetch", "fill", "pull", "iroh-fs", "iroh-mem", "blake3",
+];
+
+const DESCRIPTIONS: [&str; 7] = [
+    "raw quinn, one stream, no verification",
+    "swarm fetch, every group verified (A checks on read, B on receipt)",
+    "fill into B's store (fetch + write + sync + index)",
+    "curl through B (fill from A + store + HTTP to curl)",
+    "iroh-blobs into its file store (verified, committed, not fsynced)",
+    "iroh-blobs into its memory store",
+    "raw blake3, one core, in memory",
+];
+
+/// Node→node transfer against raw quinn, iroh-blobs and raw BLAKE3.
 #[derive(Debug, Parser)]
 #[command(name = "swarm-transfer")]
 struct Args {
@@ -49,7 +71,8 @@ struct Args {
     /// Rounds; medians are reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Run only this path (quinn, fetch, fill, pull, blake3), e.g. under a profiler.
+    /// Run only this path (quinn, fetch, fill, pull, iroh-fs, iroh-mem, blake3), e.g.
+    /// under a profiler.
     #[arg(long)]
     only: Option<String>,
     /// Nodes fetching at once in the fan-out scenario (0 skips it).
@@ -149,63 +172,59 @@ async fn run(args: &Args) -> Result<()> {
     )?;
     wait_up(&b, 1).await?;
     let raw = RawQuinn::start(&mut fleet, object)?;
+    let mut iroh = if args
+        .only
+        .as_deref()
+        .is_none_or(|only| only.starts_with("iroh"))
+    {
+        IrohReference::start(args.size, &dir.path().join("iroh"))?
+    } else {
+        None
+    };
 
-    let mut quinn_rates = Vec::new();
-    let mut fetch_rates = Vec::new();
-    let mut fill_rates = Vec::new();
-    let mut pull_rates = Vec::new();
-    let mut hash_rates = Vec::new();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); PATHS.len()];
     for round in 0..args.rounds {
-        let mut order: Vec<u8> = vec![0, 1, 2, 3, 4];
+        let mut order: Vec<usize> = (0..PATHS.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
         for which in order {
-            let name = ["quinn", "fetch", "fill", "pull", "blake3"][usize::from(which)];
-            if args.only.as_deref().is_some_and(|only| only != name) {
+            if args
+                .only
+                .as_deref()
+                .is_some_and(|only| only != PATHS[which])
+            {
                 continue;
             }
-            match which {
-                0 => quinn_rates.push(raw.transfer().await?),
-                1 => fetch_rates.push(fetch(&b, hash, args.size).await?),
-                2 => fill_rates.push(
-                    fill(
-                        &mut fleet,
-                        &dir.path().join(format!("fill-{round}")),
-                        a_addr,
-                        hash,
-                        args.size,
-                    )
-                    .await?,
-                ),
-                3 => pull_rates.push(
-                    pull(
-                        &mut fleet,
-                        &dir.path().join(format!("pull-{round}")),
-                        a_addr,
-                        hash,
-                        args.size,
-                    )
-                    .await?,
-                ),
-                _ => hash_rates.push(hash_rate(args.size)),
-            }
+            let work = dir.path().join(format!("{}-{round}", PATHS[which]));
+            let rate = match PATHS[which] {
+                "quinn" => raw.transfer().await?,
+                "fetch" => fetch(&b, hash, args.size).await?,
+                "fill" => fill(&mut fleet, &work, a_addr, hash, args.size).await?,
+                "pull" => pull(&mut fleet, &work, a_addr, hash, args.size).await?,
+                "iroh-fs" | "iroh-mem" => {
+                    let Some(iroh) = iroh.as_mut() else { continue };
+                    let store = if PATHS[which] == "iroh-fs" {
+                        IrohStore::File
+                    } else {
+                        IrohStore::Memory
+                    };
+                    tokio::task::block_in_place(|| iroh.round(store))?
+                }
+                _ => hash_rate(args.size),
+            };
+            rates[which].push(rate);
         }
-        eprintln!(
-            "round {}: quinn {:.0} MB/s, swarm fetch {:.0} MB/s, fill {:.0} MB/s, pull {:.0} MB/s, blake3 {:.0} MB/s",
-            round + 1,
-            last(&quinn_rates),
-            last(&fetch_rates),
-            last(&fill_rates),
-            last(&pull_rates),
-            last(&hash_rates)
-        );
+        let line: Vec<String> = PATHS
+            .iter()
+            .zip(&rates)
+            .filter_map(|(name, r)| r.last().map(|rate| format!("{name} {rate:.0}")))
+            .collect();
+        eprintln!("round {} (MB/s): {}", round + 1, line.join(", "));
     }
-    let quinn = median(&quinn_rates).unwrap_or(0.0);
-    let fetched = median(&fetch_rates).unwrap_or(0.0);
-    let filled = median(&fill_rates).unwrap_or(0.0);
-    let pulled = median(&pull_rates).unwrap_or(0.0);
-    let hashed = median(&hash_rates).unwrap_or(0.0);
+    let medians: Vec<f64> = rates.iter().map(|r| median(r).unwrap_or(0.0)).collect();
+    let quinn = medians[0];
+    let iroh_fs = medians[4];
 
     println!(
         "## swarm-transfer: {} MiB node→node over loopback QUIC",
@@ -213,40 +232,35 @@ async fn run(args: &Args) -> Result<()> {
     );
     println!();
     println!(
-        "Medians of {} rounds, alternating order. `{COMMAND} --size {}MiB --rounds {}`",
+        "Medians of {} rounds, alternating order. `{COMMAND} --size {}MiB --rounds {}` \
+         (iroh-blobs built first with `{IROH_BUILD}`)",
         args.rounds,
         args.size >> 20,
         args.rounds
     );
     println!();
-    println!("| path | MB/s | × raw quinn |");
-    println!("|---|---:|---:|");
-    println!("| raw quinn, one stream, no verification | {quinn:.0} | 1.00 |");
-    println!(
-        "| swarm fetch, every group verified (A checks on read, B on receipt) | {fetched:.0} | {:.2} |",
-        fetched / quinn
-    );
-    println!(
-        "| fill into B's store (fetch + write + index) | {filled:.0} | {:.2} |",
-        filled / quinn
-    );
-    println!(
-        "| curl through B (fill from A + store + HTTP to curl) | {pulled:.0} | {:.2} |",
-        pulled / quinn
-    );
-    println!(
-        "| raw blake3, one core, in memory | {hashed:.0} | {:.2} |",
-        hashed / quinn
-    );
+    println!("| path | MB/s | × raw quinn | × iroh-blobs into its file store |");
+    println!("|---|---:|---:|---:|");
+    for (which, description) in DESCRIPTIONS.iter().enumerate() {
+        if rates[which].is_empty() {
+            continue;
+        }
+        let rate = medians[which];
+        let versus_iroh = if iroh_fs > 0.0 {
+            format!("{:.2}", rate / iroh_fs)
+        } else {
+            "–".to_owned()
+        };
+        println!(
+            "| {description} | {rate:.0} | {:.2} | {versus_iroh} |",
+            rate / quinn
+        );
+    }
 
     if args.fan_out > 0 {
         fan_out(&mut fleet, dir.path(), capacity, &a, hash, args).await?;
     }
     Ok(())
-}
-
-fn last(rates: &[f64]) -> f64 {
-    rates.last().copied().unwrap_or(0.0)
 }
 
 fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {

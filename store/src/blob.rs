@@ -17,9 +17,15 @@ use crate::hash::Hash;
 use crate::hot::Loaded;
 use crate::index::{BLOBS, Entry, INLINE};
 use crate::memory::CHUNK;
+use crate::slab::SlabReader;
 use crate::store::Shared;
 use crate::tree::outboard_size;
 use crate::verify::{VerifiedFile, VerifyError};
+
+/// Data read at a time when encoding for a peer: 64 groups.
+const DATA_SLAB: usize = 1 << 20;
+/// Outboard read at a time when encoding: the pairs of a 16 MiB subtree.
+const OUTBOARD_SLAB: usize = 64 << 10;
 
 /// Keeps a hash out of eviction while it lives.
 pub(crate) struct Protection {
@@ -257,9 +263,10 @@ impl Blob {
                 let outboard = PostOrderOutboard {
                     root,
                     tree,
-                    data: file.outboard_file(),
+                    data: SlabReader::new(file.outboard_file(), OUTBOARD_SLAB),
                 };
-                encode_ranges_validated(file.data_file(), outboard, ranges, &mut out)
+                let data = SlabReader::new(file.data_file(), DATA_SLAB);
+                encode_ranges_validated(data, outboard, ranges, &mut out)
             }
         };
         let shared = &self.inner.protection.shared;

@@ -136,6 +136,7 @@ mod layout;
 mod memory;
 mod record;
 mod records;
+mod slab;
 mod startup;
 mod store;
 mod tree;

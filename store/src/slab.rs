@@ -69,6 +69,7 @@ impl ReadAt for SlabReader<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -7,6 +7,7 @@ mod cert;
 mod client;
 mod fetch;
 mod get;
+mod open_files;
 mod progress;
 
 use std::ffi::OsString;
@@ -191,6 +192,19 @@ fn serve(args: &NodeArgs) -> ExitCode {
     if let Err(err) = init_tracing(&config) {
         eprintln!("fleetcache: invalid config: log.level: {err}");
         return ExitCode::from(EXIT_USAGE);
+    }
+    let files = open_files::raise_open_files();
+    if files.before != files.now {
+        tracing::info!(from = ?files.before, to = ?files.now, "raised the open-file limit");
+    }
+    if !files.enough_for(config.http.max_connections) {
+        tracing::warn!(
+            limit = ?files.now,
+            max_connections = config.http.max_connections,
+            "the open-file limit is below http.max_connections plus 1024: connections \
+             beyond it are refused; raise the hard limit (ulimit -Hn, LimitNOFILE=) \
+             or lower http.max_connections"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

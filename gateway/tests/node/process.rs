@@ -804,3 +804,53 @@ fn text_logs_to_a_pipe_have_no_colour_codes() {
         "escape codes in a piped log: {seen:?}"
     );
 }
+
+/// A shell's soft open-file limit (often 1024) would refuse connections long
+/// before `http.max_connections`: `serve` raises it to the hard limit, and says
+/// so when even that cannot hold the configured connections.
+#[test]
+fn serve_raises_its_open_file_limit_and_warns_when_the_hard_one_is_low() {
+    for (hard, low) in [(20_000, false), (2_048, true)] {
+        let data = tempfile::TempDir::new().unwrap();
+        let serve = raw_serve(data.path());
+        let mut child = std::process::Command::new("prlimit")
+            .arg(format!("--nofile=512:{hard}"))
+            .arg(serve.get_program())
+            .args(serve.get_args())
+            .env("FLEETCACHE_LOG_LEVEL", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = String::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("fleetcache node started") {
+                break;
+            }
+        }
+        // prlimit execs the node: same process.
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(seen.contains("fleetcache node started"), "{seen}");
+        let open_files = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>();
+        assert_eq!(open_files, [hard.to_string(), hard.to_string()], "{limits}");
+        assert!(seen.contains("raised the open-file limit"), "{seen}");
+        assert_eq!(
+            seen.contains("http.max_connections"),
+            low,
+            "warning expected only below the connections: {seen}"
+        );
+    }
+}

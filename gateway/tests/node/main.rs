@@ -27,6 +27,7 @@ mod netns;
 mod netns_multi;
 mod origin;
 mod origin_faults;
+mod origin_fills;
 mod process;
 mod ranges;
 mod swarm;

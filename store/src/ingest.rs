@@ -162,14 +162,17 @@ impl Ingest {
         let mut pairs = std::mem::take(&mut self.pending_pairs);
         pairs.sort_unstable_by_key(|(offset, _)| *offset);
         let files = self.temp_files()?;
+        let write_run = |run: &[u8], at: u64| {
+            files
+                .outboard
+                .write_all_at(run, at)
+                .map_err(|e| IngestError::io(&files.guard.paths[1], e))
+        };
         let mut run: Vec<u8> = Vec::with_capacity(pairs.len() * 64);
         let mut run_start = 0;
         for (offset, pair) in &pairs {
             if !run.is_empty() && run_start + run.len() as u64 != *offset {
-                files
-                    .outboard
-                    .write_all_at(&run, run_start)
-                    .map_err(|e| IngestError::io(&files.guard.paths[1], e))?;
+                write_run(&run, run_start)?;
                 run.clear();
             }
             if run.is_empty() {
@@ -177,10 +180,7 @@ impl Ingest {
             }
             run.extend_from_slice(pair);
         }
-        files
-            .outboard
-            .write_all_at(&run, run_start)
-            .map_err(|e| IngestError::io(&files.guard.paths[1], e))?;
+        write_run(&run, run_start)?;
         // The allocation is kept for the next pairs.
         pairs.clear();
         self.pending_pairs = pairs;
@@ -574,6 +574,7 @@ fn write_file(file: &mut File, bytes: &[u8], path: &PathBuf) -> Result<(), Inges
 fn write_parts(file: &mut File, parts: &[&[u8]], path: &PathBuf) -> Result<(), IngestError> {
     let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
     let mut left = &mut slices[..];
+    // Drops leading empty parts: parts that are all empty write nothing.
     IoSlice::advance_slices(&mut left, 0);
     while !left.is_empty() {
         let at_once = left.len().min(MAX_IOVECS);

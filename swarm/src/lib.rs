@@ -58,7 +58,7 @@ pub use peers::{PeerHandle, PeerInfo, PeerState};
 pub use rendezvous::{Owner, rendezvous_rank};
 pub use service::{BodyChunk, FleetService, ServiceFuture, UrlReply};
 pub use swarm::{Swarm, SwarmError, SwarmOptions, SwarmStats};
-pub use udp::{UDP_BUFFER_BYTES, UdpBuffers, bind_udp, quic_server_endpoint};
+pub use udp::{UDP_BUFFER_BYTES, quic_server_endpoint};
 pub use url::OwnerFetch;
 pub use wire::{
     BodyFrame, Decoded, ErrorCode, MAX_BODY_FRAME, MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_RANGES_LEN,

@@ -32,17 +32,17 @@ fn reported_when_granted(asked: usize) -> usize {
 /// The buffer sizes a socket has, as the kernel reports them (on Linux twice
 /// what it granted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpBuffers {
+pub(crate) struct UdpBuffers {
     /// `SO_RCVBUF`.
-    pub recv: usize,
+    pub(crate) recv: usize,
     /// `SO_SNDBUF`.
-    pub send: usize,
+    pub(crate) send: usize,
 }
 
 /// Binds a UDP socket on `addr` with receive and send buffers of `bytes`,
 /// or as much as the kernel allows: a cap is logged at warn, naming `what`
 /// (`swarm`, `http3`) and the sysctl to raise, and is not an error.
-pub fn bind_udp(
+pub(crate) fn bind_udp(
     addr: SocketAddr,
     bytes: usize,
     what: &str,

@@ -46,20 +46,56 @@ use rand::RngCore;
 const COMMAND: &str = "cargo build --release -p fleetcache-benches && \
                        target/release/swarm-transfer";
 
-/// The paths measured each round, in order (`--only` takes these names).
-const PATHS: [&str; 7] = [
-    "quinn", "fetch", "fill", "pull", "iroh-fs", "iroh-mem", "blake3",
-];
+/// What is measured each round, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    Quinn,
+    Fetch,
+    Fill,
+    Pull,
+    IrohFile,
+    IrohMemory,
+    Blake3,
+}
 
-const DESCRIPTIONS: [&str; 7] = [
-    "raw quinn, one stream, no verification",
-    "swarm fetch, every group verified (A checks on read, B on receipt)",
-    "fill into B's store (fetch + write + sync + index)",
-    "curl through B (fill from A + store + HTTP to curl)",
-    "iroh-blobs into its file store (verified, committed, not fsynced)",
-    "iroh-blobs into its memory store",
-    "raw blake3, one core, in memory",
-];
+impl Measure {
+    const ALL: [Measure; 7] = [
+        Measure::Quinn,
+        Measure::Fetch,
+        Measure::Fill,
+        Measure::Pull,
+        Measure::IrohFile,
+        Measure::IrohMemory,
+        Measure::Blake3,
+    ];
+
+    /// The name `--only` takes and the progress lines show.
+    fn name(self) -> &'static str {
+        match self {
+            Measure::Quinn => "quinn",
+            Measure::Fetch => "fetch",
+            Measure::Fill => "fill",
+            Measure::Pull => "pull",
+            Measure::IrohFile => "iroh-fs",
+            Measure::IrohMemory => "iroh-mem",
+            Measure::Blake3 => "blake3",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Measure::Quinn => "raw quinn, one stream, no verification",
+            Measure::Fetch => "swarm fetch, every group verified (A checks on read, B on receipt)",
+            Measure::Fill => "fill into B's store (fetch + write + sync + index)",
+            Measure::Pull => "curl through B (fill from A + store + HTTP to curl)",
+            Measure::IrohFile => {
+                "iroh-blobs into its file store (verified, committed, not fsynced)"
+            }
+            Measure::IrohMemory => "iroh-blobs into its memory store",
+            Measure::Blake3 => "raw blake3, one core, in memory",
+        }
+    }
+}
 
 /// Node→node transfer against raw quinn, iroh-blobs and raw BLAKE3.
 #[derive(Debug, Parser)]
@@ -160,10 +196,8 @@ async fn run(args: &Args) -> Result<()> {
     eprintln!("ingesting {} bytes into node A…", args.size);
     let store_a = open_store(&dir.path().join("a"), capacity)?;
     let hash = ingest_random(&store_a, args.size)?;
-    // Raw quinn sends the object's own bytes from memory: a recycled buffer would
-    // sit in the CPU's caches, which no real transfer of a large object does.
-    let object = Bytes::from(object_bytes(&store_a, hash, args.size)?);
-    let a = swarm(&mut fleet, store_a, &[])?;
+    let runs = |path: Measure| args.only.as_deref().is_none_or(|only| only == path.name());
+    let a = swarm(&mut fleet, store_a.clone(), &[])?;
     let a_addr = a.local_addr().context("A has no address")?;
     let b = swarm(
         &mut fleet,
@@ -171,60 +205,73 @@ async fn run(args: &Args) -> Result<()> {
         &[a_addr],
     )?;
     wait_up(&b, 1).await?;
-    let raw = RawQuinn::start(&mut fleet, object)?;
-    let mut iroh = if args
-        .only
-        .as_deref()
-        .is_none_or(|only| only.starts_with("iroh"))
-    {
+    let raw = if runs(Measure::Quinn) {
+        // The object's own bytes from memory: a recycled buffer would sit in the
+        // CPU's caches, which no real transfer of a large object does.
+        let object = Bytes::from(object_bytes(&store_a, hash, args.size)?);
+        Some(RawQuinn::start(&mut fleet, object)?)
+    } else {
+        None
+    };
+    drop(store_a);
+    let mut iroh = if runs(Measure::IrohFile) || runs(Measure::IrohMemory) {
         IrohReference::start(args.size, &dir.path().join("iroh"))?
     } else {
         None
     };
 
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); PATHS.len()];
+    let mut rates: Vec<(Measure, Vec<f64>)> =
+        Measure::ALL.iter().map(|&p| (p, Vec::new())).collect();
     for round in 0..args.rounds {
-        let mut order: Vec<usize> = (0..PATHS.len()).collect();
+        let mut order: Vec<usize> = (0..rates.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
         for which in order {
-            if args
-                .only
-                .as_deref()
-                .is_some_and(|only| only != PATHS[which])
-            {
+            let path = rates[which].0;
+            if !runs(path) {
                 continue;
             }
-            let work = dir.path().join(format!("{}-{round}", PATHS[which]));
-            let rate = match PATHS[which] {
-                "quinn" => raw.transfer().await?,
-                "fetch" => fetch(&b, hash, args.size).await?,
-                "fill" => fill(&mut fleet, &work, a_addr, hash, args.size).await?,
-                "pull" => pull(&mut fleet, &work, a_addr, hash, args.size).await?,
-                "iroh-fs" | "iroh-mem" => {
-                    let Some(iroh) = iroh.as_mut() else { continue };
-                    let store = if PATHS[which] == "iroh-fs" {
-                        IrohStore::File
-                    } else {
-                        IrohStore::Memory
-                    };
-                    tokio::task::block_in_place(|| iroh.round(store))?
+            let work = dir.path().join(format!("{}-{round}", path.name()));
+            let rate = match (path, &raw, &mut iroh) {
+                (Measure::Quinn, Some(raw), _) => raw.transfer().await?,
+                (Measure::Fetch, ..) => fetch(&b, hash, args.size).await?,
+                (Measure::Fill, ..) => fill(&mut fleet, &work, a_addr, hash, args.size).await?,
+                (Measure::Pull, ..) => pull(&mut fleet, &work, a_addr, hash, args.size).await?,
+                (Measure::IrohFile, _, Some(iroh)) => {
+                    tokio::task::block_in_place(|| iroh.round(IrohStore::File))?
                 }
-                _ => hash_rate(args.size),
+                (Measure::IrohMemory, _, Some(iroh)) => {
+                    tokio::task::block_in_place(|| iroh.round(IrohStore::Memory))?
+                }
+                (Measure::Blake3, ..) => hash_rate(args.size),
+                // A reference that is not there (iroh-blobs not built).
+                _ => continue,
             };
-            rates[which].push(rate);
+            rates[which].1.push(rate);
         }
-        let line: Vec<String> = PATHS
+        let line: Vec<String> = rates
             .iter()
-            .zip(&rates)
-            .filter_map(|(name, r)| r.last().map(|rate| format!("{name} {rate:.0}")))
+            .filter_map(|(path, r)| r.last().map(|rate| format!("{} {rate:.0}", path.name())))
             .collect();
         eprintln!("round {} (MB/s): {}", round + 1, line.join(", "));
     }
-    let medians: Vec<f64> = rates.iter().map(|r| median(r).unwrap_or(0.0)).collect();
-    let quinn = medians[0];
-    let iroh_fs = medians[4];
+    let median_of = |path: Measure| {
+        rates
+            .iter()
+            .find(|(p, _)| *p == path)
+            .and_then(|(_, r)| median(r))
+            .unwrap_or(0.0)
+    };
+    let quinn = median_of(Measure::Quinn);
+    let iroh_file = median_of(Measure::IrohFile);
+    let ratio = |rate: f64, reference: f64| {
+        if reference > 0.0 {
+            format!("{:.2}", rate / reference)
+        } else {
+            "–".to_owned()
+        }
+    };
 
     println!(
         "## swarm-transfer: {} MiB node→node over loopback QUIC",
@@ -241,19 +288,16 @@ async fn run(args: &Args) -> Result<()> {
     println!();
     println!("| path | MB/s | × raw quinn | × iroh-blobs into its file store |");
     println!("|---|---:|---:|---:|");
-    for (which, description) in DESCRIPTIONS.iter().enumerate() {
-        if rates[which].is_empty() {
+    for (path, measured) in &rates {
+        if measured.is_empty() {
             continue;
         }
-        let rate = medians[which];
-        let versus_iroh = if iroh_fs > 0.0 {
-            format!("{:.2}", rate / iroh_fs)
-        } else {
-            "–".to_owned()
-        };
+        let rate = median_of(*path);
         println!(
-            "| {description} | {rate:.0} | {:.2} | {versus_iroh} |",
-            rate / quinn
+            "| {} | {rate:.0} | {} | {} |",
+            path.description(),
+            ratio(rate, quinn),
+            ratio(rate, iroh_file)
         );
     }
 
@@ -368,7 +412,8 @@ impl FillNode {
             if !failed.is_empty() || since.elapsed() > Duration::from_secs(600) {
                 bail!("the fill failed or did not finish: {failed:?}");
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // Each poll is a scrape of the node being measured: not too often.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

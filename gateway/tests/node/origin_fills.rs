@@ -1,15 +1,14 @@
 //! Requests that meet a running origin fill: purges that race it, requests that
 //! join it early or late, and answers that are not for sharing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use crate::origin::{cache_status, node_for};
-use crate::origin_server::{ScriptBody, Scripted, TestOrigin};
-use crate::support::{eventually, pattern};
+use crate::origin_server::{Scripted, TestOrigin};
+use crate::support::{eventually, pattern, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_during_a_fill_wins_over_the_fill() {
@@ -55,28 +54,14 @@ async fn a_purge_during_a_fill_wins_over_the_fill() {
 async fn a_request_joining_a_fill_late_takes_the_answer_only_while_fresh() {
     let origin = TestOrigin::start().await;
     let body = Bytes::from(pattern(1 << 20, 22));
-    let mut gates = Vec::new();
-    for (path, age) in [("/aged", "150"), ("/young", "30")] {
-        let gate = Arc::new(tokio::sync::Notify::new());
-        let held = gate.clone();
-        let served = body.clone();
-        origin.route(path, move |seen| {
-            let scripted = Scripted::ok(served.clone())
-                .header("cache-control", "max-age=100")
-                .header("age", age);
-            if seen.n > 0 {
-                return scripted;
-            }
-            scripted
-                .header("content-length", &served.len().to_string())
-                .body(ScriptBody::Gated {
-                    first: served.slice(..1000),
-                    gate: held.clone(),
-                    rest: served.slice(1000..),
-                })
-        });
-        gates.push(gate);
-    }
+    let gates = [("/aged", "150"), ("/young", "30")].map(|(path, age)| {
+        origin.route_gated_with(
+            path,
+            body.clone(),
+            1000,
+            &[("cache-control", "max-age=100"), ("age", age)],
+        )
+    });
     let node = node_for(&origin, &[]).await;
     let started = |path: &str| {
         let request = http::Request::get(node.url(path))
@@ -99,15 +84,8 @@ async fn a_request_joining_a_fill_late_takes_the_answer_only_while_fresh() {
     let first = started("/young").await.unwrap();
     let waiters = node.metric("fleetcache_fill_waiters_total").await;
     let late = tokio::spawn({
-        let url = node.url("/young");
-        let client = node.client.clone();
-        async move {
-            let request = http::Request::get(url)
-                .body(http_body_util::Full::new(Bytes::new()))
-                .unwrap();
-            let response = client.request(request).await.unwrap();
-            http_body_util::BodyExt::collect(response.into_body()).await
-        }
+        let (client, url) = (node.client.clone(), node.url("/young"));
+        async move { request(&client, Method::GET, &url, &[], Bytes::new()).await }
     });
     eventually(
         "the late request joins",
@@ -118,7 +96,7 @@ async fn a_request_joining_a_fill_late_takes_the_answer_only_while_fresh() {
     gates[1].notify_one();
     let first = http_body_util::BodyExt::collect(first.into_body()).await;
     assert!(first.unwrap().to_bytes() == body);
-    assert!(late.await.unwrap().unwrap().to_bytes() == body);
+    assert!(late.await.unwrap().body == body);
     assert_eq!(origin.hits("/young"), 1);
 }
 

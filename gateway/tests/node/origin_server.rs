@@ -179,10 +179,28 @@ impl TestOrigin {
     /// fetch sends `first` bytes and then waits for the returned gate before
     /// the rest; later fetches get it whole.
     pub fn route_gated(&self, target: &str, body: Bytes, first: usize) -> Arc<Notify> {
+        self.route_gated_with(target, body, first, &[("cache-control", "max-age=300")])
+    }
+
+    /// [`TestOrigin::route_gated`] with these header fields instead.
+    pub fn route_gated_with(
+        &self,
+        target: &str,
+        body: Bytes,
+        first: usize,
+        headers: &[(&str, &str)],
+    ) -> Arc<Notify> {
         let gate = Arc::new(Notify::new());
         let held = gate.clone();
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
         self.route(target, move |seen| {
-            let scripted = Scripted::ok(body.clone()).header("cache-control", "max-age=300");
+            let mut scripted = Scripted::ok(body.clone());
+            for (name, value) in &headers {
+                scripted = scripted.header(name, value);
+            }
             if seen.n > 0 {
                 return scripted;
             }

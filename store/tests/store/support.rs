@@ -4,9 +4,7 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use fleetcache_store::{Blob, Hash, NewRecord};
-
-use fleetcache_store::{Store, StoreOptions};
+use fleetcache_store::{Blob, Hash, NewRecord, Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 

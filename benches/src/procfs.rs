@@ -363,7 +363,10 @@ mod tests {
         let before = rss_bytes(pid)?;
         let group_rss = group_rss_bytes(group)?;
         let after = rss_bytes(pid)?;
-        assert!(group_rss >= before.min(after), "{group_rss} < {before}/{after}");
+        assert!(
+            group_rss >= before.min(after),
+            "{group_rss} < {before}/{after}"
+        );
         assert!(rss_bytes(pid)? > 0);
         assert!(clock_ticks_per_second().0 > 0);
         Ok(())

@@ -193,7 +193,7 @@ impl Responder {
             let _permit = permit;
             let mut out = ChannelWriter {
                 tx,
-                buf: BytesMut::new(),
+                buf: BytesMut::with_capacity(SEND_CHUNK),
             };
             let result = blob.encode_ranges(&ranges, &mut out);
             result.and_then(|()| io::Write::flush(&mut out).map_err(ReadError::Output))
@@ -341,10 +341,12 @@ struct ChannelWriter {
 
 impl io::Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= SEND_CHUNK {
+        // Hand the chunk over before it would outgrow its allocation: growing it
+        // would copy every byte of it once more.
+        if self.buf.len() + data.len() > self.buf.capacity() && !self.buf.is_empty() {
             self.flush()?;
         }
+        self.buf.extend_from_slice(data);
         Ok(data.len())
     }
 

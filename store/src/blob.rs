@@ -5,13 +5,12 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
-use bao_tree::io::EncodeError;
 use bao_tree::io::outboard::{PostOrderMemOutboard, PostOrderOutboard};
-use bao_tree::io::sync::encode_ranges_validated;
 use bao_tree::{BaoTree, ChunkRanges};
 use bytes::Bytes;
 use redb::ReadableDatabase;
 
+use crate::encode::{EncodeFailure, encode};
 use crate::error::ReadError;
 use crate::hash::Hash;
 use crate::hot::Loaded;
@@ -235,20 +234,20 @@ impl Blob {
 }
 
 impl Blob {
-    /// Writes the bao-tree pre-order encoding of `ranges` (16 KiB chunk groups, the
-    /// tree of the store's outboards) to `out`, every group checked against the hash
-    /// before it is written. Blocks on disk reads and on `out`. A mismatch quarantines
-    /// the blob and returns [`ReadError::Corrupt`]; an error from `out` is
-    /// [`ReadError::Output`].
-    pub fn encode_ranges(
+    /// Hands the bao-tree pre-order encoding of `ranges` (16 KiB chunk groups, the
+    /// tree of the store's outboards) to `emit` in pieces: a run of hash pairs, then
+    /// the group they lead to, every group checked against the hash first. A group of
+    /// a file blob is a slice of a 1 MiB read, not a copy. Blocks on disk reads and on
+    /// `emit`. A mismatch quarantines the blob and returns [`ReadError::Corrupt`]; an
+    /// error from `emit` is [`ReadError::Output`].
+    pub fn encode_ranges_with(
         &self,
         ranges: &ChunkRanges,
-        out: impl io::Write,
+        mut emit: impl FnMut(Bytes) -> io::Result<()>,
     ) -> Result<(), ReadError> {
         let hash = self.hash();
         let tree = BaoTree::new(self.size(), crate::tree::BLOCK_SIZE);
         let root = blake3::Hash::from_bytes(*hash.as_bytes());
-        let mut out = OutputErrors { out, error: None };
         let result = match &self.inner.loaded.body {
             Body::Inline(bytes) => {
                 // One chunk group: the tree has no parent pairs, so the outboard is empty.
@@ -257,7 +256,7 @@ impl Blob {
                     tree,
                     data: Vec::new(),
                 };
-                encode_ranges_validated(&bytes[..], outboard, ranges, &mut out)
+                encode(tree, root, ranges, bytes, &outboard, &mut emit)
             }
             Body::File(file) => {
                 let outboard = PostOrderOutboard {
@@ -266,66 +265,42 @@ impl Blob {
                     data: SlabReader::new(file.outboard_file(), OUTBOARD_SLAB),
                 };
                 let data = SlabReader::new(file.data_file(), DATA_SLAB);
-                encode_ranges_validated(data, outboard, ranges, &mut out)
+                encode(tree, root, ranges, &data, &outboard, &mut emit)
             }
         };
         let shared = &self.inner.protection.shared;
-        result.map_err(|err| match err {
-            EncodeError::ParentHashMismatch(node) => corrupt(
+        result.map_err(|failure| match failure {
+            EncodeFailure::BadPair(node) => corrupt(
                 shared,
                 hash,
                 node.mid().to_bytes(),
                 "outboard does not match the hash",
             ),
-            EncodeError::LeafHashMismatch(chunk) => corrupt(
+            EncodeFailure::BadData(chunk) => corrupt(
                 shared,
                 hash,
                 chunk.to_bytes(),
                 "data does not match the hash tree",
             ),
-            EncodeError::SizeMismatch => corrupt(shared, hash, 0, "data file has the wrong size"),
-            EncodeError::ParentWrite(_) | EncodeError::LeafWrite(_) => ReadError::Output(
-                out.error
-                    .take()
-                    .unwrap_or_else(|| io::ErrorKind::ConnectionReset.into()),
-            ),
-            EncodeError::Io(source) => match out.error.take() {
-                Some(source) => ReadError::Output(source),
-                None => ReadError::Io {
-                    path: shared.layout.data(&hash),
-                    source,
-                },
+            EncodeFailure::ReadData(source) => ReadError::Io {
+                path: shared.layout.data(&hash),
+                source,
             },
+            EncodeFailure::ReadOutboard(source) => ReadError::Io {
+                path: shared.layout.outboard(&hash),
+                source,
+            },
+            EncodeFailure::Output(source) => ReadError::Output(source),
         })
     }
-}
 
-/// Remembers the writer's error, so an IO error during encoding can be told apart:
-/// the output failing (a peer went away) is not a problem with the stored files.
-struct OutputErrors<W> {
-    out: W,
-    error: Option<io::Error>,
-}
-
-impl<W: io::Write> OutputErrors<W> {
-    fn record<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
-        result.map_err(|err| {
-            self.error = Some(err);
-            // bao-tree reports a ConnectionReset from the writer as a write error.
-            io::ErrorKind::ConnectionReset.into()
-        })
-    }
-}
-
-impl<W: io::Write> io::Write for OutputErrors<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let result = self.out.write(buf);
-        self.record(result)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let result = self.out.flush();
-        self.record(result)
+    /// [`Blob::encode_ranges_with`], written to `out`.
+    pub fn encode_ranges(
+        &self,
+        ranges: &ChunkRanges,
+        mut out: impl io::Write,
+    ) -> Result<(), ReadError> {
+        self.encode_ranges_with(ranges, |piece| out.write_all(&piece))
     }
 }
 

@@ -125,6 +125,7 @@
 
 mod blob;
 mod clock;
+mod encode;
 mod error;
 mod fsck;
 mod given;

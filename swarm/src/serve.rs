@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fleetcache_store::{ReadError, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
@@ -188,21 +188,23 @@ impl Responder {
             return write_header(send, &Response::NotFound).await;
         };
         write_header(send, &Response::Get { size: blob.size() }).await?;
-        let (tx, mut rx) = mpsc::channel(SEND_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(SEND_QUEUE);
         let encoder = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut out = ChannelWriter {
-                tx,
-                buf: BytesMut::with_capacity(SEND_CHUNK),
-            };
-            let result = blob.encode_ranges(&ranges, &mut out);
-            result.and_then(|()| io::Write::flush(&mut out).map_err(ReadError::Output))
+            let mut batch = Batch::default();
+            let result = blob.encode_ranges_with(&ranges, |piece| {
+                if let Some(full) = batch.add(piece) {
+                    send_batch(&tx, full)?;
+                }
+                Ok(())
+            });
+            result.and_then(|()| send_batch(&tx, batch.pieces).map_err(ReadError::Output))
         });
         let mut sent = 0u64;
         let mut send_failed = false;
-        while let Some(chunk) = rx.recv().await {
-            let len = chunk.len() as u64;
-            if let Err(err) = send.write_chunk(chunk).await {
+        while let Some(mut pieces) = rx.recv().await {
+            let len: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
+            if let Err(err) = send.write_all_chunks(&mut pieces).await {
                 tracing::debug!("requester stopped reading: {err}");
                 send_failed = true;
                 break;
@@ -333,30 +335,31 @@ async fn write_header(send: &mut quinn::SendStream, response: &Response) -> Resu
         .map_err(|_| ErrorCode::Cancelled)
 }
 
-/// The blocking encoder's output: gathers bytes into large chunks for the sending task.
-struct ChannelWriter {
-    tx: mpsc::Sender<Bytes>,
-    buf: BytesMut,
+/// The blocking encoder's pieces, gathered for one hand-over to the sending task.
+#[derive(Default)]
+struct Batch {
+    pieces: Vec<Bytes>,
+    len: usize,
 }
 
-impl io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        // Hand the chunk over before it would outgrow its allocation: growing it
-        // would copy every byte of it once more.
-        if self.buf.len() + data.len() > self.buf.capacity() && !self.buf.is_empty() {
-            self.flush()?;
+impl Batch {
+    /// Adds `piece`; once the batch holds [`SEND_CHUNK`] bytes it is returned to be
+    /// sent, and a new one begins.
+    fn add(&mut self, piece: Bytes) -> Option<Vec<Bytes>> {
+        self.len += piece.len();
+        self.pieces.push(piece);
+        if self.len < SEND_CHUNK {
+            return None;
         }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
+        self.len = 0;
+        Some(std::mem::take(&mut self.pieces))
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, BytesMut::with_capacity(SEND_CHUNK)).freeze();
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::ConnectionReset, "requester went away"))
+fn send_batch(tx: &mpsc::Sender<Vec<Bytes>>, pieces: Vec<Bytes>) -> io::Result<()> {
+    if pieces.is_empty() {
+        return Ok(());
     }
+    tx.blocking_send(pieces)
+        .map_err(|_| io::Error::new(io::ErrorKind::ConnectionReset, "requester went away"))
 }

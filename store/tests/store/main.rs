@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod crashes;
+mod encoding;
 mod memory;
 mod objects;
 mod records;

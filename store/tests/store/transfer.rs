@@ -1,19 +1,17 @@
-//! Moving objects between nodes: the pre-order encoding a node sends, and the
-//! verified ingest that stores what a peer sent without hashing it again.
+//! Moving objects between nodes: the verified ingest that stores what a peer
+//! sent without hashing it again (the encoding a node sends is in encoding.rs).
 
 use std::fs;
 
 use bao_tree::BaoTree;
-use fleetcache_store::{Hash, IngestError, ReadError};
+use fleetcache_store::{Hash, IngestError};
 
-use crate::support::{
-    KIB, count_files, data_file, flip_byte, open, outboard_file, pattern, put, read_all,
-};
+use crate::support::{KIB, count_files, open, outboard_file, pattern, put, read_all};
 
 const GROUP: usize = 16 * KIB;
 
 /// Every item bao-tree's decoder yields for an encoding of `ranges`, each verified.
-fn decoded(
+pub(crate) fn decoded(
     hash: &Hash,
     size: u64,
     ranges: &bao_tree::ChunkRanges,
@@ -24,98 +22,6 @@ fn decoded(
     bao_tree::io::sync::DecodeResponseIter::new(root, tree, encoded, ranges)
         .map(Result::unwrap)
         .collect()
-}
-
-/// The verified leaves of an encoding, by offset.
-fn decode(
-    hash: &Hash,
-    size: u64,
-    ranges: &bao_tree::ChunkRanges,
-    encoded: &[u8],
-) -> Vec<(u64, Vec<u8>)> {
-    decoded(hash, size, ranges, encoded)
-        .into_iter()
-        .filter_map(|item| match item {
-            bao_tree::io::BaoContentItem::Leaf(leaf) => Some((leaf.offset, leaf.data.to_vec())),
-            bao_tree::io::BaoContentItem::Parent(_) => None,
-        })
-        .collect()
-}
-
-#[test]
-fn encoded_ranges_decode_against_the_hash() {
-    use bao_tree::{ChunkNum, ChunkRanges};
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    for len in [0, 1, 1000, GROUP, GROUP + 1, 5 * GROUP + 77, 1 << 20] {
-        let data = pattern(len, len as u64);
-        let hash = put(&store, &data);
-        let blob = store.get(&hash).unwrap().unwrap();
-        let cases = [
-            ChunkRanges::all(),
-            ChunkRanges::from(ChunkNum(u64::MAX)..),
-            ChunkRanges::from(ChunkNum(17)..ChunkNum(40)),
-        ];
-        for ranges in cases {
-            let mut encoded = Vec::new();
-            blob.encode_ranges(&ranges, &mut encoded).unwrap();
-            let leaves = decode(&hash, data.len() as u64, &ranges, &encoded);
-            assert!(!leaves.is_empty(), "len {len}: nothing decoded");
-            for (offset, bytes) in leaves {
-                let at = offset as usize;
-                assert_eq!(
-                    bytes,
-                    data[at..at + bytes.len()],
-                    "len {len} offset {offset}"
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn encoding_a_corrupt_file_fails_and_quarantines() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let data = pattern(300 * KIB, 9);
-    let hash = put(&store, &data);
-    flip_byte(&data_file(dir.path(), &hash), 200 * KIB as u64);
-    let blob = store.get(&hash).unwrap().unwrap();
-    let mut encoded = Vec::new();
-    let err = blob
-        .encode_ranges(&bao_tree::ChunkRanges::all(), &mut encoded)
-        .unwrap_err();
-    assert!(
-        matches!(err, ReadError::Corrupt { offset, .. } if offset == 192 * KIB as u64),
-        "{err}"
-    );
-    assert!(encoded.len() < 200 * KIB, "bytes past the damage were sent");
-    assert!(store.get(&hash).unwrap().is_none(), "not quarantined");
-}
-
-#[test]
-fn encoding_reports_a_failing_output_as_output() {
-    struct Broken;
-    impl std::io::Write for Broken {
-        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-            Err(std::io::Error::other("peer went away"))
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let hash = put(&store, &pattern(100 * KIB, 3));
-    let blob = store.get(&hash).unwrap().unwrap();
-    let err = blob
-        .encode_ranges(&bao_tree::ChunkRanges::all(), Broken)
-        .unwrap_err();
-    assert!(matches!(err, ReadError::Output(_)), "{err}");
-    assert!(
-        store.get(&hash).unwrap().is_some(),
-        "a failing output must not quarantine"
-    );
 }
 
 #[test]

@@ -171,14 +171,14 @@ pub(crate) fn storable(
     ensure_date(&mut headers, response_time);
     let vary =
         VaryKey::for_request(response, exchange.request_headers).ok_or(NotStorable::VaryStar)?;
-    let stored = StoredResponse {
+    let stored = StoredResponse::new(
         status,
         headers,
-        request_time: unix_seconds(exchange.request_time),
+        unix_seconds(exchange.request_time),
         response_time,
         vary,
-        surrogate_control: joined(response, &SURROGATE_CONTROL),
-    };
+        joined(response, &SURROGATE_CONTROL),
+    );
 
     let lifetime = lifetime_from(&stored, &control, defaults);
     let has_validator =

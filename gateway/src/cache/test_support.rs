@@ -45,12 +45,12 @@ pub(crate) fn stored(
     let surrogate_control = headers
         .remove("surrogate-control")
         .map(|value| value.as_bytes().to_vec());
-    super::stored::StoredResponse {
+    super::stored::StoredResponse::new(
         status,
         headers,
         request_time,
         response_time,
-        vary: super::vary::VaryKey::default(),
+        super::vary::VaryKey::default(),
         surrogate_control,
-    }
+    )
 }

@@ -134,14 +134,14 @@ pub(crate) fn freshen(
     remove_fields(&mut headers, control.directives.private.fields());
 
     Freshened::Updated {
-        response: StoredResponse {
-            status: stored.status,
+        response: StoredResponse::new(
+            stored.status,
             headers,
-            request_time: unix_seconds(request_time),
-            response_time: now,
-            vary: stored.vary.clone(),
+            unix_seconds(request_time),
+            now,
+            stored.vary.clone(),
             surrogate_control,
-        },
+        ),
         keep,
     }
 }

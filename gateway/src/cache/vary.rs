@@ -211,14 +211,8 @@ mod tests {
 
     fn stored_with(vary: &str, request: &HeaderMap, response_time: u64) -> StoredResponse {
         let response = headers(&[("vary", vary), ("date", &date(response_time))]);
-        StoredResponse {
-            status: 200,
-            vary: VaryKey::for_request(&response, request).unwrap(),
-            headers: response,
-            request_time: response_time,
-            response_time,
-            surrogate_control: None,
-        }
+        let key = VaryKey::for_request(&response, request).unwrap();
+        StoredResponse::new(200, response, response_time, response_time, key, None)
     }
 
     #[test]

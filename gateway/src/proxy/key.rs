@@ -41,16 +41,45 @@ impl UrlKey {
 /// Lower-cases a host and drops the scheme's default port, so `Example.com:80`
 /// and `example.com` are one key. `None` for anything that is not a host.
 pub(crate) fn normalise_host(host: &str, scheme: &Scheme) -> Option<String> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    if let Some(normal) = plain_host(host, default_port) {
+        return Some(normal);
+    }
     let authority: http::uri::Authority = host.parse().ok()?;
     if authority.as_str().contains('@') || authority.host().is_empty() {
         return None;
     }
     let name = authority.host().to_ascii_lowercase();
-    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-    Some(match authority.port_u16() {
+    Some(with_port(name, authority.port_u16(), default_port))
+}
+
+/// What [`normalise_host`] makes of the common host, lower-case name and
+/// maybe a port, without parsing an `Authority` (which copies it, then is
+/// copied again): `None` sends anything else the general way.
+fn plain_host(host: &str, default_port: u16) -> Option<String> {
+    let (name, port) = match host.split_once(':') {
+        Some((name, digits)) => {
+            let digits_only =
+                (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+            (
+                name,
+                Some(digits.parse::<u16>().ok().filter(|_| digits_only)?),
+            )
+        }
+        None => (host, None),
+    };
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+    if name.is_empty() || !name.bytes().all(plain) {
+        return None;
+    }
+    Some(with_port(name.to_owned(), port, default_port))
+}
+
+fn with_port(name: String, port: Option<u16>, default_port: u16) -> String {
+    match port {
         Some(port) if port != default_port => format!("{name}:{port}"),
         _ => name,
-    })
+    }
 }
 
 /// What one purge entry selects: keys starting with `prefix`, optionally only
@@ -174,6 +203,59 @@ mod tests {
         assert!(normalise_host("a b", &http).is_none());
         assert!(normalise_host("user@host", &http).is_none());
         assert!(normalise_host("host/path", &http).is_none());
+    }
+
+    #[test]
+    fn the_plain_host_shortcut_agrees_with_the_authority_parse() {
+        let general = |host: &str, default_port: u16| {
+            let authority: http::uri::Authority = host.parse().ok()?;
+            if authority.as_str().contains('@') || authority.host().is_empty() {
+                return None;
+            }
+            let name = authority.host().to_ascii_lowercase();
+            Some(with_port(name, authority.port_u16(), default_port))
+        };
+        let mut hosts: Vec<String> = [
+            "example.com",
+            "example.com:80",
+            "example.com:080",
+            "example.com:8080",
+            "example.com:08080",
+            "example.com:443",
+            "127.0.0.1:18080",
+            "a-b.c",
+            "-",
+            ".",
+            "x:0",
+            "x:65535",
+            "x:65536",
+            "x:99999",
+            "x:",
+            ":80",
+            "x:1:2",
+            "x:+1",
+            "localhost",
+        ]
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect();
+        // Every short string over the shortcut's alphabet and its neighbours.
+        let alphabet = ['a', 'z', '0', '9', '.', '-', ':', 'A', '_'];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    hosts.push(format!("{a}{b}{c}"));
+                    hosts.push(format!("{a}{b}:{c}8"));
+                }
+            }
+        }
+        for host in &hosts {
+            for default_port in [80, 443] {
+                if let Some(fast) = plain_host(host, default_port) {
+                    assert_eq!(Some(fast), general(host, default_port), "{host:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -440,14 +440,14 @@ mod tests {
             unchanged: false,
             origin_status: 304,
             size: Some(12345),
-            response: StoredResponse {
-                status: 200,
+            response: StoredResponse::new(
+                200,
                 headers,
-                request_time: 1_700_000_000,
-                response_time: 1_700_000_001,
-                vary: Default::default(),
-                surrogate_control: None,
-            },
+                1_700_000_000,
+                1_700_000_001,
+                Default::default(),
+                None,
+            ),
         }
     }
 

@@ -86,6 +86,9 @@ pub(crate) fn encode(
                 if left {
                     expected.push(l);
                 }
+                // Room for 64 pairs at a time: the pieces split off share the
+                // allocation, so growing by what one pair needs would allocate
+                // for nearly every pair.
                 if pairs.capacity() - pairs.len() < 64 {
                     pairs.reserve(64 * 64);
                 }

@@ -191,26 +191,18 @@ fn encode_part(
 /// `mid`. A side that is one range open to the right from at most its start
 /// covers its subtree: it is written as "everything", as bao-tree's traversal
 /// writes it, so `is_all` says so.
-fn split(
-    ranges: &ChunkRangesRef,
+fn split<'a>(
+    ranges: &'a ChunkRangesRef,
     start: ChunkNum,
     mid: ChunkNum,
-) -> (&ChunkRangesRef, &ChunkRangesRef) {
+) -> (&'a ChunkRangesRef, &'a ChunkRangesRef) {
     static ALL: [ChunkNum; 1] = [ChunkNum(0)];
-    let covers = |side: &ChunkRangesRef, from: ChunkNum| matches!(side.boundaries(), [first] if *first <= from);
+    let canonical = |side: &'a ChunkRangesRef, from: ChunkNum| match side.boundaries() {
+        [first] if *first <= from => ChunkRangesRef::new(&ALL).unwrap_or(side),
+        _ => side,
+    };
     let (left, right) = ranges.split(mid);
-    let all = ChunkRangesRef::new(&ALL);
-    let left = if covers(left, start) {
-        all.unwrap_or(left)
-    } else {
-        left
-    };
-    let right = if covers(right, mid) {
-        all.unwrap_or(right)
-    } else {
-        right
-    };
-    (left, right)
+    (canonical(left, start), canonical(right, mid))
 }
 
 /// The hash of the subtree whose bytes are `data`, starting at chunk `start`.

@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use bao_tree::io::sync::ReadAt;
 use bytes::Bytes;
@@ -75,9 +74,6 @@ fn read_slab(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
 
 impl ReadAt for SlabReader<'_> {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.len() >= self.slab_size {
-            return FileExt::read_at(self.file, buf, pos);
-        }
         self.with_slab(pos, buf.len(), |bytes, from| {
             let n = buf.len().min(bytes.len().saturating_sub(from));
             buf[..n].copy_from_slice(&bytes[from..from + n]);

@@ -518,7 +518,7 @@ fn hash_rate(size: u64) -> f64 {
     mb_per_s(size, start.elapsed())
 }
 
-/// A bare quinn server and client with the fleet's TLS and transport settings.
+/// A bare quinn server and client with the fleet's TLS and quinn's default transport.
 struct RawQuinn {
     client: quinn::Endpoint,
     server_addr: SocketAddr,

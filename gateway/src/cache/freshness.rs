@@ -26,7 +26,7 @@
 use std::time::SystemTime;
 
 use http::HeaderValue;
-use http::header::{AGE, DATE, EXPIRES, HeaderMap, LAST_MODIFIED};
+use http::header::{AGE, EXPIRES, HeaderMap, LAST_MODIFIED};
 
 use super::date::unix_seconds;
 use super::effective::{Defaults, EffectiveControl};
@@ -98,7 +98,7 @@ pub(crate) fn lifetime_from(
     if let Some(max_age) = directives.max_age {
         return lifetime(max_age.seconds_or(0), LifetimeSource::MaxAge);
     }
-    let date = stored.date_field(&DATE).unwrap_or(stored.response_time);
+    let date = stored.date().unwrap_or(stored.response_time);
     if control.uses_expires() && stored.headers.contains_key(EXPIRES) {
         // An Expires that does not parse is "in the past" (§5.3).
         let expires = stored.date_field(&EXPIRES).unwrap_or(0);
@@ -142,7 +142,7 @@ pub(crate) struct AgeCalculation {
 pub(crate) fn age_at(stored: &StoredResponse, now: SystemTime) -> AgeCalculation {
     let now = unix_seconds(now);
     // A missing or invalid Date: the response time stands in (RFC 9110 §6.6.1).
-    let date_value = stored.date_field(&DATE).unwrap_or(stored.response_time);
+    let date_value = stored.date().unwrap_or(stored.response_time);
     let apparent_age = stored.response_time.saturating_sub(date_value);
     let response_delay = stored.response_time.saturating_sub(stored.request_time);
     let corrected_age_value = age_value(&stored.headers).saturating_add(response_delay);

@@ -87,6 +87,7 @@ pub(crate) enum DecodeError {
 }
 
 impl StoredResponse {
+    /// A stored response of these parts; its `Date` is parsed here, once.
     pub(crate) fn new(
         status: u16,
         headers: HeaderMap,
@@ -202,10 +203,12 @@ impl StoredResponse {
     /// The first line of a date-valued field, parsed; `None` if absent or
     /// invalid.
     pub(crate) fn date_field(&self, name: &HeaderName) -> Option<u64> {
-        if name == DATE {
-            return self.date;
-        }
         header_date(&self.headers, name, self.response_time)
+    }
+
+    /// Its `Date`, parsed when it was made; `None` if absent or invalid.
+    pub(crate) fn date(&self) -> Option<u64> {
+        self.date
     }
 }
 

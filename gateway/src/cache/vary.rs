@@ -152,7 +152,7 @@ pub(crate) fn select_variant<'a>(
         .into_iter()
         .filter(|stored| vary_matches(stored, request_headers))
         .max_by_key(|stored| {
-            let date = stored.date_field(&http::header::DATE);
+            let date = stored.date();
             (date.unwrap_or(stored.response_time), stored.response_time)
         })
 }

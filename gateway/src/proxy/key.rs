@@ -42,30 +42,18 @@ impl UrlKey {
 /// and `example.com` are one key. `None` for anything that is not a host.
 pub(crate) fn normalise_host(host: &str, scheme: &Scheme) -> Option<String> {
     let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-    if let Some(normal) = plain_host(host, default_port) {
-        return Some(normal);
-    }
-    let authority: http::uri::Authority = host.parse().ok()?;
-    if authority.as_str().contains('@') || authority.host().is_empty() {
-        return None;
-    }
-    let name = authority.host().to_ascii_lowercase();
-    Some(with_port(name, authority.port_u16(), default_port))
+    plain_host(host, default_port).or_else(|| parsed_host(host, default_port))
 }
 
 /// What [`normalise_host`] makes of the common host, lower-case name and
 /// maybe a port, without parsing an `Authority` (which copies it, then is
-/// copied again): `None` sends anything else the general way.
+/// copied again): `None` sends anything else to [`parsed_host`].
 fn plain_host(host: &str, default_port: u16) -> Option<String> {
     let (name, port) = match host.split_once(':') {
-        Some((name, digits)) => {
-            let digits_only =
-                (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
-            (
-                name,
-                Some(digits.parse::<u16>().ok().filter(|_| digits_only)?),
-            )
+        Some((name, digits)) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            (name, Some(digits.parse::<u16>().ok()?))
         }
+        Some(_) => return None,
         None => (host, None),
     };
     let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
@@ -73,6 +61,16 @@ fn plain_host(host: &str, default_port: u16) -> Option<String> {
         return None;
     }
     Some(with_port(name.to_owned(), port, default_port))
+}
+
+/// Any host, through the `Authority` parse.
+fn parsed_host(host: &str, default_port: u16) -> Option<String> {
+    let authority: http::uri::Authority = host.parse().ok()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return None;
+    }
+    let name = authority.host().to_ascii_lowercase();
+    Some(with_port(name, authority.port_u16(), default_port))
 }
 
 fn with_port(name: String, port: Option<u16>, default_port: u16) -> String {
@@ -207,14 +205,6 @@ mod tests {
 
     #[test]
     fn the_plain_host_shortcut_agrees_with_the_authority_parse() {
-        let general = |host: &str, default_port: u16| {
-            let authority: http::uri::Authority = host.parse().ok()?;
-            if authority.as_str().contains('@') || authority.host().is_empty() {
-                return None;
-            }
-            let name = authority.host().to_ascii_lowercase();
-            Some(with_port(name, authority.port_u16(), default_port))
-        };
         let mut hosts: Vec<String> = [
             "example.com",
             "example.com:80",
@@ -252,7 +242,7 @@ mod tests {
         for host in &hosts {
             for default_port in [80, 443] {
                 if let Some(fast) = plain_host(host, default_port) {
-                    assert_eq!(Some(fast), general(host, default_port), "{host:?}");
+                    assert_eq!(Some(fast), parsed_host(host, default_port), "{host:?}");
                 }
             }
         }

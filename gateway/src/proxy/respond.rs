@@ -48,7 +48,7 @@ pub(super) fn entry(
         generated: Some(
             parts
                 .response
-                .date_field(&http::header::DATE)
+                .date()
                 .unwrap_or(parts.response.response_time),
         ),
         source: parts.source,

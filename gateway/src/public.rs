@@ -17,7 +17,7 @@ use crate::error::RequestError;
 use crate::fill::{DirectFetch, FillFailure, FillKey, FillSource, Flight, HeadState, Joined};
 use crate::http::body::{ResponseBody, Source};
 use crate::http::range::{RangeRequest, parse_range};
-use crate::http::representation::{self, Representation, header_value};
+use crate::http::representation::{self, Representation, hash_value, header_value};
 use crate::http::{error_response, observed};
 use crate::node::NodeState;
 use crate::verifiable::Format;
@@ -282,7 +282,7 @@ pub(crate) fn parse_hash(text: &str) -> Result<Hash, RequestError> {
 /// The response for an object by hash: immutable, its hash the strong entity tag.
 fn object_response<B>(object: &Object, req: &Request<B>, head: bool) -> Response<ResponseBody> {
     let mut headers = http::HeaderMap::new();
-    headers.insert(ETAG, header_value(&format!("\"{}\"", object.hash)));
+    headers.insert(ETAG, hash_value("\"", &object.hash, "\""));
     headers.insert(CACHE_CONTROL, IMMUTABLE);
     headers.insert(CONTENT_TYPE, header_value(object.content_type()));
     let rep = Representation {

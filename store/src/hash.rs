@@ -20,13 +20,37 @@ impl Hash {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
+        self.hex().as_str().to_owned()
+    }
+
+    /// The 64 lowercase hex digits without allocating: headers naming a hash
+    /// are built on every hit.
+    pub fn hex(&self) -> HexDigits {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        let mut out = [0; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
         }
-        out
+        HexDigits(out)
+    }
+}
+
+/// A hash as 64 lowercase hex digits, held inline.
+#[derive(Clone, Copy)]
+pub struct HexDigits([u8; 64]);
+
+impl fmt::Debug for HexDigits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl HexDigits {
+    /// The digits as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -44,13 +68,13 @@ impl From<Hash> for blake3::Hash {
 
 impl fmt::Debug for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.to_hex())
+        write!(f, "Hash({})", self.hex().as_str())
     }
 }
 
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(self.hex().as_str())
     }
 }
 
@@ -104,6 +128,8 @@ mod tests {
         let hash = Hash::from(blake3::hash(b"hello"));
         let hex = hash.to_string();
         assert_eq!(hex, blake3::hash(b"hello").to_hex().as_str());
+        assert_eq!(hash.hex().as_str(), hex);
+        assert_eq!(hash.to_hex(), hex);
         assert_eq!(hex.parse::<Hash>().unwrap(), hash);
         assert_eq!(hex.to_uppercase().parse::<Hash>().unwrap(), hash);
         assert_eq!(format!("{hash:?}"), format!("Hash({hex})"));

@@ -147,7 +147,7 @@ mod writer;
 pub use blob::Blob;
 pub use error::{FsckError, IngestError, InvalidRecord, OpenError, ReadError, WriteError};
 pub use fsck::{FsckReport, fsck};
-pub use hash::{Hash, ParseHashError};
+pub use hash::{Hash, HexDigits, ParseHashError};
 pub use ingest::{Ingest, IngestOutcome};
 pub use record::{KeyFilter, NewRecord, Record, RecordRef};
 pub use store::{Store, StoreOptions, StoreStats};

@@ -38,7 +38,7 @@ use http::header::AGE;
 use http::{HeaderMap, HeaderName};
 
 use super::directives::{MaxStale, RequestCacheControl};
-use super::effective::{Defaults, EffectiveControl};
+use super::effective::Defaults;
 use super::freshness::{Lifetime, age_at, age_header_value, lifetime_from};
 use super::status::ForwardReason;
 use super::storable::remove_fields;
@@ -115,8 +115,8 @@ pub(crate) fn evaluate(
     now: SystemTime,
     defaults: Defaults,
 ) -> Evaluation {
-    let control: EffectiveControl = stored.control();
-    let lifetime = lifetime_from(stored, &control, defaults);
+    let control = stored.control();
+    let lifetime = lifetime_from(stored, control, defaults);
     let current_age = age_at(stored, now).current_age;
     let fresh = lifetime.seconds > current_age;
     let staleness = current_age.saturating_sub(lifetime.seconds);

@@ -77,7 +77,7 @@ pub(crate) fn is_heuristically_cacheable(status: u16) -> bool {
 /// The freshness lifetime of a stored response (§4.2.1).
 #[cfg(test)]
 pub(crate) fn freshness_lifetime(stored: &StoredResponse, defaults: Defaults) -> Lifetime {
-    lifetime_from(stored, &stored.control(), defaults)
+    lifetime_from(stored, stored.control(), defaults)
 }
 
 /// The freshness lifetime of a stored response (§4.2.1), with its policy

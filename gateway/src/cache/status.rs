@@ -8,6 +8,9 @@
 //! valid one and an sf-string otherwise, with characters outside printable
 //! ASCII replaced by `?`.
 
+use std::fmt::Write as _;
+
+use bytes::Bytes;
 use http::header::VIA;
 use http::{HeaderMap, HeaderValue, Version};
 
@@ -121,20 +124,21 @@ impl CacheStatus {
 
     /// The member as text, e.g. `fleetcache; fwd=stale; fwd-status=304; ttl=60; stored`.
     pub(crate) fn to_header_string(&self) -> String {
-        let mut out = String::from(PSEUDONYM);
+        let mut out = String::with_capacity(64);
+        out.push_str(PSEUDONYM);
         match self.forward {
             None => out.push_str("; hit"),
             Some(reason) => {
                 out.push_str("; fwd=");
                 out.push_str(reason.as_str());
                 if let Some(status) = self.fwd_status {
-                    out.push_str(&format!("; fwd-status={status}"));
+                    let _ = write!(out, "; fwd-status={status}");
                 }
             }
         }
         if let Some(ttl) = self.ttl {
             let ttl = ttl.clamp(-SF_INTEGER_MAX, SF_INTEGER_MAX);
-            out.push_str(&format!("; ttl={ttl}"));
+            let _ = write!(out, "; ttl={ttl}");
         }
         if self.stored {
             out.push_str("; stored");
@@ -152,7 +156,7 @@ impl CacheStatus {
     /// The `Cache-Status` field value holding only this node's member.
     pub(crate) fn to_header_value(&self) -> HeaderValue {
         // Only printable ASCII is ever written, so this cannot fail.
-        HeaderValue::from_str(&self.to_header_string())
+        HeaderValue::from_maybe_shared(Bytes::from(self.to_header_string()))
             .unwrap_or(HeaderValue::from_static(PSEUDONYM))
     }
 }
@@ -188,28 +192,36 @@ fn push_token_or_string(out: &mut String, text: &str) {
 /// message was received with (protocol name omitted, as it is HTTP) and our
 /// pseudonym, after any existing members, in one field line.
 pub(crate) fn append_via(headers: &mut HeaderMap, received: Version) {
-    let version = if received == Version::HTTP_09 {
-        "0.9"
-    } else if received == Version::HTTP_10 {
-        "1.0"
-    } else if received == Version::HTTP_2 {
-        "2"
-    } else if received == Version::HTTP_3 {
-        "3"
-    } else {
-        "1.1"
-    };
+    let own = own_via_member(received);
+    if !headers.contains_key(VIA) {
+        headers.insert(VIA, HeaderValue::from_static(own));
+        return;
+    }
     let mut line = Vec::new();
     for existing in headers.get_all(VIA) {
         line.extend_from_slice(existing.as_bytes());
         line.extend_from_slice(b", ");
     }
-    line.extend_from_slice(version.as_bytes());
-    line.push(b' ');
-    line.extend_from_slice(PSEUDONYM.as_bytes());
-    if let Ok(value) = HeaderValue::from_bytes(&line) {
+    line.extend_from_slice(own.as_bytes());
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(line)) {
         // Only fails past 2^15 distinct fields; Via is informative.
         let _ = headers.try_insert(VIA, value);
+    }
+}
+
+/// This node's `Via` member for a message received as `received`: the
+/// version and [`PSEUDONYM`], written out so the usual case allocates nothing.
+fn own_via_member(received: Version) -> &'static str {
+    if received == Version::HTTP_09 {
+        "0.9 fleetcache"
+    } else if received == Version::HTTP_10 {
+        "1.0 fleetcache"
+    } else if received == Version::HTTP_2 {
+        "2 fleetcache"
+    } else if received == Version::HTTP_3 {
+        "3 fleetcache"
+    } else {
+        "1.1 fleetcache"
     }
 }
 

@@ -48,6 +48,9 @@ pub(crate) struct StoredResponse {
     /// `Date`, parsed once: every hit reads it (freshness, age, the newest
     /// variant, conditionals), and parsing it each time was 3 % of a hit.
     date: Option<u64>,
+    /// The cache control it is served under, likewise parsed once (1.8 % of
+    /// a hit when parsed per hit).
+    control: EffectiveControl,
 }
 
 /// Why a stored record could not be decoded.
@@ -97,6 +100,11 @@ impl StoredResponse {
         surrogate_control: Option<Vec<u8>>,
     ) -> Self {
         let date = header_date(&headers, &DATE, response_time);
+        let surrogate = surrogate_control
+            .as_deref()
+            .map(SurrogateControl::parse)
+            .unwrap_or_default();
+        let control = EffectiveControl::new(&headers, surrogate);
         StoredResponse {
             status,
             headers,
@@ -105,6 +113,7 @@ impl StoredResponse {
             vary,
             surrogate_control,
             date,
+            control,
         }
     }
 
@@ -188,16 +197,8 @@ impl StoredResponse {
 
     /// The policy this cache obeys for it: its targeted field, or its
     /// `Cache-Control` and `Expires` under its `Surrogate-Control`.
-    pub(crate) fn control(&self) -> EffectiveControl {
-        EffectiveControl::new(&self.headers, self.surrogate())
-    }
-
-    /// The stored `Surrogate-Control` (empty if there was none).
-    pub(crate) fn surrogate(&self) -> SurrogateControl {
-        self.surrogate_control
-            .as_deref()
-            .map(SurrogateControl::parse)
-            .unwrap_or_default()
+    pub(crate) fn control(&self) -> &EffectiveControl {
+        &self.control
     }
 
     /// The first line of a date-valued field, parsed; `None` if absent or
@@ -349,7 +350,7 @@ mod tests {
         let multi: Vec<_> = decoded.headers.get_all("x-multi").iter().collect();
         assert_eq!(multi, ["first", "second", "third"]);
         assert_eq!(decoded.variant(), stored.variant());
-        assert_eq!(decoded.surrogate().max_age, Some(600));
+        assert_eq!(decoded.control().surrogate.max_age, Some(600));
 
         let minimal =
             StoredResponse::new(404, HeaderMap::new(), 0, u64::MAX, VaryKey::default(), None);

@@ -74,7 +74,7 @@ pub(crate) enum Freshened {
     /// if `keep` is `Ok`, else delete the stored record.
     Updated {
         /// The stored response with the 304's fields and the new times.
-        response: StoredResponse,
+        response: Box<StoredResponse>,
         /// Whether the updated response may still be stored.
         keep: Result<(), NotStorable>,
     },
@@ -134,14 +134,14 @@ pub(crate) fn freshen(
     remove_fields(&mut headers, control.directives.private.fields());
 
     Freshened::Updated {
-        response: StoredResponse::new(
+        response: Box::new(StoredResponse::new(
             stored.status,
             headers,
             unix_seconds(request_time),
             now,
             stored.vary.clone(),
             surrogate_control,
-        ),
+        )),
         keep,
     }
 }

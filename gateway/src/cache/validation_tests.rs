@@ -11,7 +11,7 @@ const LAST_MODIFIED_AT: u64 = T0 - 86_400;
 
 fn updated(freshened: Freshened) -> (StoredResponse, Result<(), NotStorable>) {
     match freshened {
-        Freshened::Updated { response, keep } => (response, keep),
+        Freshened::Updated { response, keep } => (*response, keep),
         Freshened::Refetch => panic!("expected the 304 to apply"),
     }
 }
@@ -221,14 +221,14 @@ fn surrogate_control_in_a_304_replaces_the_stored_one() {
         T0,
     );
     let (kept, _) = updated(freshen(&old, &headers(&[]), at(T0), at(T0)));
-    assert_eq!(kept.surrogate().max_age, Some(60));
+    assert_eq!(kept.control().surrogate.max_age, Some(60));
     let (replaced, _) = updated(freshen(
         &old,
         &headers(&[("surrogate-control", "max-age=900")]),
         at(T0),
         at(T0),
     ));
-    assert_eq!(replaced.surrogate().max_age, Some(900));
+    assert_eq!(replaced.control().surrogate.max_age, Some(900));
     assert!(!replaced.headers.contains_key(SURROGATE_CONTROL));
 }
 

@@ -126,7 +126,7 @@ impl Fills {
                             .with_label_values(&["304"])
                             .inc();
                         return self
-                            .keep_revalidated(&job, entry, updated, keep.is_ok(), 304, "origin")
+                            .keep_revalidated(&job, entry, *updated, keep.is_ok(), 304, "origin")
                             .await;
                     }
                     Freshened::Refetch => {

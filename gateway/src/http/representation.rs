@@ -17,6 +17,7 @@ use super::conditional::{self, Precondition, Validators};
 use super::range::{RangeRequest, parse_range};
 use super::text_response;
 use crate::cache::date::parse_http_date;
+use fleetcache_store::Hash;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -234,4 +235,16 @@ fn content_range(range: &Range<u64>, size: u64) -> String {
 
 pub(crate) fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `before`, the hash's hex digits, `after`, as one field value built in a
+/// single allocation (an `ETag` or `Link` goes out with every hit).
+pub(crate) fn hash_value(before: &str, hash: &Hash, after: &str) -> HeaderValue {
+    let digits = hash.hex();
+    let mut line = Vec::with_capacity(before.len() + 64 + after.len());
+    line.extend_from_slice(before.as_bytes());
+    line.extend_from_slice(digits.as_str().as_bytes());
+    line.extend_from_slice(after.as_bytes());
+    HeaderValue::from_maybe_shared(Bytes::from(line))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -51,7 +51,7 @@ pub(crate) fn normalise_host(host: &str, scheme: &Scheme) -> Option<String> {
 fn plain_host(host: &str, default_port: u16) -> Option<String> {
     let (name, port) = match host.split_once(':') {
         Some((name, digits)) if digits.bytes().all(|b| b.is_ascii_digit()) => {
-            (name, Some(digits.parse::<u16>().ok()?))
+            (name, Some((digits, digits.parse::<u16>().ok()?)))
         }
         Some(_) => return None,
         None => (host, None),
@@ -60,7 +60,13 @@ fn plain_host(host: &str, default_port: u16) -> Option<String> {
     if name.is_empty() || !name.bytes().all(plain) {
         return None;
     }
-    Some(with_port(name.to_owned(), port, default_port))
+    match port {
+        None => Some(host.to_owned()),
+        Some((_, port)) if port == default_port => Some(name.to_owned()),
+        // Already as `with_port` would write it: no leading zeros.
+        Some((digits, _)) if digits.len() == 1 || !digits.starts_with('0') => Some(host.to_owned()),
+        Some(_) => None,
+    }
 }
 
 /// Any host, through the `Authority` parse.
@@ -217,6 +223,8 @@ mod tests {
             "-",
             ".",
             "x:0",
+            "x:00",
+            "x:0443",
             "x:65535",
             "x:65536",
             "x:99999",

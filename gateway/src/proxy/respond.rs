@@ -4,7 +4,7 @@
 //! body the `Link` to the same bytes by hash (RFC 6249).
 
 use fleetcache_store::Hash;
-use http::header::{HeaderName, HeaderValue, LINK};
+use http::header::{HeaderName, LINK};
 use http::{HeaderMap, Response, StatusCode, Version};
 
 use crate::cache::evaluate::serving_headers;
@@ -13,7 +13,7 @@ use crate::cache::storable::strip_hop_by_hop;
 use crate::cache::stored::StoredResponse;
 use crate::cache::surrogate::SURROGATE_CONTROL;
 use crate::http::body::{ResponseBody, Source};
-use crate::http::representation::{self, Representation};
+use crate::http::representation::{self, Representation, hash_value};
 use crate::origin::OriginBody;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -75,9 +75,7 @@ pub(super) fn passed(
 pub(super) fn decorate(headers: &mut HeaderMap, status: &CacheStatus, hash: Option<Hash>) {
     append_via(headers, Version::HTTP_11);
     headers.append(CACHE_STATUS, status.to_header_value());
-    if let Some(hash) = hash
-        && let Ok(link) = HeaderValue::from_str(&format!("</blake3/{hash}>; rel=\"duplicate\""))
-    {
-        headers.append(LINK, link);
+    if let Some(hash) = hash {
+        headers.append(LINK, hash_value("</blake3/", &hash, ">; rel=\"duplicate\""));
     }
 }

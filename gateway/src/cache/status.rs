@@ -8,8 +8,6 @@
 //! valid one and an sf-string otherwise, with characters outside printable
 //! ASCII replaced by `?`.
 
-use std::fmt::Write as _;
-
 use bytes::Bytes;
 use http::header::VIA;
 use http::{HeaderMap, HeaderValue, Version};
@@ -132,13 +130,15 @@ impl CacheStatus {
                 out.push_str("; fwd=");
                 out.push_str(reason.as_str());
                 if let Some(status) = self.fwd_status {
-                    let _ = write!(out, "; fwd-status={status}");
+                    out.push_str("; fwd-status=");
+                    out.push_str(itoa::Buffer::new().format(status));
                 }
             }
         }
         if let Some(ttl) = self.ttl {
             let ttl = ttl.clamp(-SF_INTEGER_MAX, SF_INTEGER_MAX);
-            let _ = write!(out, "; ttl={ttl}");
+            out.push_str("; ttl=");
+            out.push_str(itoa::Buffer::new().format(ttl));
         }
         if self.stored {
             out.push_str("; stored");

@@ -14,7 +14,12 @@ pub(crate) struct UrlKey(String);
 impl UrlKey {
     /// `host` must be normalised already (see [`normalise_host`]).
     pub(crate) fn new(scheme: &str, host: &str, target: &str) -> UrlKey {
-        UrlKey(format!("{target} {host} {scheme}"))
+        // Built by hand: `format!` was 1 % of a URL hit.
+        let mut key = String::with_capacity(target.len() + host.len() + scheme.len() + 2);
+        for part in [target, " ", host, " ", scheme] {
+            key.push_str(part);
+        }
+        UrlKey(key)
     }
 
     pub(crate) fn as_str(&self) -> &str {

@@ -144,11 +144,20 @@ impl CoreTicks {
 /// CPU `cpu`'s time so far. Against a server's own CPU time this shows how
 /// much of its core went to interrupts and to other processes during a run.
 pub fn core_ticks(cpu: usize) -> Result<CoreTicks> {
+    stat_ticks(&format!("cpu{cpu}"))
+}
+
+/// All CPUs' time so far, summed: what a run cost the whole machine, every
+/// process and interrupt included.
+pub fn machine_ticks() -> Result<CoreTicks> {
+    stat_ticks("cpu")
+}
+
+fn stat_ticks(label: &str) -> Result<CoreTicks> {
     let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let label = format!("cpu{cpu}");
     let line = text
         .lines()
-        .find(|l| l.split_whitespace().next() == Some(label.as_str()))
+        .find(|l| l.split_whitespace().next() == Some(label))
         .with_context(|| format!("no {label} line in /proc/stat"))?;
     let values: Vec<u64> = line
         .split_whitespace()

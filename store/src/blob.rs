@@ -294,6 +294,36 @@ impl Blob {
         })
     }
 
+    /// [`Blob::encode_ranges_with`], the pieces gathered into batches of at least
+    /// `batch` bytes (the last may hold less), so that a consumer on another thread
+    /// or behind a vectored write takes them over once per batch rather than once
+    /// per piece. After a failure the pieces encoded before it, all verified, are
+    /// still handed over, then the error returns.
+    pub fn encode_ranges_batched(
+        &self,
+        ranges: &ChunkRanges,
+        batch: usize,
+        mut emit: impl FnMut(Vec<Bytes>) -> io::Result<()>,
+    ) -> Result<(), ReadError> {
+        let mut pieces = Vec::new();
+        let mut len = 0;
+        let result = self.encode_ranges_with(ranges, |piece| {
+            len += piece.len();
+            pieces.push(piece);
+            if len < batch {
+                return Ok(());
+            }
+            len = 0;
+            emit(std::mem::take(&mut pieces))
+        });
+        if matches!(result, Err(ReadError::Output(_))) || pieces.is_empty() {
+            return result;
+        }
+        let rest = emit(pieces).map_err(ReadError::Output);
+        // The encoder's own error says more than a failed last hand-over.
+        result.and(rest)
+    }
+
     /// [`Blob::encode_ranges_with`], written to `out`.
     pub fn encode_ranges(
         &self,

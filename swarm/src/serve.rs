@@ -191,14 +191,11 @@ impl Responder {
         let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(SEND_QUEUE);
         let encoder = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut batch = Batch::default();
-            let result = blob.encode_ranges_with(&ranges, |piece| {
-                if let Some(full) = batch.add(piece) {
-                    send_batch(&tx, full)?;
-                }
-                Ok(())
-            });
-            result.and_then(|()| send_batch(&tx, batch.pieces).map_err(ReadError::Output))
+            blob.encode_ranges_batched(&ranges, SEND_CHUNK, |pieces| {
+                tx.blocking_send(pieces).map_err(|_| {
+                    io::Error::new(io::ErrorKind::ConnectionReset, "requester went away")
+                })
+            })
         });
         let mut sent = 0u64;
         let mut send_failed = false;
@@ -333,33 +330,4 @@ async fn write_header(send: &mut quinn::SendStream, response: &Response) -> Resu
     send.write_all(&frame)
         .await
         .map_err(|_| ErrorCode::Cancelled)
-}
-
-/// The blocking encoder's pieces, gathered for one hand-over to the sending task.
-#[derive(Default)]
-struct Batch {
-    pieces: Vec<Bytes>,
-    len: usize,
-}
-
-impl Batch {
-    /// Adds `piece`; once the batch holds [`SEND_CHUNK`] bytes it is returned to be
-    /// sent, and a new one begins.
-    fn add(&mut self, piece: Bytes) -> Option<Vec<Bytes>> {
-        self.len += piece.len();
-        self.pieces.push(piece);
-        if self.len < SEND_CHUNK {
-            return None;
-        }
-        self.len = 0;
-        Some(std::mem::take(&mut self.pieces))
-    }
-}
-
-fn send_batch(tx: &mpsc::Sender<Vec<Bytes>>, pieces: Vec<Bytes>) -> io::Result<()> {
-    if pieces.is_empty() {
-        return Ok(());
-    }
-    tx.blocking_send(pieces)
-        .map_err(|_| io::Error::new(io::ErrorKind::ConnectionReset, "requester went away"))
 }

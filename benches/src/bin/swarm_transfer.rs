@@ -24,7 +24,10 @@
 //! - **blake3**: one core hashing `size` bytes in memory.
 //!
 //! Then a fan-out: four nodes fetch the object from A at once.
-//! Reports medians and ratios against raw quinn and iroh-blobs' file store; progress on
+//! Reports medians and ratios against raw quinn and iroh-blobs' file store, in MB/s
+//! and in the whole machine's busy CPU time per GiB over the same interval (every
+//! process, curl and the iroh child included; on two shared cores the rates follow
+//! from what each path costs, and the cost moves far less run to run); progress on
 //! stderr, report on stdout.
 
 use std::net::SocketAddr;
@@ -37,6 +40,7 @@ use bytes::Bytes;
 use clap::Parser;
 use fleetcache_benches::iroh::{IROH_BUILD, IrohReference, IrohStore};
 use fleetcache_benches::median;
+use fleetcache_benches::procfs::{self, CoreTicks};
 use fleetcache_config::Sources;
 use fleetcache_gateway::Node;
 use fleetcache_store::{Hash, Store, StoreOptions};
@@ -220,7 +224,7 @@ async fn run(args: &Args) -> Result<()> {
         None
     };
 
-    let mut rates: Vec<(Measure, Vec<f64>)> =
+    let mut rates: Vec<(Measure, Vec<Sample>)> =
         Measure::ALL.iter().map(|&p| (p, Vec::new())).collect();
     for round in 0..args.rounds {
         let mut order: Vec<usize> = (0..rates.len()).collect();
@@ -233,38 +237,46 @@ async fn run(args: &Args) -> Result<()> {
                 continue;
             }
             let work = dir.path().join(format!("{}-{round}", path.name()));
-            let rate = match (path, &raw, &mut iroh) {
+            let sample = match (path, &raw, &mut iroh) {
                 (Measure::Quinn, Some(raw), _) => raw.transfer().await?,
                 (Measure::Fetch, ..) => fetch(&b, hash, args.size).await?,
                 (Measure::Fill, ..) => fill(&mut fleet, &work, a_addr, hash, args.size).await?,
                 (Measure::Pull, ..) => pull(&mut fleet, &work, a_addr, hash, args.size).await?,
-                (Measure::IrohFile, _, Some(iroh)) => {
-                    tokio::task::block_in_place(|| iroh.round(IrohStore::File))?
-                }
+                (Measure::IrohFile, _, Some(iroh)) => iroh_round(iroh, IrohStore::File, args.size)?,
                 (Measure::IrohMemory, _, Some(iroh)) => {
-                    tokio::task::block_in_place(|| iroh.round(IrohStore::Memory))?
+                    iroh_round(iroh, IrohStore::Memory, args.size)?
                 }
-                (Measure::Blake3, ..) => hash_rate(args.size),
+                (Measure::Blake3, ..) => hash_rate(args.size)?,
                 // A reference that is not there (iroh-blobs not built).
                 _ => continue,
             };
-            rates[which].1.push(rate);
+            rates[which].1.push(sample);
         }
         let line: Vec<String> = rates
             .iter()
-            .filter_map(|(path, r)| r.last().map(|rate| format!("{} {rate:.0}", path.name())))
+            .filter_map(|(path, r)| {
+                r.last()
+                    .map(|s| format!("{} {:.0} ({:.2})", path.name(), s.rate, s.cpu_per_gib))
+            })
             .collect();
-        eprintln!("round {} (MB/s): {}", round + 1, line.join(", "));
+        eprintln!(
+            "round {} (MB/s, machine CPU s/GiB): {}",
+            round + 1,
+            line.join(", ")
+        );
     }
-    let median_of = |path: Measure| {
+    let median_of = |path: Measure, figure: fn(&Sample) -> f64| {
         rates
             .iter()
             .find(|(p, _)| *p == path)
-            .and_then(|(_, r)| median(r))
+            .and_then(|(_, r)| median(&r.iter().map(figure).collect::<Vec<_>>()))
             .unwrap_or(0.0)
     };
-    let quinn = median_of(Measure::Quinn);
-    let iroh_file = median_of(Measure::IrohFile);
+    let rate = |s: &Sample| s.rate;
+    let cpu = |s: &Sample| s.cpu_per_gib;
+    let quinn = median_of(Measure::Quinn, rate);
+    let quinn_cpu = median_of(Measure::Quinn, cpu);
+    let iroh_file = median_of(Measure::IrohFile, rate);
     let ratio = |rate: f64, reference: f64| {
         if reference > 0.0 {
             format!("{:.2}", rate / reference)
@@ -286,20 +298,32 @@ async fn run(args: &Args) -> Result<()> {
         args.rounds
     );
     println!();
-    println!("| path | MB/s | × raw quinn | × iroh-blobs into its file store |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| path | MB/s | × raw quinn | × iroh-blobs into its file store | \
+         machine CPU s per GiB | × raw quinn's | MB/s per round |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
     for (path, measured) in &rates {
         if measured.is_empty() {
             continue;
         }
-        let rate = median_of(*path);
+        let path_rate = median_of(*path, rate);
+        let path_cpu = median_of(*path, cpu);
+        let each: Vec<String> = measured.iter().map(|s| format!("{:.0}", s.rate)).collect();
         println!(
-            "| {} | {rate:.0} | {} | {} |",
+            "| {} | {path_rate:.0} | {} | {} | {path_cpu:.2} | {} | {} |",
             path.description(),
-            ratio(rate, quinn),
-            ratio(rate, iroh_file)
+            ratio(path_rate, quinn),
+            ratio(path_rate, iroh_file),
+            ratio(path_cpu, quinn_cpu),
+            each.join(", ")
         );
     }
+    println!();
+    println!(
+        "Machine CPU: busy time of all cores (`/proc/stat`) from the path's start to its \
+         clock's stop, per GiB; for iroh-blobs the whole round, its store's set-up included."
+    );
 
     if args.fan_out > 0 {
         fan_out(&mut fleet, dir.path(), capacity, &a, hash, args).await?;
@@ -309,6 +333,43 @@ async fn run(args: &Args) -> Result<()> {
 
 fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / elapsed.as_secs_f64() / 1e6
+}
+
+/// One path's figures in one round.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// MB/s.
+    rate: f64,
+    /// Busy CPU seconds of the whole machine per GiB moved.
+    cpu_per_gib: f64,
+}
+
+/// A measured interval: wall clock and the machine's busy CPU time.
+struct Interval {
+    start: Instant,
+    ticks: CoreTicks,
+}
+
+impl Interval {
+    fn begin() -> Result<Interval> {
+        Ok(Interval {
+            ticks: procfs::machine_ticks()?,
+            start: Instant::now(),
+        })
+    }
+
+    /// `bytes` moved since [`Interval::begin`], at `rate` MB/s when the path
+    /// clocks itself (the iroh child), else at the rate of this interval.
+    fn end(self, bytes: u64, rate: Option<f64>) -> Result<Sample> {
+        let elapsed = self.start.elapsed();
+        let busy = procfs::machine_ticks()?.since(self.ticks).busy;
+        let (ticks_per_second, _) = procfs::clock_ticks_per_second();
+        let gib = bytes as f64 / f64::from(1u32 << 30);
+        Ok(Sample {
+            rate: rate.unwrap_or_else(|| mb_per_s(bytes, elapsed)),
+            cpu_per_gib: busy as f64 / ticks_per_second as f64 / gib,
+        })
+    }
 }
 
 fn object_bytes(store: &Store, hash: Hash, size: u64) -> Result<Vec<u8>> {
@@ -333,8 +394,8 @@ fn ingest_random(store: &Store, size: u64) -> Result<Hash> {
     Ok(ingest.finish()?.hash)
 }
 
-async fn fetch(b: &Swarm, hash: Hash, size: u64) -> Result<f64> {
-    let start = Instant::now();
+async fn fetch(b: &Swarm, hash: Hash, size: u64) -> Result<Sample> {
+    let interval = Interval::begin()?;
     let located = b
         .locate(hash)
         .await?
@@ -347,7 +408,7 @@ async fn fetch(b: &Swarm, hash: Hash, size: u64) -> Result<f64> {
     if got != size {
         bail!("fetched {got} of {size} bytes");
     }
-    Ok(mb_per_s(size, start.elapsed()))
+    interval.end(size, None)
 }
 
 /// A fresh gateway node whose only peer is A.
@@ -426,9 +487,15 @@ impl FillNode {
 
 /// A fresh gateway node fills the object into its store; the clock stops when it is
 /// committed.
-async fn fill(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u64) -> Result<f64> {
+async fn fill(
+    fleet: &mut Fleet,
+    dir: &Path,
+    a: SocketAddr,
+    hash: Hash,
+    size: u64,
+) -> Result<Sample> {
     let b = FillNode::start(fleet, dir, a, size).await?;
-    let start = Instant::now();
+    let interval = Interval::begin()?;
     let head = http_request(
         b.http,
         &format!("HEAD /blake3/{hash} HTTP/1.1\r\nHost: b\r\n\r\n"),
@@ -437,18 +504,24 @@ async fn fill(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u6
     if !head.starts_with("HTTP/1.1 200") {
         bail!("HEAD on the fill node: {head}");
     }
-    b.filled(start).await?;
-    let rate = mb_per_s(size, start.elapsed());
+    b.filled(interval.start).await?;
+    let sample = interval.end(size, None)?;
     b.stop().await?;
-    Ok(rate)
+    Ok(sample)
 }
 
 /// curl pulls the object through a fresh gateway node, which fills it from A while it
 /// answers; the clock stops at curl's last byte (the fill's commit is awaited after).
-async fn pull(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u64) -> Result<f64> {
+async fn pull(
+    fleet: &mut Fleet,
+    dir: &Path,
+    a: SocketAddr,
+    hash: Hash,
+    size: u64,
+) -> Result<Sample> {
     let b = FillNode::start(fleet, dir, a, size).await?;
     let url = format!("http://{}/blake3/{hash}", b.http);
-    let start = Instant::now();
+    let interval = Interval::begin()?;
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")
             .args([
@@ -463,7 +536,8 @@ async fn pull(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u6
     })
     .await?
     .context("running curl")?;
-    let elapsed = start.elapsed();
+    let started = interval.start;
+    let sample = interval.end(size, None)?;
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() || report != format!("200 {size}") {
         bail!(
@@ -471,9 +545,9 @@ async fn pull(fleet: &mut Fleet, dir: &Path, a: SocketAddr, hash: Hash, size: u6
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    b.filled(start).await?;
+    b.filled(started).await?;
     b.stop().await?;
-    Ok(mb_per_s(size, elapsed))
+    Ok(sample)
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
@@ -504,9 +578,9 @@ async fn http_request(addr: SocketAddr, request: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn hash_rate(size: u64) -> f64 {
+fn hash_rate(size: u64) -> Result<Sample> {
     let chunk = vec![0x5au8; 16 << 20];
-    let start = Instant::now();
+    let interval = Interval::begin()?;
     let mut hasher = blake3::Hasher::new();
     let mut left = size;
     while left > 0 {
@@ -515,7 +589,7 @@ fn hash_rate(size: u64) -> f64 {
         left -= n as u64;
     }
     std::hint::black_box(hasher.finalize());
-    mb_per_s(size, start.elapsed())
+    interval.end(size, None)
 }
 
 /// A bare quinn server and client with the fleet's TLS and quinn's default transport.
@@ -557,12 +631,12 @@ impl RawQuinn {
         })
     }
 
-    async fn transfer(&self) -> Result<f64> {
+    async fn transfer(&self) -> Result<Sample> {
         let connection = self
             .client
             .connect(self.server_addr, fleetcache_swarm::FLEET_SERVER_NAME)?
             .await?;
-        let start = Instant::now();
+        let interval = Interval::begin()?;
         let (mut send, mut recv) = connection.open_bi().await?;
         send.write_all(b"go").await?;
         send.finish()?;
@@ -570,10 +644,17 @@ impl RawQuinn {
         while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
             got += chunk.bytes.len() as u64;
         }
-        let elapsed = start.elapsed();
+        let sample = interval.end(got, None)?;
         connection.close(0u32.into(), b"done");
-        Ok(mb_per_s(got, elapsed))
+        Ok(sample)
     }
+}
+
+/// One iroh-blobs round; the child clocks the transfer itself.
+fn iroh_round(iroh: &mut IrohReference, store: IrohStore, size: u64) -> Result<Sample> {
+    let interval = Interval::begin()?;
+    let rate = tokio::task::block_in_place(|| iroh.round(store))?;
+    interval.end(size, Some(rate))
 }
 
 async fn fan_out(
@@ -594,7 +675,7 @@ async fn fan_out(
         wait_up(node, 1).await?;
     }
     let sent_before = a.stats().bytes_sent;
-    let single = fetch(&nodes[0], hash, args.size).await?;
+    let single = fetch(&nodes[0], hash, args.size).await?.rate;
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for node in &nodes {

@@ -148,10 +148,11 @@ enum Kind {
     Blob(BlobStream),
     /// An origin response passed through as it arrives.
     Origin(crate::origin::OriginBody),
-    /// Pieces produced by another task; `remaining` is what the response's
-    /// `Content-Length` still promises.
+    /// Batches of pieces produced by another task, sent one piece per frame;
+    /// `remaining` is what the response's `Content-Length` still promises.
     Channel {
-        rx: mpsc::Receiver<Result<Bytes, BodyError>>,
+        rx: mpsc::Receiver<Result<Vec<Bytes>, BodyError>>,
+        pending: std::vec::IntoIter<Bytes>,
         remaining: u64,
     },
 }
@@ -203,9 +204,13 @@ impl ResponseBody {
     /// or an error. The channel's bound is the memory the response may hold;
     /// dropping the body closes the channel, which tells the producer to stop.
     /// A producer that goes away early is a cut response, never a clean end.
-    pub(crate) fn channel(rx: mpsc::Receiver<Result<Bytes, BodyError>>, len: u64) -> Self {
+    pub(crate) fn channel(rx: mpsc::Receiver<Result<Vec<Bytes>, BodyError>>, len: u64) -> Self {
         Self {
-            kind: Kind::Channel { rx, remaining: len },
+            kind: Kind::Channel {
+                rx,
+                pending: Vec::new().into_iter(),
+                remaining: len,
+            },
             observer: None,
         }
     }
@@ -236,17 +241,24 @@ impl http_body::Body for ResponseBody {
                 Some(Ok(frame)) => Some(Ok(frame.into_data().unwrap_or_default())),
                 Some(Err(err)) => Some(Err(BodyError::Origin(err))),
             },
-            Kind::Channel { rx, remaining } => match ready!(rx.poll_recv(cx)) {
-                Some(Ok(bytes)) if bytes.len() as u64 > *remaining => {
-                    Some(Err(BodyError::Overlong))
-                }
-                Some(Ok(bytes)) => {
+            Kind::Channel {
+                rx,
+                pending,
+                remaining,
+            } => loop {
+                if let Some(bytes) = pending.next() {
+                    if bytes.len() as u64 > *remaining {
+                        break Some(Err(BodyError::Overlong));
+                    }
                     *remaining -= bytes.len() as u64;
-                    Some(Ok(bytes))
+                    break Some(Ok(bytes));
                 }
-                Some(Err(err)) => Some(Err(err)),
-                None if *remaining == 0 => None,
-                None => Some(Err(BodyError::ProducerEnded(*remaining))),
+                match ready!(rx.poll_recv(cx)) {
+                    Some(Ok(pieces)) => *pending = pieces.into_iter(),
+                    Some(Err(err)) => break Some(Err(err)),
+                    None if *remaining == 0 => break None,
+                    None => break Some(Err(BodyError::ProducerEnded(*remaining))),
+                }
             },
         };
         if let (Some(Ok(bytes)), Some(observer)) = (&next, &mut this.observer) {

@@ -11,7 +11,7 @@
 
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fleetcache_store::{Blob, Hash, ReadError};
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderName,
@@ -34,12 +34,15 @@ use crate::public::{Found, Served, find, unix_now};
 
 const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
 
-/// Bytes gathered before one hand-over to the response: large enough to keep
-/// channel traffic low, small enough that memory stays flat.
+/// Bytes of the encoding's pieces gathered before one hand-over to the
+/// response: large enough to keep channel traffic low. The pieces are slices
+/// of the store's 1 MiB reads, not copies, so what is queued keeps its reads
+/// alive: with [`QUEUE`] batches of this size a slow reader's response holds
+/// at most the read in progress and the one before it.
 const PIECE: usize = 64 * 1024;
 
-/// Pieces queued between the encoder and the socket.
-const QUEUE: usize = 8;
+/// Batches queued between the encoder and the socket.
+const QUEUE: usize = 4;
 
 /// Encoders running at once, across the process. Each holds a blocking-pool
 /// thread for as long as its client reads, so without a bound, slow readers
@@ -220,74 +223,40 @@ fn finish(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Respons
 }
 
 /// Starts encoding `ranges` of `blob` on the blocking pool: the size prefix,
-/// then the encoding, in pieces through a bounded channel. A damaged group
-/// ends the stream with an error after the verified pieces before it.
+/// then the encoding, in batches of pieces through a bounded channel. A
+/// damaged group ends the stream with an error after the verified pieces
+/// before it.
 fn spawn_encoder(
     blob: Blob,
     ranges: bao_tree::ChunkRanges,
     permit: SemaphorePermit<'static>,
-) -> mpsc::Receiver<Result<Bytes, BodyError>> {
+) -> mpsc::Receiver<Result<Vec<Bytes>, BodyError>> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let _entered = span.enter();
-        let mut out = ChannelWriter {
-            tx,
-            buf: BytesMut::with_capacity(PIECE),
+        // A closed channel (the response was dropped) stops the encoder.
+        let send = |pieces| {
+            tx.blocking_send(Ok(pieces))
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
         };
-        out.buf.extend_from_slice(&blob.size().to_le_bytes());
-        match blob.encode_ranges(&ranges, &mut out) {
-            Ok(()) => {
-                let _ = out.send_buffered();
-            }
+        let prefix = vec![Bytes::copy_from_slice(&blob.size().to_le_bytes())];
+        let result = send(prefix)
+            .map_err(ReadError::Output)
+            .and_then(|()| blob.encode_ranges_batched(&ranges, PIECE, send));
+        match result {
             // The client went away: nobody to tell.
-            Err(ReadError::Output(_)) => {}
+            Ok(()) | Err(ReadError::Output(_)) => {}
             Err(err) => {
                 if matches!(err, ReadError::Corrupt { .. }) {
                     tracing::error!("stopped a verifiable response: {err}");
                 }
-                // What is buffered was verified: send it, so a client that
-                // resumes elsewhere keeps it; then cut the response.
-                let _ = out.send_buffered();
-                let _ = out.tx.blocking_send(Err(BodyError::Read(err)));
+                // The verified pieces before the failure have been sent, so a
+                // client that resumes elsewhere keeps them; now cut the response.
+                let _ = tx.blocking_send(Err(BodyError::Read(err)));
             }
         }
     });
     rx
-}
-
-/// `io::Write` into the response channel, in pieces of [`PIECE`] bytes. Runs
-/// on a blocking-pool thread, so it may block on the channel; a closed
-/// channel (the response was dropped) is an error that stops the encoder.
-struct ChannelWriter {
-    tx: mpsc::Sender<Result<Bytes, BodyError>>,
-    buf: BytesMut,
-}
-
-impl ChannelWriter {
-    fn send_buffered(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let piece = self.buf.split().freeze();
-        self.tx
-            .blocking_send(Ok(piece))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-}
-
-impl io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= PIECE {
-            self.send_buffered()?;
-            self.buf.reserve(PIECE);
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send_buffered()
-    }
 }

@@ -198,3 +198,60 @@ fn encoding_reports_a_failing_output_as_output() {
         "a failing output must not quarantine"
     );
 }
+
+#[test]
+fn batches_hold_the_pieces_in_order_and_the_verified_ones_before_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = pattern(300 * KIB, 11);
+    let hash = put(&store, &data);
+    let blob = store.get(&hash).unwrap().unwrap();
+    let batch = 100 * KIB;
+    let mut batches = Vec::new();
+    blob.encode_ranges_batched(&ChunkRanges::all(), batch, |pieces| {
+        batches.push(pieces);
+        Ok(())
+    })
+    .unwrap();
+    let len = |pieces: &[Bytes]| pieces.iter().map(Bytes::len).sum::<usize>();
+    let (last, full) = batches.split_last().unwrap();
+    assert!(
+        full.iter()
+            .all(|b| len(b) >= batch && len(b) < batch + GROUP + 64 * 8)
+    );
+    assert!(!last.is_empty());
+    let joined: Vec<u8> = batches.iter().flatten().flatten().copied().collect();
+    assert!(joined == reference(&data, &ChunkRanges::all()));
+
+    // A damaged group: everything before it is handed over, then the error.
+    flip_byte(&data_file(dir.path(), &hash), 200 * KIB as u64);
+    let blob = store.get(&hash).unwrap().unwrap();
+    let mut handed = Vec::new();
+    let err = blob
+        .encode_ranges_batched(&ChunkRanges::all(), batch, |pieces| {
+            handed.extend(pieces);
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
+    let handed: Vec<u8> = handed.iter().flatten().copied().collect();
+    let good = reference(&data, &ChunkRanges::all());
+    // Up to the damaged group (192 KiB) with its pairs: more than one batch.
+    assert!(handed.len() > batch && handed.len() < 200 * KIB + 64 * 16);
+    assert!(handed[..] == good[..handed.len()], "a verified prefix");
+
+    // A failing hand-over stops the encoder and is not retried.
+    let other = tempfile::tempdir().unwrap();
+    let store = open(other.path());
+    let hash = put(&store, &data);
+    let blob = store.get(&hash).unwrap().unwrap();
+    let mut calls = 0;
+    let err = blob
+        .encode_ranges_batched(&ChunkRanges::all(), batch, |_| {
+            calls += 1;
+            Err(std::io::Error::other("went away"))
+        })
+        .unwrap_err();
+    assert!(matches!(err, ReadError::Output(_)), "{err}");
+    assert_eq!(calls, 1);
+}

@@ -165,7 +165,8 @@ impl Blob {
 
     /// Like [`Blob::read_verified`], but may stop early at a 256 KiB boundary: the
     /// unit of the store's memory tier. A chunk found there is served from memory; one
-    /// read from disk is verified and, if the object fits the tier, kept there. Returns
+    /// read from disk is verified and, if the object fits the tier, kept there (readers
+    /// of a chunk being loaded wait for that load rather than reading it again). Returns
     /// at least one byte unless `offset` is the end.
     pub fn read_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, ReadError> {
         if let Some(bytes) = self.read_chunk_in_memory(offset, max_len) {
@@ -175,11 +176,11 @@ impl Blob {
         let tier = &self.inner.protection.shared.memory;
         match &self.inner.loaded.body {
             Body::File(file) if len > 0 && tier.admits(self.size()) => {
-                tier.count(false);
                 let index = offset / CHUNK;
                 let start = index * CHUNK;
-                let chunk = self.read_file(file, start, CHUNK.min(self.size() - start) as usize)?;
-                tier.insert(self.hash(), index, chunk.clone());
+                let chunk = tier.get_or_load(self.hash(), index, || {
+                    self.read_file(file, start, CHUNK.min(self.size() - start) as usize)
+                })?;
                 Ok(part_of_chunk(&chunk, offset - start, len))
             }
             _ => self.read_verified(offset, max_len),

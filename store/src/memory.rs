@@ -13,10 +13,15 @@
 //!
 //! Only objects of at most half the tier are admitted, so one large object
 //! streamed once cannot flush everything else.
+//!
+//! A chunk is loaded once however many readers want it at the same moment
+//! (clients that started a new object together read it in step): the first
+//! reads and verifies it, the others wait for it to enter the tier.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 
@@ -30,8 +35,45 @@ pub(crate) const CHUNK: u64 = 256 * 1024;
 pub(crate) struct MemoryTier {
     capacity: u64,
     chunks: Mutex<Clock<(Hash, u64), Bytes, Held>>,
+    /// Chunks being read from disk right now.
+    loading: Mutex<HashMap<(Hash, u64), Arc<Load>>>,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// One chunk's load in progress; waiters sleep until it is over.
+#[derive(Default)]
+struct Load {
+    over: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Load {
+    fn wait(&self) {
+        let mut over = lock(&self.over);
+        while !*over {
+            over = self
+                .signal
+                .wait(over)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+/// Ends a load however the loader leaves (an error or a panic included):
+/// takes it out of the map and wakes its waiters.
+struct Loading<'a> {
+    tier: &'a MemoryTier,
+    key: (Hash, u64),
+    load: Arc<Load>,
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        lock(&self.tier.loading).remove(&self.key);
+        *lock(&self.load.over) = true;
+        self.load.signal.notify_all();
+    }
 }
 
 struct Held {
@@ -68,6 +110,7 @@ impl MemoryTier {
         MemoryTier {
             capacity,
             chunks: Mutex::new(Clock::new(Held { bytes: 0, capacity })),
+            loading: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -86,6 +129,44 @@ impl MemoryTier {
     pub(crate) fn count(&self, hit: bool) {
         let counter = if hit { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Chunk `index` of `hash` from the tier, or from `load_chunk` (which reads and
+    /// verifies it) and then kept. Readers asking while a load of the same
+    /// chunk is under way wait for it and take its result from the tier; if
+    /// it failed (or was not kept), the next of them loads for itself, so an
+    /// error is never handed to a reader that did not meet it.
+    pub(crate) fn get_or_load<E>(
+        &self,
+        hash: Hash,
+        index: u64,
+        load_chunk: impl FnOnce() -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let key = (hash, index);
+        loop {
+            if let Some(chunk) = self.get(hash, index) {
+                self.count(true);
+                return Ok(chunk);
+            }
+            // The map's lock is let go before loading or waiting.
+            let (load, mine) = match lock(&self.loading).entry(key) {
+                Entry::Occupied(running) => (Arc::clone(running.get()), false),
+                Entry::Vacant(vacant) => (Arc::clone(vacant.insert(Arc::default())), true),
+            };
+            if !mine {
+                load.wait();
+                continue;
+            }
+            let _loading = Loading {
+                tier: self,
+                key,
+                load,
+            };
+            self.count(false);
+            let chunk = load_chunk()?;
+            self.insert(hash, index, chunk.clone());
+            return Ok(chunk);
+        }
     }
 
     /// Keeps a chunk the caller has just verified.
@@ -112,6 +193,7 @@ impl MemoryTier {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -133,6 +215,113 @@ mod tests {
         tier.forget(&[hash(1)]);
         assert_eq!(tier.stats().bytes, 100);
         assert!(tier.get(hash(1), 9).is_none());
+    }
+
+    /// Starts a load of chunk 0 of `hash(1)` on its own thread that holds until
+    /// `release` is sent, then ends as `finish` does; waits until it is under way.
+    fn held_load<'scope, 'env: 'scope>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        tier: &'env MemoryTier,
+        finish: impl FnOnce() -> Result<Bytes, &'static str> + Send + 'scope,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        std::thread::ScopedJoinHandle<'scope, Result<Bytes, &'static str>>,
+    ) {
+        let (release, hold) = std::sync::mpsc::channel();
+        let (started, running) = std::sync::mpsc::channel();
+        let leader = scope.spawn(move || {
+            tier.get_or_load(hash(1), 0, || {
+                started.send(()).unwrap();
+                hold.recv().unwrap();
+                finish()
+            })
+        });
+        running.recv().unwrap();
+        (release, leader)
+    }
+
+    /// Waits until `n` readers wait for the load of chunk 0 of `hash(1)`.
+    fn until_waiting(tier: &MemoryTier, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // The map and the loader hold the load too.
+        while lock(&tier.loading)
+            .get(&(hash(1), 0))
+            .is_none_or(|load| Arc::strong_count(load) < n + 2)
+        {
+            assert!(std::time::Instant::now() < deadline, "readers never waited");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn readers_of_a_chunk_being_loaded_wait_for_that_load() {
+        let tier = MemoryTier::new(16 * CHUNK);
+        let chunk = Bytes::from(vec![7u8; CHUNK as usize]);
+        let loads = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            let (release, leader) = held_load(scope, &tier, || Ok(chunk.clone()));
+            let waiters: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        tier.get_or_load(hash(1), 0, || {
+                            loads.fetch_add(1, Ordering::Relaxed);
+                            Err("a second load")
+                        })
+                    })
+                })
+                .collect();
+            until_waiting(&tier, 4);
+            release.send(()).unwrap();
+            assert_eq!(leader.join().unwrap(), Ok(chunk.clone()));
+            for waiter in waiters {
+                assert_eq!(waiter.join().unwrap(), Ok(chunk.clone()));
+            }
+        });
+        assert_eq!(loads.load(Ordering::Relaxed), 0);
+        let stats = tier.stats();
+        assert_eq!((stats.hits, stats.misses), (4, 1));
+        assert!(lock(&tier.loading).is_empty());
+    }
+
+    #[test]
+    fn a_failed_or_abandoned_load_leaves_its_waiters_to_load_for_themselves() {
+        let tier = MemoryTier::new(16 * CHUNK);
+        let chunk = Bytes::from(vec![9u8; 100]);
+        let loads = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            let (release, leader) = held_load(scope, &tier, || Err("disk error"));
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        tier.get_or_load(hash(1), 0, || {
+                            loads.fetch_add(1, Ordering::Relaxed);
+                            Ok::<_, &str>(chunk.clone())
+                        })
+                    })
+                })
+                .collect();
+            until_waiting(&tier, 3);
+            release.send(()).unwrap();
+            assert_eq!(leader.join().unwrap(), Err("disk error"));
+            for waiter in waiters {
+                assert_eq!(waiter.join().unwrap(), Ok(chunk.clone()));
+            }
+        });
+        // The first waiter to wake loaded it; the others found it kept.
+        assert_eq!(loads.load(Ordering::Relaxed), 1);
+
+        // A loader that panics must not strand its waiters either.
+        tier.forget(&[hash(1)]);
+        std::thread::scope(|scope| {
+            let (release, leader) = held_load(scope, &tier, || panic!("loader gave up"));
+            let waiter =
+                scope.spawn(|| tier.get_or_load(hash(1), 0, || Ok::<_, &str>(chunk.clone())));
+            until_waiting(&tier, 1);
+            release.send(()).unwrap();
+            assert!(leader.join().is_err());
+            assert_eq!(waiter.join().unwrap(), Ok(chunk.clone()));
+        });
+        assert!(lock(&tier.loading).is_empty());
     }
 
     #[test]

@@ -117,3 +117,36 @@ fn many_objects_never_hold_more_than_the_tier() {
     }
     assert!(store.stats().memory_bytes > 0);
 }
+
+#[test]
+fn readers_in_step_load_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_tier(dir.path(), 64 << 20);
+    let chunks = 64;
+    let data = pattern(chunks * CHUNK, 8);
+    let hash = put(&store, &data);
+    // Clients that start a new object together: each reads it whole, on its own
+    // thread, at the same time.
+    let readers = 8;
+    let barrier = std::sync::Barrier::new(readers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..readers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let blob = store.get(&hash).unwrap().unwrap();
+                    barrier.wait();
+                    read_by_chunks(&blob).unwrap()
+                })
+            })
+            .collect();
+        for handle in handles {
+            assert!(handle.join().unwrap() == data);
+        }
+    });
+    let stats = store.stats();
+    assert_eq!(
+        stats.memory_misses, chunks as u64,
+        "a chunk read from disk twice"
+    );
+    assert_eq!(stats.memory_hits, ((readers - 1) * chunks) as u64);
+}

@@ -31,6 +31,8 @@ pub(crate) struct Series {
     /// Which node (index into the nodes).
     pub(crate) node: usize,
     pub(crate) load: usize,
+    /// Series of one phase run their rounds together, before the next phase's.
+    pub(crate) phase: usize,
     pub(crate) samples: Vec<Sample>,
 }
 
@@ -143,27 +145,48 @@ impl Node {
     }
 }
 
-/// Which (load, node) pairs run: every load on the large store's node (index
-/// 0), the hot load on the small store's (index 1) too.
+/// Which (load, node) pairs run, in three phases so that the hot comparison
+/// is not between a node that has served the spread load and one that has
+/// not: first the hot load on both nodes; then every other load on the large
+/// store's node (index 0); then, if there was one, the hot load on both again,
+/// which shows what serving the spread did to the large node's hits.
 pub(crate) fn plan(loads: &[Load], nodes: &[Node]) -> Vec<Series> {
     let mut series = Vec::new();
-    for (load_index, load) in loads.iter().enumerate() {
+    let mut add = |load_index: usize, node_index: usize, phase: usize, label: String| {
+        series.push(Series {
+            label,
+            node: node_index,
+            load: load_index,
+            phase,
+            samples: Vec::new(),
+        });
+    };
+    let hot = &loads[0];
+    for (node_index, node) in nodes.iter().enumerate() {
+        add(0, node_index, 0, format!("{}, {}", node.label, hot.label));
+    }
+    for (load_index, load) in loads.iter().enumerate().skip(1) {
+        add(
+            load_index,
+            0,
+            1,
+            format!("{}, {}", nodes[0].label, load.label),
+        );
+    }
+    if loads.len() > 1 {
         for (node_index, node) in nodes.iter().enumerate() {
-            if load_index == 0 || node_index == 0 {
-                series.push(Series {
-                    label: format!("{}, {}", node.label, load.label),
-                    node: node_index,
-                    load: load_index,
-                    samples: Vec::new(),
-                });
-            }
+            let label = format!(
+                "{}, {} after the large node's other loads",
+                node.label, hot.label
+            );
+            add(0, node_index, 2, label);
         }
     }
     series
 }
 
-/// Warms every series up once, then `rounds` rounds of one timed run each,
-/// the order reversed every other round.
+/// Phase by phase: warms the phase's series up once, then `rounds` rounds of
+/// one timed run each, the order reversed every other round.
 pub(crate) fn run(
     meter: &Meter,
     nodes: &mut [Node],
@@ -172,20 +195,6 @@ pub(crate) fn run(
     rounds: u32,
     warmup_secs: u64,
 ) -> Result<()> {
-    if warmup_secs > 0 {
-        for s in series.iter() {
-            eprintln!("\n{}: warming up ({warmup_secs}s)", s.label);
-            let node = &mut nodes[s.node];
-            load::run(
-                &loads[s.load].generator,
-                &node.base(),
-                warmup_secs,
-                &meter.scratch,
-            )
-            .with_context(|| format!("warming up {}", s.label))?;
-            node.server.check_alive()?;
-        }
-    }
     for load in loads {
         eprintln!(
             "{}: {rounds} rounds of `{}`",
@@ -193,27 +202,52 @@ pub(crate) fn run(
             fleetcache_benches::load::LoadGenerator::command(&load.generator, "URL")
         );
     }
-    for round in 0..rounds {
-        eprintln!("round {}/{rounds}", round + 1);
-        for index in order(series.len(), round) {
-            interrupt::check()?;
-            let s = &mut series[index];
-            let node = &mut nodes[s.node];
-            let base = node.base();
-            let sample = meter
-                .measure(&mut node.server, &base, &loads[s.load].generator)
-                .with_context(|| format!("{}, round {}", s.label, round + 1))?;
-            eprintln!(
-                "  {}: {:.0} req/s, {:.2} µs CPU/request, p99 {}",
-                s.label,
-                sample.load.requests_per_sec,
-                cpu_us_per_request(&sample).unwrap_or(f64::NAN),
-                sample
-                    .load
-                    .latency_at(99.0)
-                    .map_or("–".to_owned(), |us| format!("{:.2} ms", us / 1e3))
-            );
-            s.samples.push(sample);
+    let phases = series
+        .iter()
+        .map(|s| s.phase)
+        .max()
+        .map_or(0, |last| last + 1);
+    for phase in 0..phases {
+        let members: Vec<usize> = (0..series.len())
+            .filter(|&i| series[i].phase == phase)
+            .collect();
+        if warmup_secs > 0 {
+            for &index in &members {
+                let s = &series[index];
+                eprintln!("\n{}: warming up ({warmup_secs}s)", s.label);
+                let node = &mut nodes[s.node];
+                load::run(
+                    &loads[s.load].generator,
+                    &node.base(),
+                    warmup_secs,
+                    &meter.scratch,
+                )
+                .with_context(|| format!("warming up {}", s.label))?;
+                node.server.check_alive()?;
+            }
+        }
+        for round in 0..rounds {
+            eprintln!("phase {}, round {}/{rounds}", phase + 1, round + 1);
+            for position in order(members.len(), round) {
+                interrupt::check()?;
+                let s = &mut series[members[position]];
+                let node = &mut nodes[s.node];
+                let base = node.base();
+                let sample = meter
+                    .measure(&mut node.server, &base, &loads[s.load].generator)
+                    .with_context(|| format!("{}, round {}", s.label, round + 1))?;
+                eprintln!(
+                    "  {}: {:.0} req/s, {:.2} µs CPU/request, p99 {}",
+                    s.label,
+                    sample.load.requests_per_sec,
+                    cpu_us_per_request(&sample).unwrap_or(f64::NAN),
+                    sample
+                        .load
+                        .latency_at(99.0)
+                        .map_or("–".to_owned(), |us| format!("{:.2} ms", us / 1e3))
+                );
+                s.samples.push(sample);
+            }
         }
     }
     Ok(())

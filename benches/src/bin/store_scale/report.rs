@@ -182,10 +182,18 @@ pub(crate) fn print(r: &Report<'_>) {
     );
 
     println!("\n### Hits over HTTP (median of {} rounds)\n", r.rounds);
-    let reference = r.series.iter().find(|s| s.node == 1 && s.load == 0);
+    // Each series against the small store's hot series of its own phase (the
+    // spread phase against the first).
+    let reference_of = |s: &Series| {
+        let hot_small = |phase| {
+            r.series
+                .iter()
+                .find(|x| x.node == 1 && x.load == 0 && x.phase == phase)
+        };
+        hot_small(s.phase).or_else(|| hot_small(0))
+    };
     let cpu =
         |s: &Series| -> Vec<f64> { s.samples.iter().filter_map(cpu_us_per_request).collect() };
-    let ref_cpu = reference.map(cpu).unwrap_or_default();
     print!(
         "{}",
         table(
@@ -204,6 +212,8 @@ pub(crate) fn print(r: &Report<'_>) {
                 let med = |f: &dyn Fn(&fleetcache_benches::meter::Sample) -> Option<f64>| {
                     median(&s.samples.iter().filter_map(f).collect::<Vec<_>>())
                 };
+                let reference = reference_of(s);
+                let ref_cpu = reference.map(cpu).unwrap_or_default();
                 let own = cpu(s);
                 let per_round: Vec<f64> = own
                     .iter()
@@ -233,6 +243,11 @@ pub(crate) fn print(r: &Report<'_>) {
         )
     );
 
+    println!(
+        "\nThe hot rows of both nodes run first, rounds alternating; then the large \
+         node's other loads; then the hot load on both again (\"after the large node's \
+         other loads\"), each row compared with the small node's hot row of its own phase."
+    );
     println!("\nServer CPU µs per request, every run in order:\n");
     for s in r.series {
         let runs: Vec<String> = cpu(s).iter().map(|v| format!("{v:.2}")).collect();

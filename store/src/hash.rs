@@ -93,28 +93,31 @@ impl FromStr for Hash {
     type Err = ParseHashError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let chars = s.chars().count();
-        if chars != 64 {
-            return Err(ParseHashError::WrongLength(chars));
-        }
-        // 64 chars in 64 bytes means all ASCII, so byte pairs are digit pairs.
-        if s.len() != 64 {
-            return Err(ParseHashError::InvalidHex);
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-            *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
-        }
-        Ok(Hash(out))
+        // Every hash-route request parses one: the digits first, the error's
+        // details (which need a pass over the characters) only on failure.
+        let digits = (s.len() == 64).then(|| decode_hex(s.as_bytes())).flatten();
+        digits.map(Hash).ok_or_else(|| match s.chars().count() {
+            64 => ParseHashError::InvalidHex,
+            chars => ParseHashError::WrongLength(chars),
+        })
     }
 }
 
-fn hex_value(c: u8) -> Result<u8, ParseHashError> {
+/// 64 hex digits as 32 bytes; `None` if any is not a hex digit.
+fn decode_hex(digits: &[u8]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+    }
+    Some(out)
+}
+
+fn hex_value(c: u8) -> Option<u8> {
     match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(ParseHashError::InvalidHex),
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -154,6 +157,12 @@ mod tests {
         // Multi-byte characters count as one character each.
         let unicode = format!("{}é", "a".repeat(63));
         assert_eq!(unicode.parse::<Hash>(), Err(ParseHashError::InvalidHex));
+        let short_unicode = format!("{}é", "a".repeat(62));
+        assert_eq!(short_unicode.len(), 64);
+        assert_eq!(
+            short_unicode.parse::<Hash>(),
+            Err(ParseHashError::WrongLength(63))
+        );
         let long_unicode = format!("{}é", "a".repeat(64));
         assert_eq!(
             long_unicode.parse::<Hash>(),

@@ -37,8 +37,8 @@ const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=3153600
 /// Bytes of the encoding's pieces gathered before one hand-over to the
 /// response: large enough to keep channel traffic low. The pieces are slices
 /// of the store's 1 MiB reads, not copies, so what is queued keeps its reads
-/// alive: with [`QUEUE`] batches of this size a slow reader's response holds
-/// at most the read in progress and the one before it.
+/// alive: with [`QUEUE`] batches of this size (and what hyper has buffered) a
+/// slow reader's response holds about two of them, three at worst.
 const PIECE: usize = 64 * 1024;
 
 /// Batches queued between the encoder and the socket.

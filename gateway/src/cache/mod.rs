@@ -10,7 +10,7 @@
 //! - which response fields set the policy (a targeted field such as
 //!   `CDN-Cache-Control`, else `Cache-Control` + `Expires` under
 //!   `Surrogate-Control`): [`effective::EffectiveControl`], computed once
-//!   per decision; the operator's per-origin [`effective::Defaults`]
+//!   per response (a stored one keeps it); the operator's per-origin [`effective::Defaults`]
 //!   (default TTL, stale-if-error window) go with it;
 //! - request arrives: [`directives::RequestCacheControl::from_headers`]; look
 //!   up the URL's variants and pick one with [`vary::select_variant`];
@@ -32,6 +32,13 @@
 //! This is the policy of a *shared* cache (RFC 9111 §3, §4.2.1, §5.2.2.7,
 //! §5.2.2.10); the module docs of each file list the choices made where the
 //! RFCs leave room.
+
+/// This cache's name, where a `const` cannot go (`concat!`).
+macro_rules! pseudonym {
+    () => {
+        "fleetcache"
+    };
+}
 
 pub(crate) mod date;
 pub(crate) mod directives;
@@ -55,4 +62,4 @@ mod test_support;
 /// How this cache names itself in `Via`, `Cache-Status`, targeted
 /// `Surrogate-Control` directives and its own targeted field
 /// (`Fleetcache-Cache-Control`).
-pub(crate) const PSEUDONYM: &str = "fleetcache";
+pub(crate) const PSEUDONYM: &str = pseudonym!();

@@ -213,15 +213,15 @@ pub(crate) fn append_via(headers: &mut HeaderMap, received: Version) {
 /// version and [`PSEUDONYM`], written out so the usual case allocates nothing.
 fn own_via_member(received: Version) -> &'static str {
     if received == Version::HTTP_09 {
-        "0.9 fleetcache"
+        concat!("0.9 ", pseudonym!())
     } else if received == Version::HTTP_10 {
-        "1.0 fleetcache"
+        concat!("1.0 ", pseudonym!())
     } else if received == Version::HTTP_2 {
-        "2 fleetcache"
+        concat!("2 ", pseudonym!())
     } else if received == Version::HTTP_3 {
-        "3 fleetcache"
+        concat!("3 ", pseudonym!())
     } else {
-        "1.1 fleetcache"
+        concat!("1.1 ", pseudonym!())
     }
 }
 

@@ -214,23 +214,27 @@ impl Blob {
     }
 
     fn read_file(&self, file: &VerifiedFile, offset: u64, len: usize) -> Result<Bytes, ReadError> {
-        file.read(offset, len).map_err(|err| {
-            let shared = &self.inner.protection.shared;
-            let hash = self.hash();
-            match err {
-                VerifyError::Data(source) => ReadError::Io {
-                    path: shared.layout.data(&hash),
-                    source,
-                },
-                VerifyError::Outboard(source) => ReadError::Io {
-                    path: shared.layout.outboard(&hash),
-                    source,
-                },
-                VerifyError::Corrupt { offset } => {
-                    corrupt(shared, hash, offset, "data does not match the hash tree")
-                }
+        file.read(offset, len).map_err(|err| self.read_error(err))
+    }
+
+    /// What a failed read of this blob's files is to the caller: the file that
+    /// failed, or corruption (which quarantines the blob).
+    fn read_error(&self, err: VerifyError) -> ReadError {
+        let shared = &self.inner.protection.shared;
+        let hash = self.hash();
+        match err {
+            VerifyError::Data(source) => ReadError::Io {
+                path: shared.layout.data(&hash),
+                source,
+            },
+            VerifyError::Outboard(source) => ReadError::Io {
+                path: shared.layout.outboard(&hash),
+                source,
+            },
+            VerifyError::Corrupt { offset } => {
+                corrupt(shared, hash, offset, "data does not match the hash tree")
             }
-        })
+        }
     }
 }
 
@@ -269,28 +273,18 @@ impl Blob {
                 encode(tree, root, ranges, &data, &outboard, &mut emit)
             }
         };
-        let shared = &self.inner.protection.shared;
         result.map_err(|failure| match failure {
             EncodeFailure::BadPair(node) => corrupt(
-                shared,
+                &self.inner.protection.shared,
                 hash,
                 node.mid().to_bytes(),
                 "outboard does not match the hash",
             ),
-            EncodeFailure::BadData(chunk) => corrupt(
-                shared,
-                hash,
-                chunk.to_bytes(),
-                "data does not match the hash tree",
-            ),
-            EncodeFailure::ReadData(source) => ReadError::Io {
-                path: shared.layout.data(&hash),
-                source,
-            },
-            EncodeFailure::ReadOutboard(source) => ReadError::Io {
-                path: shared.layout.outboard(&hash),
-                source,
-            },
+            EncodeFailure::BadData(chunk) => self.read_error(VerifyError::Corrupt {
+                offset: chunk.to_bytes(),
+            }),
+            EncodeFailure::ReadData(source) => self.read_error(VerifyError::Data(source)),
+            EncodeFailure::ReadOutboard(source) => self.read_error(VerifyError::Outboard(source)),
             EncodeFailure::Output(source) => ReadError::Output(source),
         })
     }

@@ -15,8 +15,9 @@ use std::io;
 use bao_tree::io::sync::Outboard;
 use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, ChunkNum, ChunkRangesRef, TreeNode};
-use blake3::hazmat::{HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
 use bytes::{Bytes, BytesMut};
+
+use crate::tree::{parent_hash, subtree_hash};
 
 /// Why an encoding stopped.
 #[derive(Debug)]
@@ -205,23 +206,12 @@ fn split<'a>(
     (canonical(left, start), canonical(right, mid))
 }
 
-/// The hash of the subtree whose bytes are `data`, starting at chunk `start`.
+/// [`subtree_hash`] of the chunks from `start`, as the traversal's hash type.
 fn subtree(start: ChunkNum, data: &[u8], is_root: bool) -> blake3::Hash {
-    if is_root {
-        return blake3::hash(data);
-    }
-    let mut hasher = blake3::Hasher::new();
-    hasher.set_input_offset(start.to_bytes());
-    hasher.update(data);
-    blake3::Hash::from_bytes(hasher.finalize_non_root())
+    blake3::Hash::from_bytes(subtree_hash(start.to_bytes(), data, is_root))
 }
 
-/// The hash of a parent from its children's.
+/// [`parent_hash`], as the traversal's hash type.
 fn parent(left: &blake3::Hash, right: &blake3::Hash, is_root: bool) -> blake3::Hash {
-    let (left, right) = (left.as_bytes(), right.as_bytes());
-    if is_root {
-        merge_subtrees_root(left, right, Mode::Hash)
-    } else {
-        blake3::Hash::from_bytes(merge_subtrees_non_root(left, right, Mode::Hash))
-    }
+    blake3::Hash::from_bytes(parent_hash(left.as_bytes(), right.as_bytes(), is_root))
 }

@@ -213,10 +213,14 @@ impl OutboardBuilder {
     }
 }
 
-/// Chaining value of the subtree `node` from its bytes (`data` is exactly its bytes).
-pub(crate) fn subtree_cv(node: Node, data: &[u8]) -> ChainingValue {
+/// Hash of the subtree whose bytes are `data`, starting `offset` bytes into the
+/// object: the object's hash if it is the root, else its chaining value.
+pub(crate) fn subtree_hash(offset: u64, data: &[u8], is_root: bool) -> [u8; 32] {
+    if is_root {
+        return *blake3::hash(data).as_bytes();
+    }
     let mut hasher = blake3::Hasher::new();
-    hasher.set_input_offset(node.start * GROUP_SIZE);
+    hasher.set_input_offset(offset);
     hasher.update(data);
     hasher.finalize_non_root()
 }
@@ -349,7 +353,7 @@ mod tests {
             let expected = if is_root {
                 *root.as_bytes()
             } else {
-                subtree_cv(*node, bytes)
+                subtree_hash(node.start * GROUP_SIZE, bytes, false)
             };
             assert_eq!(parent_hash(&left, &right, is_root), expected, "{node:?}");
         }

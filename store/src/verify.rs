@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use crate::store::lock;
-use crate::tree::{GROUP_SIZE, Node, PAIR_SIZE, groups, outboard_size, parent_hash, subtree_cv};
+use crate::tree::{GROUP_SIZE, Node, PAIR_SIZE, groups, outboard_size, parent_hash, subtree_hash};
 
 const PAGE_PAIRS: u64 = 64;
 const MAX_PAGES: usize = 4;
@@ -209,11 +209,7 @@ impl Walk<'_> {
                 .buf
                 .get(from..to.min(self.buf.len()))
                 .ok_or_else(corrupt)?;
-            let actual = if is_root {
-                *blake3::hash(bytes).as_bytes()
-            } else {
-                subtree_cv(node, bytes)
-            };
+            let actual = subtree_hash(node.start * GROUP_SIZE, bytes, is_root);
             if actual == expected {
                 return Ok(());
             }

@@ -360,7 +360,7 @@ impl Interval {
 
     /// `bytes` moved since [`Interval::begin`], at `rate` MB/s when the path
     /// clocks itself (the iroh child), else at the rate of this interval.
-    fn end(self, bytes: u64, rate: Option<f64>) -> Result<Sample> {
+    fn end(&self, bytes: u64, rate: Option<f64>) -> Result<Sample> {
         let elapsed = self.start.elapsed();
         let busy = procfs::machine_ticks()?.since(self.ticks).busy;
         let (ticks_per_second, _) = procfs::clock_ticks_per_second();
@@ -536,7 +536,6 @@ async fn pull(
     })
     .await?
     .context("running curl")?;
-    let started = interval.start;
     let sample = interval.end(size, None)?;
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() || report != format!("200 {size}") {
@@ -545,7 +544,7 @@ async fn pull(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    b.filled(started).await?;
+    b.filled(interval.start).await?;
     b.stop().await?;
     Ok(sample)
 }

@@ -185,8 +185,9 @@ pub(crate) fn plan(loads: &[Load], nodes: &[Node]) -> Vec<Series> {
     series
 }
 
-/// Phase by phase: warms the phase's series up once, then `rounds` rounds of
-/// one timed run each, the order reversed every other round.
+/// Phase by phase (`plan` lists the series in phase order): warms the phase's
+/// series up once, then `rounds` rounds of one timed run each, the order
+/// reversed every other round.
 pub(crate) fn run(
     meter: &Meter,
     nodes: &mut [Node],
@@ -202,18 +203,9 @@ pub(crate) fn run(
             fleetcache_benches::load::LoadGenerator::command(&load.generator, "URL")
         );
     }
-    let phases = series
-        .iter()
-        .map(|s| s.phase)
-        .max()
-        .map_or(0, |last| last + 1);
-    for phase in 0..phases {
-        let members: Vec<usize> = (0..series.len())
-            .filter(|&i| series[i].phase == phase)
-            .collect();
+    for (number, phase) in series.chunk_by_mut(|a, b| a.phase == b.phase).enumerate() {
         if warmup_secs > 0 {
-            for &index in &members {
-                let s = &series[index];
+            for s in phase.iter() {
                 eprintln!("\n{}: warming up ({warmup_secs}s)", s.label);
                 let node = &mut nodes[s.node];
                 load::run(
@@ -227,29 +219,40 @@ pub(crate) fn run(
             }
         }
         for round in 0..rounds {
-            eprintln!("phase {}, round {}/{rounds}", phase + 1, round + 1);
-            for position in order(members.len(), round) {
+            eprintln!("phase {}, round {}/{rounds}", number + 1, round + 1);
+            for index in order(phase.len(), round) {
                 interrupt::check()?;
-                let s = &mut series[members[position]];
-                let node = &mut nodes[s.node];
-                let base = node.base();
-                let sample = meter
-                    .measure(&mut node.server, &base, &loads[s.load].generator)
-                    .with_context(|| format!("{}, round {}", s.label, round + 1))?;
-                eprintln!(
-                    "  {}: {:.0} req/s, {:.2} µs CPU/request, p99 {}",
-                    s.label,
-                    sample.load.requests_per_sec,
-                    cpu_us_per_request(&sample).unwrap_or(f64::NAN),
-                    sample
-                        .load
-                        .latency_at(99.0)
-                        .map_or("–".to_owned(), |us| format!("{:.2} ms", us / 1e3))
-                );
-                s.samples.push(sample);
+                measure(meter, nodes, loads, &mut phase[index], round)?;
             }
         }
     }
+    Ok(())
+}
+
+/// One timed run of series `s`, added to its samples.
+fn measure(
+    meter: &Meter,
+    nodes: &mut [Node],
+    loads: &[Load],
+    s: &mut Series,
+    round: u32,
+) -> Result<()> {
+    let node = &mut nodes[s.node];
+    let base = node.base();
+    let sample = meter
+        .measure(&mut node.server, &base, &loads[s.load].generator)
+        .with_context(|| format!("{}, round {}", s.label, round + 1))?;
+    eprintln!(
+        "  {}: {:.0} req/s, {:.2} µs CPU/request, p99 {}",
+        s.label,
+        sample.load.requests_per_sec,
+        cpu_us_per_request(&sample).unwrap_or(f64::NAN),
+        sample
+            .load
+            .latency_at(99.0)
+            .map_or("–".to_owned(), |us| format!("{:.2} ms", us / 1e3))
+    );
+    s.samples.push(sample);
     Ok(())
 }
 
